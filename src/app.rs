@@ -1,0 +1,261 @@
+//! The application interface: the Rust counterpart of a WSGI callable.
+//!
+//! An [`App`] is built once in every worker, after fork, by a factory
+//! (`Fn(&WorkerContext) -> impl App`), so each worker owns its own state
+//! (connection pools, caches) and nothing is shared by accident across fork.
+//! A plain closure `FnMut(&mut Request) -> Response` is an `App` too.
+//!
+//! The worker reads the whole request body before it calls the app (memory,
+//! or a temporary file for large bodies), so [`Request::body`] never blocks on
+//! the network and the time a slow client takes to upload is never counted as
+//! time spent in the app.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+
+use crate::http::{Head, Version};
+
+/// Who is on the other end of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    /// A Unix-socket client has no address (gunicorn reports "").
+    Unix,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(a) => write!(f, "{}", a.ip()),
+            Peer::Unix => f.write_str("unix"),
+        }
+    }
+}
+
+/// What a worker knows about itself when it builds its app.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    /// This worker's process id.
+    pub pid: u32,
+    /// 1-based age: the n-th worker the master has forked.
+    pub age: u64,
+    /// Number of workers the master is configured to run.
+    pub workers: usize,
+    /// The `--bind` addresses, as given.
+    pub binds: Vec<String>,
+    /// `--name`, or "ferricorn".
+    pub name: String,
+}
+
+/// The request body: an in-memory buffer or a spooled temporary file.
+pub struct Body {
+    inner: BodyInner,
+    len: u64,
+}
+
+enum BodyInner {
+    Memory(io::Cursor<Vec<u8>>),
+    File(io::BufReader<std::fs::File>),
+}
+
+impl Body {
+    pub fn empty() -> Body {
+        Body::from_vec(Vec::new())
+    }
+    pub fn from_vec(v: Vec<u8>) -> Body {
+        Body {
+            len: v.len() as u64,
+            inner: BodyInner::Memory(io::Cursor::new(v)),
+        }
+    }
+    pub fn from_file(f: std::fs::File, len: u64) -> Body {
+        Body {
+            inner: BodyInner::File(io::BufReader::new(f)),
+            len,
+        }
+    }
+    /// Total body length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Read the rest of the body into a vector.
+    pub fn to_vec(&mut self) -> io::Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(self.len.min(1 << 24) as usize);
+        self.read_to_end(&mut v)?;
+        Ok(v)
+    }
+    /// Give the buffer back for reuse once the request is done (memory bodies).
+    pub(crate) fn into_vec(self) -> Option<Vec<u8>> {
+        match self.inner {
+            BodyInner::Memory(c) => Some(c.into_inner()),
+            BodyInner::File(_) => None,
+        }
+    }
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            BodyInner::Memory(c) => c.read(buf),
+            BodyInner::File(f) => f.read(buf),
+        }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Body({} bytes)", self.len)
+    }
+}
+
+/// One HTTP request as the app sees it.
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) head: Head,
+    pub(crate) peer: Peer,
+    pub(crate) body: Body,
+    pub(crate) trailers: Vec<(String, Vec<u8>)>,
+    pub(crate) scheme: &'static str,
+}
+
+impl Request {
+    /// Build a request by hand (for unit-testing an app).
+    pub fn new(head: Head, peer: Peer, body: Body) -> Request {
+        Request {
+            head,
+            peer,
+            body,
+            trailers: Vec::new(),
+            scheme: "http",
+        }
+    }
+    pub fn method(&self) -> &str {
+        &self.head.method
+    }
+    /// The request target exactly as sent (`/p?x=1`, or absolute-form).
+    pub fn target(&self) -> &str {
+        &self.head.target
+    }
+    pub fn path(&self) -> &str {
+        &self.head.path
+    }
+    /// The query string without `?`, "" when absent.
+    pub fn query(&self) -> &str {
+        &self.head.query
+    }
+    pub fn version(&self) -> Version {
+        self.head.version
+    }
+    /// "HTTP/1.0" or "HTTP/1.1".
+    pub fn version_str(&self) -> &'static str {
+        match self.head.version {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+    /// Header fields in received order, names with their original case.
+    pub fn headers(&self) -> &[(String, Vec<u8>)] {
+        &self.head.headers
+    }
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.head
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+    /// "http" or "https" (from a trusted proxy's headers).
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+    pub fn body(&mut self) -> &mut Body {
+        &mut self.body
+    }
+    /// Trailer fields of a chunked body, in received order.
+    pub fn trailers(&self) -> &[(String, Vec<u8>)] {
+        &self.trailers
+    }
+}
+
+/// A response body.
+pub enum ResponseBody {
+    /// Sent with `Content-Length`.
+    Bytes(Vec<u8>),
+    /// Pulled as the client reads, sent chunked (HTTP/1.1) or until close (1.0).
+    Stream(Box<dyn Read>),
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResponseBody::Bytes(b) => write!(f, "Bytes({})", b.len()),
+            ResponseBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// What the app answers.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: ResponseBody,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Bytes(Vec::new()),
+        }
+    }
+    /// A 200 with `content_type` and `body`.
+    pub fn ok(content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(200)
+            .header("Content-Type", content_type)
+            .body(body)
+    }
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status)
+            .header("Content-Type", "text/plain")
+            .body(body)
+    }
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Response {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Response {
+        self.body = ResponseBody::Bytes(body.into());
+        self
+    }
+    pub fn stream(mut self, reader: impl Read + 'static) -> Response {
+        self.body = ResponseBody::Stream(Box::new(reader));
+        self
+    }
+}
+
+/// An application: called once per request, inside a worker.
+pub trait App {
+    fn call(&mut self, req: &mut Request) -> Response;
+}
+
+impl<F> App for F
+where
+    F: FnMut(&mut Request) -> Response,
+{
+    fn call(&mut self, req: &mut Request) -> Response {
+        self(req)
+    }
+}
+
+/// Builds one app per worker, after fork.
+pub type AppFactory = Box<dyn Fn(&WorkerContext) -> io::Result<Box<dyn App>>>;

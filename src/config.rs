@@ -1,0 +1,2047 @@
+//! The settings table: one row per setting drives the command line, the TOML config
+//! file, `FERRICORN_CMD_ARGS`, `--help`, `--print-config` and the reference docs.
+//! Ancestor: gunicorn `config.py` (`Setting` classes). OWNER: config helper.
+//!
+//! [`SETTINGS`] is the only place a setting is described: its gunicorn name (which
+//! is also its config-file key and its `Config` field), its flags, metavar, default,
+//! help paragraph, and a validating setter plus a getter. Every front end — argv,
+//! `FERRICORN_CMD_ARGS`, the `-c` TOML file, `--help`, `--print-config` and
+//! [`reference_markdown`] — is a loop over this table, so a setting cannot be
+//! accepted in one place and forgotten (or documented differently) in another.
+//! Adding a setting means adding one row (and, usually, one `Config` field).
+
+use crate::bind::BindAddr;
+use std::path::{Path, PathBuf};
+
+/// Fully resolved settings. Field names are gunicorn's setting names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Never empty. A `--bind` from a source replaces the lower-precedence list.
+    pub bind: Vec<BindAddr>,
+    /// >= 1.
+    pub workers: usize,
+    /// 1..=65535.
+    pub backlog: i32,
+    /// Seconds a worker may spend inside the app on one request (0 = never killed).
+    pub timeout: u64,
+    pub graceful_timeout: u64,
+    /// Idle keep-alive seconds (0 = no keep-alive: one request per connection).
+    pub keepalive: u64,
+    /// >= 1.
+    pub worker_connections: usize,
+    /// 0 = never restart a worker for its request count.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    /// 1..=8190 (a configured 0 is stored as the maximum, 8190).
+    pub limit_request_line: usize,
+    /// 1..=32768.
+    pub limit_request_fields: usize,
+    /// 0 = unlimited.
+    pub limit_request_field_size: usize,
+    /// Max body bytes, 0 = unlimited.
+    pub limit_request_body: u64,
+    /// Seconds a client has to send a complete request head (>= 1); then 408 and close.
+    pub header_timeout: u64,
+    /// One of `debug`, `info`, `warning`, `error`, `critical` (lowercase).
+    pub loglevel: String,
+    /// `-` = stderr.
+    pub errorlog: String,
+    /// None = no access log, `-` = stdout.
+    pub accesslog: Option<String>,
+    pub access_log_format: String,
+    pub pidfile: Option<PathBuf>,
+    /// <= 0o777.
+    pub umask: u32,
+    /// Absolute (canonicalized) directory; it existed when the config was parsed.
+    pub chdir: Option<PathBuf>,
+    pub proc_name: Option<String>,
+    pub daemon: bool,
+    /// The positional APP (default "welcome").
+    pub app: String,
+    /// The config file this came from, if any (re-read on HUP). Absolute.
+    pub config_file: Option<PathBuf>,
+    /// `--check-config` was given.
+    pub check_config: bool,
+    /// `--print-config` was given.
+    pub print_config: bool,
+    /// The original command-line args (without argv[0]), re-parsed by [`Config::reload`].
+    pub args: Vec<String>,
+    /// The working directory at startup: relative `-c`/`--chdir` paths are resolved
+    /// against it, also on reload after the server has changed directory.
+    pub launch_dir: PathBuf,
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Action {
+    Run(Config),
+    /// Print this text to stdout and exit 0 (`--help`, `--version`, `--print-config`).
+    Print(String),
+    /// `--check-config`: config is valid; exit 0.
+    Check(Config),
+}
+
+/// One row of the settings table.
+#[derive(Clone, Copy)]
+pub struct Setting {
+    /// gunicorn's setting name: the config-file key and the `Config` field.
+    pub name: &'static str,
+    /// Section heading in `--help` and the reference (gunicorn's sections).
+    pub section: &'static str,
+    /// Command-line flags; the first `--long` one is the canonical name used in errors.
+    pub flags: &'static [&'static str],
+    /// Placeholder for the value in help (`INT`, `ADDRESS`, ...); empty for boolean flags.
+    pub metavar: &'static str,
+    /// The default, as shown to humans.
+    pub default: &'static str,
+    /// One paragraph of help.
+    pub help: &'static str,
+    /// false = boolean flag (no value on the command line; `true`/`false` in the file).
+    pub takes_value: bool,
+    /// May be given several times, accumulating (`bind`). The first occurrence in a
+    /// source (file, env, command line) replaces what lower-precedence sources set.
+    pub repeatable: bool,
+    /// Only meaningful on the command line / `FERRICORN_CMD_ARGS` (`config`,
+    /// `check_config`, `print_config`): rejected in the file, left out of `--print-config`.
+    pub cli_only: bool,
+    /// Validate and store a value given in string form. The error is the reason only
+    /// (e.g. "must be a positive integer"); callers add the flag and the value.
+    pub set: fn(&mut Config, &str) -> Result<(), String>,
+    /// The current value as a TOML value (for `--print-config`).
+    pub get: fn(&Config) -> String,
+}
+
+impl Setting {
+    /// The canonical flag: the first `--long` flag.
+    pub fn flag(&self) -> &'static str {
+        self.flags
+            .iter()
+            .copied()
+            .find(|f| f.starts_with("--"))
+            .unwrap_or(self.flags[0])
+    }
+
+    /// `-w INT, --workers INT` (or `-D, --daemon`).
+    pub fn synopsis(&self) -> String {
+        self.flags
+            .iter()
+            .map(|f| {
+                if self.takes_value {
+                    format!("{f} {}", self.metavar)
+                } else {
+                    f.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Look a setting up by its name (config-file key).
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+fn by_flag(flag: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.flags.contains(&flag))
+}
+
+/// The built-in applications accepted as the positional APP.
+pub const BUILTIN_APPS: &[&str] = &["welcome", "hello", "echo"];
+/// The APP used when none is given.
+pub const DEFAULT_APP: &str = "welcome";
+/// gunicorn's default access log format.
+pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
+    r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+/// Environment variable holding extra arguments (like `GUNICORN_CMD_ARGS`).
+pub const CMD_ARGS_ENV: &str = "FERRICORN_CMD_ARGS";
+/// Largest accepted request line (also what `--limit-request-line 0` means).
+pub const MAX_REQUEST_LINE: usize = 8190;
+/// Largest accepted `--limit-request-fields`.
+pub const MAX_REQUEST_FIELDS: usize = 32768;
+const LOG_LEVELS: &[&str] = &["debug", "info", "warning", "error", "critical"];
+
+// ---------------------------------------------------------------------------
+// Value helpers shared by the setters and getters.
+
+const POSITIVE: &str = "must be a positive integer";
+const NON_NEGATIVE: &str = "must be a non-negative integer";
+
+fn digits(v: &str) -> bool {
+    !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn non_negative<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    if !digits(v) {
+        return Err(NON_NEGATIVE.into());
+    }
+    v.parse().map_err(|_| "number too large".into())
+}
+
+fn positive<T: std::str::FromStr + PartialEq + Default>(v: &str) -> Result<T, String> {
+    if !digits(v) {
+        return Err(POSITIVE.into());
+    }
+    let n: T = v.parse().map_err(|_| "number too large".to_string())?;
+    if n == T::default() {
+        return Err(POSITIVE.into());
+    }
+    Ok(n)
+}
+
+fn in_range(v: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    let why = || format!("must be an integer from {lo} to {hi}");
+    if !digits(v) {
+        return Err(why());
+    }
+    match v.parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(why()),
+    }
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
+/// `1048576`, `512k`, `10m`, `1g` (powers of 1024; case-insensitive; optional `b`).
+fn byte_size(v: &str) -> Result<u64, String> {
+    let why = || "must be a number of bytes, optionally with a k, m or g suffix".to_string();
+    let lower = v.to_ascii_lowercase();
+    let s = lower.strip_suffix('b').unwrap_or(&lower);
+    let (num, mult) = match s.as_bytes().last() {
+        Some(b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ if lower.ends_with('b') => return Err(why()),
+        _ => (s, 1),
+    };
+    if !digits(num) {
+        return Err(why());
+    }
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| "number too large".to_string())
+}
+
+/// gunicorn parses the umask with Python's `int(x, 0)`: decimal, `0o`, `0x`, `0b`.
+/// A leading `0` (`022`), an error in Python 3, is accepted here as octal, since
+/// that is how every umask is written.
+fn umask_value(v: &str) -> Result<u32, String> {
+    let why = || "must be an integer: decimal, 0o/0x/0b-prefixed, or octal with a leading 0";
+    let lower = v.to_ascii_lowercase();
+    let (digits, radix) = if let Some(d) = lower.strip_prefix("0o") {
+        (d, 8)
+    } else if let Some(d) = lower.strip_prefix("0x") {
+        (d, 16)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (d, 2)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (&lower[1..], 8)
+    } else {
+        (lower.as_str(), 10)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(why().into());
+    }
+    match u32::from_str_radix(digits, radix) {
+        Ok(n) if n <= 0o777 => Ok(n),
+        Ok(_) => Err("must be at most 0o777".into()),
+        Err(_) => Err(why().into()),
+    }
+}
+
+fn non_empty(v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+/// Optional strings: the empty string means "not set" (that is how `--print-config`
+/// writes an unset value, since TOML has no null).
+fn optional(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// A TOML basic string.
+pub fn toml_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn q_opt(s: &Option<String>) -> String {
+    toml_quote(s.as_deref().unwrap_or(""))
+}
+
+fn q_path(p: &Option<PathBuf>) -> String {
+    toml_quote(
+        &p.as_deref()
+            .map(|p| p.to_string_lossy())
+            .unwrap_or_default(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The table.
+
+/// Every setting, in `--help` / `--print-config` / reference order (grouped by section).
+pub static SETTINGS: &[Setting] = &[
+    // ----- Config File
+    Setting {
+        name: "config",
+        section: "Config File",
+        flags: &["-c", "--config"],
+        metavar: "FILE",
+        default: "None",
+        help: "Load settings from this TOML file. Its keys are the setting names shown \
+               in brackets in this help, e.g. `workers = 4`, \
+               `bind = [\"127.0.0.1:8000\", \"unix:/run/app.sock\"]`, `keepalive = 75`. \
+               File values override the built-in defaults and are overridden by \
+               FERRICORN_CMD_ARGS and the command line. The file may also be named in \
+               FERRICORN_CMD_ARGS. It is re-read on SIGHUP. A relative path is relative \
+               to the directory ferricorn was started in.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: true,
+        set: |c, v| {
+            non_empty(v)?;
+            let p = c.launch_dir.join(v);
+            c.config_file = Some(std::path::absolute(&p).unwrap_or(p));
+            Ok(())
+        },
+        get: |c| q_path(&c.config_file),
+    },
+    Setting {
+        name: "check_config",
+        section: "Config File",
+        flags: &["--check-config"],
+        metavar: "",
+        default: "False",
+        help: "Check the configuration (command line, FERRICORN_CMD_ARGS and config \
+               file) and exit: status 0 if it is valid, 1 with an error message if not.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: true,
+        set: |c, v| {
+            c.check_config = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.check_config.to_string(),
+    },
+    Setting {
+        name: "print_config",
+        section: "Config File",
+        flags: &["--print-config"],
+        metavar: "",
+        default: "False",
+        help: "Print the fully resolved configuration, one `name = value` line per \
+               setting, and exit. The output is TOML and can be fed back with -c; an \
+               unset optional setting is printed as \"\".",
+        takes_value: false,
+        repeatable: false,
+        cli_only: true,
+        set: |c, v| {
+            c.print_config = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.print_config.to_string(),
+    },
+    // ----- Server Socket
+    Setting {
+        name: "bind",
+        section: "Server Socket",
+        flags: &["-b", "--bind"],
+        metavar: "ADDRESS",
+        default: "127.0.0.1:8000",
+        help: "The socket to listen on. Repeat the flag to listen on several sockets; \
+               a --bind replaces the default rather than adding to it. Forms: HOST:PORT \
+               (HOST is an IPv4 address, `localhost`, or a host name, which is resolved \
+               and its first address used), HOST alone (port 8000), [IPV6]:PORT or \
+               [IPV6] (port 8000), unix:PATH (or unix://PATH) for a Unix domain socket, \
+               and fd://N for an inherited, already listening file descriptor N. The \
+               default is 127.0.0.1:8000, or 0.0.0.0:$PORT if the PORT environment \
+               variable is set. In the config file, give a string or an array of strings.",
+        takes_value: true,
+        repeatable: true,
+        cli_only: false,
+        set: |c, v| {
+            c.bind.push(BindAddr::parse(v)?);
+            Ok(())
+        },
+        get: |c| {
+            let items: Vec<String> = c.bind.iter().map(|b| toml_quote(&b.to_string())).collect();
+            format!("[{}]", items.join(", "))
+        },
+    },
+    Setting {
+        name: "backlog",
+        section: "Server Socket",
+        flags: &["--backlog"],
+        metavar: "INT",
+        default: "2048",
+        help: "The maximum number of pending connections (the listen(2) backlog). When \
+               it is full, clients get connection errors. From 1 to 65535; the kernel \
+               may cap it further (net.core.somaxconn).",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.backlog = in_range(v, 1, 65535)? as i32;
+            Ok(())
+        },
+        get: |c| c.backlog.to_string(),
+    },
+    // ----- Worker Processes
+    Setting {
+        name: "workers",
+        section: "Worker Processes",
+        flags: &["-w", "--workers"],
+        metavar: "INT",
+        default: "1",
+        help: "The number of worker processes handling requests, a positive integer, \
+               typically 2 to 4 times the number of cores. The default is the value of \
+               the WEB_CONCURRENCY environment variable if set, else 1.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.workers = positive(v)?;
+            Ok(())
+        },
+        get: |c| c.workers.to_string(),
+    },
+    Setting {
+        name: "worker_connections",
+        section: "Worker Processes",
+        flags: &["--worker-connections"],
+        metavar: "INT",
+        default: "1000",
+        help: "The maximum number of simultaneous client connections per worker; \
+               further connections wait in the listen backlog.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.worker_connections = positive(v)?;
+            Ok(())
+        },
+        get: |c| c.worker_connections.to_string(),
+    },
+    Setting {
+        name: "max_requests",
+        section: "Worker Processes",
+        flags: &["--max-requests"],
+        metavar: "INT",
+        default: "0",
+        help: "Restart a worker after it has handled this many requests, a simple \
+               guard against memory leaks. 0 disables these restarts.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.max_requests = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.max_requests.to_string(),
+    },
+    Setting {
+        name: "max_requests_jitter",
+        section: "Worker Processes",
+        flags: &["--max-requests-jitter"],
+        metavar: "INT",
+        default: "0",
+        help: "Add a random number of requests between 0 and this value to \
+               --max-requests for each worker, so that workers do not all restart at \
+               the same time.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.max_requests_jitter = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.max_requests_jitter.to_string(),
+    },
+    Setting {
+        name: "timeout",
+        section: "Worker Processes",
+        flags: &["-t", "--timeout"],
+        metavar: "INT",
+        default: "30",
+        help: "A worker that spends more than this many seconds inside the application \
+               on one request is killed and restarted. Unlike gunicorn's sync worker, \
+               whose timeout counts all the time since the worker last checked in \
+               (including time spent waiting for a slow client), ferricorn counts only \
+               the time spent inside the app; reading a request and idle keep-alive \
+               connections are bounded separately by --header-timeout and --keep-alive. \
+               0 disables the timeout.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.timeout = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.timeout.to_string(),
+    },
+    Setting {
+        name: "graceful_timeout",
+        section: "Worker Processes",
+        flags: &["--graceful-timeout"],
+        metavar: "INT",
+        default: "30",
+        help: "After a graceful shutdown or restart signal, workers get this many \
+               seconds to finish the requests they are serving; workers still alive \
+               after that are killed.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.graceful_timeout = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.graceful_timeout.to_string(),
+    },
+    Setting {
+        name: "keepalive",
+        section: "Worker Processes",
+        flags: &["--keep-alive"],
+        metavar: "INT",
+        default: "75",
+        help: "The number of seconds to wait for the next request on an idle keep-alive \
+               connection. The default, 75, is deliberately longer than nginx's default \
+               upstream keepalive_timeout of 60 seconds, so that nginx, not ferricorn, \
+               closes idle upstream connections, and nginx never sends a request on a \
+               connection ferricorn is in the middle of closing (seen as sporadic 502 \
+               errors). gunicorn's 2-second default causes exactly those races behind \
+               a proxy that keeps upstream connections alive. Keep it above your \
+               proxy's idle timeout. 0 disables keep-alive (one request per connection).",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.keepalive = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.keepalive.to_string(),
+    },
+    // ----- Security
+    Setting {
+        name: "limit_request_line",
+        section: "Security",
+        flags: &["--limit-request-line"],
+        metavar: "INT",
+        default: "4094",
+        help: "The maximum size in bytes of the HTTP request line (method, URI and \
+               version); a longer one is rejected. From 0 to 8190, where 0 means the \
+               maximum, 8190. Limiting it guards against oversized-URI denial of service.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            let n = in_range(v, 0, MAX_REQUEST_LINE as u64)? as usize;
+            c.limit_request_line = if n == 0 { MAX_REQUEST_LINE } else { n };
+            Ok(())
+        },
+        get: |c| c.limit_request_line.to_string(),
+    },
+    Setting {
+        name: "limit_request_fields",
+        section: "Security",
+        flags: &["--limit-request-fields"],
+        metavar: "INT",
+        default: "100",
+        help: "The maximum number of header fields in a request; a request with more \
+               is rejected. From 1 to 32768.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.limit_request_fields = in_range(v, 1, MAX_REQUEST_FIELDS as u64)? as usize;
+            Ok(())
+        },
+        get: |c| c.limit_request_fields.to_string(),
+    },
+    Setting {
+        name: "limit_request_field_size",
+        section: "Security",
+        flags: &["--limit-request-field_size", "--limit-request-field-size"],
+        metavar: "INT",
+        default: "8190",
+        help: "The maximum size in bytes of one request header field (name and value); \
+               a request with a bigger one is rejected. 0 means unlimited. The flag is \
+               spelled --limit-request-field_size as in gunicorn; \
+               --limit-request-field-size is accepted too.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.limit_request_field_size = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.limit_request_field_size.to_string(),
+    },
+    Setting {
+        name: "limit_request_body",
+        section: "Security",
+        flags: &["--limit-request-body"],
+        metavar: "BYTES",
+        default: "1073741824",
+        help: "The maximum size of a request body in bytes; a bigger body is rejected \
+               with 413. Accepts the suffixes k, m and g (powers of 1024), e.g. 10m. \
+               The default is 1 GiB; 0 means unlimited.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.limit_request_body = byte_size(v)?;
+            Ok(())
+        },
+        get: |c| c.limit_request_body.to_string(),
+    },
+    Setting {
+        name: "header_timeout",
+        section: "Security",
+        flags: &["--header-timeout"],
+        metavar: "SECONDS",
+        default: "10",
+        help: "The number of seconds a client gets to send a complete request head \
+               (request line and headers). A client that is slower gets 408 Request \
+               Timeout and the connection is closed, so slow clients (slowloris) cannot \
+               tie up connections. A positive integer. (Not a gunicorn setting.)",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.header_timeout = positive(v)?;
+            Ok(())
+        },
+        get: |c| c.header_timeout.to_string(),
+    },
+    // ----- Logging
+    Setting {
+        name: "accesslog",
+        section: "Logging",
+        flags: &["--access-logfile"],
+        metavar: "FILE",
+        default: "None",
+        help: "The access log file to write to; `-` means stdout. By default no access \
+               log is written.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.accesslog = optional(v);
+            Ok(())
+        },
+        get: |c| q_opt(&c.accesslog),
+    },
+    Setting {
+        name: "access_log_format",
+        section: "Logging",
+        flags: &["--access-logformat"],
+        metavar: "STRING",
+        default: DEFAULT_ACCESS_LOG_FORMAT,
+        help: "The access log format, in gunicorn's %(atom)s syntax: h remote address, \
+               l `-`, u user name, t date of the request, r request line, m method, \
+               U path, q query string, H protocol, s status, b response length (`-` for \
+               0), B response length, f referer, a user agent, T request time in \
+               seconds, D in microseconds, p process id.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.access_log_format = non_empty(v)?;
+            Ok(())
+        },
+        get: |c| toml_quote(&c.access_log_format),
+    },
+    Setting {
+        name: "errorlog",
+        section: "Logging",
+        flags: &["--error-logfile", "--log-file"],
+        metavar: "FILE",
+        default: "-",
+        help: "The error log file to write to; `-` means stderr.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.errorlog = non_empty(v)?;
+            Ok(())
+        },
+        get: |c| toml_quote(&c.errorlog),
+    },
+    Setting {
+        name: "loglevel",
+        section: "Logging",
+        flags: &["--log-level"],
+        metavar: "LEVEL",
+        default: "info",
+        help: "The granularity of error log output: debug, info, warning, error or \
+               critical.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            let l = v.to_ascii_lowercase();
+            if !LOG_LEVELS.contains(&l.as_str()) {
+                return Err(format!("must be one of {}", LOG_LEVELS.join(", ")));
+            }
+            c.loglevel = l;
+            Ok(())
+        },
+        get: |c| toml_quote(&c.loglevel),
+    },
+    // ----- Process Naming
+    Setting {
+        name: "proc_name",
+        section: "Process Naming",
+        flags: &["-n", "--name"],
+        metavar: "STRING",
+        default: "None",
+        help: "A name for the process titles and log messages, to tell several \
+               ferricorn instances apart. By default the name is `ferricorn`.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.proc_name = optional(v);
+            Ok(())
+        },
+        get: |c| q_opt(&c.proc_name),
+    },
+    // ----- Server Mechanics
+    Setting {
+        name: "chdir",
+        section: "Server Mechanics",
+        flags: &["--chdir"],
+        metavar: "DIR",
+        default: "None",
+        help: "Change to this directory before loading the application. It must exist; \
+               a relative path is relative to the directory ferricorn was started in.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if v.is_empty() {
+                c.chdir = None;
+                return Ok(());
+            }
+            let p = c.launch_dir.join(v);
+            if !p.is_dir() {
+                return Err("no such directory".into());
+            }
+            c.chdir = Some(p.canonicalize().map_err(|e| e.to_string())?);
+            Ok(())
+        },
+        get: |c| q_path(&c.chdir),
+    },
+    Setting {
+        name: "daemon",
+        section: "Server Mechanics",
+        flags: &["-D", "--daemon"],
+        metavar: "",
+        default: "False",
+        help: "Detach from the terminal and run in the background.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.daemon = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.daemon.to_string(),
+    },
+    Setting {
+        name: "pidfile",
+        section: "Server Mechanics",
+        flags: &["-p", "--pid"],
+        metavar: "FILE",
+        default: "None",
+        help: "Write the process id of the master process to this file. By default no \
+               PID file is written.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.pidfile = optional(v).map(PathBuf::from);
+            Ok(())
+        },
+        get: |c| q_path(&c.pidfile),
+    },
+    Setting {
+        name: "umask",
+        section: "Server Mechanics",
+        flags: &["-m", "--umask"],
+        metavar: "INT",
+        default: "0",
+        help: "The umask for files and sockets the server creates. Parsed like \
+               gunicorn's int(x, 0): decimal, or 0o (octal), 0x (hex) or 0b (binary) \
+               prefixed; in addition a leading 0 means octal, so 022, 0o22 and 18 are \
+               the same. At most 0o777.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.umask = umask_value(v)?;
+            Ok(())
+        },
+        get: |c| format!("0o{:03o}", c.umask),
+    },
+];
+
+// ---------------------------------------------------------------------------
+// Defaults.
+
+impl Default for Config {
+    /// The built-in defaults, ignoring the environment.
+    fn default() -> Config {
+        Config {
+            bind: vec![BindAddr::Tcp(([127, 0, 0, 1], 8000).into())],
+            workers: 1,
+            backlog: 2048,
+            timeout: 30,
+            graceful_timeout: 30,
+            keepalive: 75,
+            worker_connections: 1000,
+            max_requests: 0,
+            max_requests_jitter: 0,
+            limit_request_line: 4094,
+            limit_request_fields: 100,
+            limit_request_field_size: 8190,
+            limit_request_body: 1 << 30,
+            header_timeout: 10,
+            loglevel: "info".into(),
+            errorlog: "-".into(),
+            accesslog: None,
+            access_log_format: DEFAULT_ACCESS_LOG_FORMAT.into(),
+            pidfile: None,
+            umask: 0,
+            chdir: None,
+            proc_name: None,
+            daemon: false,
+            app: DEFAULT_APP.into(),
+            config_file: None,
+            check_config: false,
+            print_config: false,
+            args: Vec::new(),
+            launch_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl Config {
+    /// Re-run [`parse`] on the stored command line (re-reading the config file and
+    /// `FERRICORN_CMD_ARGS` from `env`), e.g. on SIGHUP. Relative paths resolve against
+    /// the original [`Config::launch_dir`].
+    pub fn reload(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+        match parse_in(&self.args, env, &self.launch_dir)? {
+            Action::Run(c) | Action::Check(c) => Ok(c),
+            Action::Print(_) => Err("reload: the command line asks to print and exit".into()),
+        }
+    }
+
+    /// The `--print-config` text: every setting (except the command-line-only ones)
+    /// as a `name = value` TOML line, in table order.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from("# ferricorn configuration (TOML); feed back with -c\n");
+        out.push_str(&format!("# APP: {}\n", self.app));
+        for s in SETTINGS.iter().filter(|s| !s.cli_only) {
+            out.push_str(&format!("{} = {}\n", s.name, (s.get)(self)));
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing.
+
+/// One `setting = value` assignment taken from some source.
+struct Assign {
+    setting: &'static Setting,
+    value: String,
+}
+
+#[derive(Default)]
+struct Tokens {
+    assigns: Vec<Assign>,
+    app: Option<String>,
+}
+
+/// Split an argument list into setting assignments and the positional APP.
+/// `origin` is appended to errors (e.g. " in FERRICORN_CMD_ARGS").
+fn tokenize(args: &[String], origin: &str) -> Result<Tokens, String> {
+    let mut t = Tokens::default();
+    let mut it = args.iter();
+    let positional = |t: &mut Tokens, a: &str| {
+        if let Some(prev) = &t.app {
+            return Err(format!(
+                "unexpected extra argument '{a}' (APP is already '{prev}'; only one APP is allowed){origin}"
+            ));
+        }
+        t.app = Some(a.to_string());
+        Ok(())
+    };
+    while let Some(arg) = it.next() {
+        let arg = arg.as_str();
+        if arg == "--" {
+            for rest in it.by_ref() {
+                positional(&mut t, rest)?;
+            }
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            positional(&mut t, arg)?;
+            continue;
+        }
+        // Split `--flag=value` / `-wVALUE` into the flag and an attached value.
+        let (flag, attached) = if arg.starts_with("--") {
+            match arg.split_once('=') {
+                Some((f, v)) => (f, Some(v)),
+                None => (arg, None),
+            }
+        } else {
+            let cut = arg.char_indices().nth(2).map_or(arg.len(), |(i, _)| i);
+            let (f, v) = arg.split_at(cut);
+            (f, (!v.is_empty()).then_some(v))
+        };
+        let Some(s) = by_flag(flag) else {
+            let shown = if arg.starts_with("--") { flag } else { arg };
+            return Err(format!(
+                "unrecognized option '{shown}' (see --help){origin}"
+            ));
+        };
+        let value = if !s.takes_value {
+            if attached.is_some() {
+                return Err(format!("option {} takes no value{origin}", s.flag()));
+            }
+            "true".to_string()
+        } else if let Some(v) = attached {
+            v.to_string()
+        } else if let Some(v) = it.next() {
+            v.clone()
+        } else {
+            return Err(format!(
+                "option {} requires a value ({}){origin}",
+                s.flag(),
+                s.metavar
+            ));
+        };
+        t.assigns.push(Assign { setting: s, value });
+    }
+    Ok(t)
+}
+
+/// Apply assignments from one source. The first value of a repeatable setting in
+/// this source replaces what earlier (lower-precedence) sources set.
+fn apply(
+    cfg: &mut Config,
+    assigns: &[Assign],
+    describe: &dyn Fn(&Setting) -> String,
+) -> Result<(), String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for a in assigns {
+        let s = a.setting;
+        if s.repeatable && !seen.contains(&s.name) {
+            seen.push(s.name);
+            reset_repeatable(cfg, s.name);
+        }
+        (s.set)(cfg, &a.value)
+            .map_err(|why| format!("invalid value for {}: '{}' ({why})", describe(s), a.value))?;
+    }
+    Ok(())
+}
+
+fn reset_repeatable(cfg: &mut Config, name: &str) {
+    match name {
+        "bind" => cfg.bind.clear(),
+        other => unreachable!("repeatable setting {other} has no reset"),
+    }
+}
+
+/// Read and convert the TOML config file into assignments (in table order).
+fn load_file(path: &Path) -> Result<Vec<Assign>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {shown}: {e}"))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let msg = e.message().trim().replace('\n', "; ");
+        match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("TOML syntax error in {shown} at line {line}, column {col}: {msg}")
+            }
+            None => format!("TOML syntax error in {shown}: {msg}"),
+        }
+    })?;
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let Some(s) = setting(key) else {
+            let hint = closest(key)
+                .map(|n| format!(" (did you mean '{n}'?)"))
+                .unwrap_or_default();
+            return Err(format!("unknown setting '{key}' in {shown}{hint}"));
+        };
+        if s.cli_only {
+            return Err(format!(
+                "setting '{key}' in {shown} can only be given on the command line"
+            ));
+        }
+        let wrong = |what: &str| {
+            format!(
+                "invalid value for {key} in {shown}: expected {}, got {what}",
+                expected(s)
+            )
+        };
+        let scalar = |v: &toml::Value| -> Result<String, String> {
+            match v {
+                toml::Value::String(x) => Ok(x.clone()),
+                toml::Value::Integer(_) if s.repeatable => Err(wrong("integer")),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Boolean(_) if s.takes_value => Err(wrong("boolean")),
+                toml::Value::Boolean(b) => Ok(b.to_string()),
+                other => Err(wrong(other.type_str())),
+            }
+        };
+        match value {
+            toml::Value::Array(items) if s.repeatable => {
+                if items.is_empty() {
+                    return Err(format!("invalid value for {key} in {shown}: empty array"));
+                }
+                for item in items {
+                    out.push(Assign {
+                        setting: s,
+                        value: scalar(item)?,
+                    });
+                }
+            }
+            v => out.push(Assign {
+                setting: s,
+                value: scalar(v)?,
+            }),
+        }
+    }
+    // Table order, so errors are deterministic and independent of key order.
+    out.sort_by_key(|a| SETTINGS.iter().position(|s| std::ptr::eq(s, a.setting)));
+    Ok(out)
+}
+
+fn expected(s: &Setting) -> &'static str {
+    match (s.takes_value, s.repeatable, s.metavar) {
+        (false, _, _) => "a boolean",
+        (_, true, _) => "a string or an array of strings",
+        (_, _, "INT" | "SECONDS" | "BYTES") => "an integer",
+        _ => "a string",
+    }
+}
+
+fn closest(key: &str) -> Option<&'static str> {
+    fn dist(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let sub = prev[j] + usize::from(ca != *cb);
+                cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    SETTINGS
+        .iter()
+        .map(|s| (dist(key, s.name), s.name))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, n)| n)
+}
+
+/// Parse the command line `args` (without argv[0]) plus the environment
+/// (`FERRICORN_CMD_ARGS`, `PORT`, `WEB_CONCURRENCY`) and the `-c` TOML file.
+/// Precedence (gunicorn's): defaults < config file < FERRICORN_CMD_ARGS < command line.
+/// Errors are one line naming the setting, e.g. "invalid value for --workers: '-1' (must be a positive integer)".
+pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Action, String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    parse_in(args, env, &cwd)
+}
+
+/// [`parse`] with relative `-c`/`--chdir` paths resolved against `launch_dir`.
+pub fn parse_in(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    launch_dir: &Path,
+) -> Result<Action, String> {
+    let env_args: Vec<String> = env(CMD_ARGS_ENV)
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    // --help / --version win over everything else, as with argparse.
+    for a in args.iter().chain(&env_args).take_while(|a| *a != "--") {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(Action::Print(help_text())),
+            "-v" | "--version" => return Ok(Action::Print(version_text())),
+            _ => {}
+        }
+    }
+    let origin_env = format!(" in {CMD_ARGS_ENV}");
+    let cli = tokenize(args, "")?;
+    let from_env = tokenize(&env_args, &origin_env)?;
+
+    let mut cfg = Config {
+        args: args.to_vec(),
+        launch_dir: launch_dir.to_path_buf(),
+        ..Config::default()
+    };
+    // Environment-derived defaults; a bad value only matters if nothing overrides it.
+    let mut env_errors: Vec<(&str, String)> = Vec::new();
+    if let Some(port) = env("PORT") {
+        match BindAddr::parse(&format!("0.0.0.0:{port}")) {
+            Ok(b) => cfg.bind = vec![b],
+            Err(why) => {
+                env_errors.push(("bind", format!("invalid value for PORT: '{port}' ({why})")))
+            }
+        }
+    }
+    if let Some(n) = env("WEB_CONCURRENCY")
+        && let Err(why) = (setting("workers").unwrap().set)(&mut cfg, &n)
+    {
+        env_errors.push((
+            "workers",
+            format!("invalid value for WEB_CONCURRENCY: '{n}' ({why})"),
+        ));
+    }
+
+    // The config file named last on the command line, else in FERRICORN_CMD_ARGS.
+    let file_arg = [&cli, &from_env]
+        .iter()
+        .find_map(|t| t.assigns.iter().rev().find(|a| a.setting.name == "config"));
+    let mut file_assigns = Vec::new();
+    if let Some(a) = file_arg {
+        let from = if cli.assigns.iter().any(|x| std::ptr::eq(x, a)) {
+            ""
+        } else {
+            origin_env.as_str()
+        };
+        if a.value.is_empty() {
+            return Err(format!(
+                "invalid value for --config: '' (must not be empty){from}"
+            ));
+        }
+        let path = launch_dir.join(&a.value);
+        let path = std::path::absolute(&path).unwrap_or(path);
+        file_assigns = load_file(&path)?;
+        cfg.config_file = Some(path.clone());
+        let shown = path.display().to_string();
+        apply(&mut cfg, &file_assigns, &|s| {
+            format!("{} in {shown}", s.name)
+        })?;
+    }
+    let env_flag = |s: &Setting| format!("{} (in {CMD_ARGS_ENV})", s.flag());
+    apply(&mut cfg, &from_env.assigns, &env_flag)?;
+    apply(&mut cfg, &cli.assigns, &|s| s.flag().to_string())?;
+    cfg.app = cli
+        .app
+        .or(from_env.app)
+        .unwrap_or_else(|| DEFAULT_APP.into());
+
+    for (name, err) in env_errors {
+        let overridden = [&file_assigns, &from_env.assigns, &cli.assigns]
+            .iter()
+            .any(|l| l.iter().any(|a| a.setting.name == name));
+        if !overridden {
+            return Err(err);
+        }
+    }
+
+    if cfg.print_config {
+        Ok(Action::Print(cfg.to_toml()))
+    } else if cfg.check_config {
+        Ok(Action::Check(cfg))
+    } else {
+        Ok(Action::Run(cfg))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Generated text.
+
+fn version_text() -> String {
+    format!("ferricorn {}\n", env!("CARGO_PKG_VERSION"))
+}
+
+/// Greedy word wrap of `text` to `width` columns, each line prefixed by `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.len() > width {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Sections in table order.
+fn sections() -> Vec<&'static str> {
+    let mut v: Vec<&str> = Vec::new();
+    for s in SETTINGS {
+        if !v.contains(&s.section) {
+            v.push(s.section);
+        }
+    }
+    v
+}
+
+const DESCRIPTION: &str = "A pre-fork HTTP/1.1 application server with gunicorn's command line.";
+const APP_HELP: &str = "The application to serve. Built-in apps: `welcome` (the default; a \
+                        welcome page), `hello` (responds \"Hello, world!\") and `echo` \
+                        (echoes the request back).";
+const SOURCES_HELP: &str = "Settings come from, in increasing precedence: built-in defaults, \
+                            the -c TOML config file, FERRICORN_CMD_ARGS (split on whitespace), \
+                            and the command line. The name in [brackets] is the config-file key.";
+
+/// The `--help` text, generated from [`SETTINGS`].
+pub fn help_text() -> String {
+    let mut out = String::from("usage: ferricorn [OPTIONS] [APP]\n\n");
+    out.push_str(DESCRIPTION);
+    out.push_str("\n\n");
+    out.push_str(&wrap(SOURCES_HELP, "", 79));
+    out.push_str("\npositional arguments:\n  APP\n");
+    out.push_str(&wrap(APP_HELP, "        ", 79));
+    out.push_str("\noptions:\n  -h, --help\n        Show this help message and exit.\n");
+    out.push_str("  -v, --version\n        Show the version and exit.\n");
+    for section in sections() {
+        out.push_str(&format!("\n{section}:\n"));
+        for s in SETTINGS.iter().filter(|s| s.section == section) {
+            out.push_str(&format!("  {}  [{}]\n", s.synopsis(), s.name));
+            let text = format!("{} Default: {}.", s.help, s.default);
+            out.push_str(&wrap(&text, "        ", 79));
+        }
+    }
+    out
+}
+
+/// A Markdown reference of every setting (one `### --flag` entry each), for the README.
+pub fn reference_markdown() -> String {
+    let mut out = String::from(SOURCES_HELP);
+    out.push_str("\n\nUsage: `ferricorn [OPTIONS] [APP]`. ");
+    out.push_str(APP_HELP);
+    out.push_str("\n\n");
+    for section in sections() {
+        out.push_str(&format!("## {section}\n\n"));
+        for s in SETTINGS.iter().filter(|s| s.section == section) {
+            let flags: Vec<String> = s.synopsis().split(", ").map(|f| format!("`{f}`")).collect();
+            out.push_str(&format!("### {}\n\n", s.flag()));
+            out.push_str(&format!(
+                "* Flags: {}\n* Config file: {}\n* Default: `{}`\n\n",
+                flags.join(", "),
+                if s.cli_only {
+                    "(command line only)".to_string()
+                } else {
+                    format!("`{}`", s.name)
+                },
+                s.default
+            ));
+            out.push_str(&s.help.split_whitespace().collect::<Vec<_>>().join(" "));
+            out.push_str("\n\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn run_env(a: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Config {
+        match parse(&args(a), env) {
+            Ok(Action::Run(c)) => c,
+            Ok(other) => panic!("{a:?}: expected Run, got {other:?}"),
+            Err(e) => panic!("{a:?}: {e}"),
+        }
+    }
+
+    fn run(a: &[&str]) -> Config {
+        run_env(a, &no_env)
+    }
+
+    fn err_env(a: &[&str], env: &dyn Fn(&str) -> Option<String>) -> String {
+        match parse(&args(a), env) {
+            Err(e) => {
+                assert!(!e.contains('\n'), "error must be one line: {e}");
+                e
+            }
+            Ok(x) => panic!("{a:?}: expected an error, got {x:?}"),
+        }
+    }
+
+    fn err(a: &[&str]) -> String {
+        err_env(a, &no_env)
+    }
+
+    fn printed(a: &[&str]) -> String {
+        match parse(&args(a), &no_env) {
+            Ok(Action::Print(t)) => t,
+            other => panic!("{a:?}: expected Print, got {other:?}"),
+        }
+    }
+
+    /// A fresh temporary directory per test.
+    fn tmpdir() -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "ferricorn-config-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn write_toml(text: &str) -> PathBuf {
+        let p = tmpdir().join("ferricorn.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn p(path: &Path) -> &str {
+        path.to_str().unwrap()
+    }
+
+    fn binds(c: &Config) -> Vec<String> {
+        c.bind.iter().map(|b| b.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&[]);
+        let d = Config::default();
+        assert_eq!(binds(&c), ["127.0.0.1:8000"]);
+        assert_eq!(c.workers, 1);
+        assert_eq!(c.backlog, 2048);
+        assert_eq!(c.worker_connections, 1000);
+        assert_eq!(c.timeout, 30);
+        assert_eq!(c.graceful_timeout, 30);
+        assert_eq!(c.keepalive, 75);
+        assert_eq!(c.max_requests, 0);
+        assert_eq!(c.max_requests_jitter, 0);
+        assert_eq!(c.limit_request_line, 4094);
+        assert_eq!(c.limit_request_fields, 100);
+        assert_eq!(c.limit_request_field_size, 8190);
+        assert_eq!(c.limit_request_body, 1 << 30);
+        assert_eq!(c.header_timeout, 10);
+        assert_eq!(c.loglevel, "info");
+        assert_eq!(c.errorlog, "-");
+        assert_eq!(c.accesslog, None);
+        assert_eq!(
+            c.access_log_format,
+            r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#
+        );
+        assert_eq!(c.pidfile, None);
+        assert_eq!(c.umask, 0);
+        assert_eq!(c.chdir, None);
+        assert_eq!(c.proc_name, None);
+        assert!(!c.daemon);
+        assert_eq!(c.app, "welcome");
+        assert_eq!(c.config_file, None);
+        assert!(c.args.is_empty());
+        assert_eq!(c.workers, d.workers);
+    }
+
+    #[test]
+    fn table_defaults_match_config_default() {
+        // The shown default, run through the setter, gives the real default.
+        for s in SETTINGS.iter().filter(|s| !s.cli_only) {
+            let mut c = Config::default();
+            let shown = match s.default {
+                "None" => "",
+                "False" => "false",
+                d => d,
+            };
+            if s.repeatable {
+                reset_repeatable(&mut c, s.name);
+            }
+            (s.set)(&mut c, shown).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            assert_eq!(c, Config::default(), "default of {}", s.name);
+        }
+    }
+
+    #[test]
+    fn table_is_consistent() {
+        let mut flags = Vec::new();
+        for s in SETTINGS {
+            assert!(!s.flags.is_empty(), "{}", s.name);
+            assert!(s.flag().starts_with("--"), "{}", s.name);
+            assert!(!s.help.is_empty() && !s.section.is_empty());
+            assert_eq!(s.takes_value, !s.metavar.is_empty(), "{}", s.name);
+            for f in s.flags {
+                assert!(!flags.contains(f), "duplicate flag {f}");
+                flags.push(f);
+                assert!(f.starts_with("--") || f.len() == 2, "{f}");
+            }
+            if s.repeatable {
+                reset_repeatable(&mut Config::default(), s.name);
+            }
+        }
+        // Sections are contiguous.
+        let mut order: Vec<&str> = SETTINGS.iter().map(|s| s.section).collect();
+        order.dedup();
+        assert_eq!(order, sections());
+    }
+
+    #[test]
+    fn flag_syntaxes() {
+        assert_eq!(run(&["-w", "4"]).workers, 4);
+        assert_eq!(run(&["-w4"]).workers, 4);
+        assert_eq!(run(&["--workers", "4"]).workers, 4);
+        assert_eq!(run(&["--workers=4"]).workers, 4);
+        assert_eq!(run(&["-b127.0.0.1:9"]).bind.len(), 1);
+        assert_eq!(
+            run(&["--access-logformat=%(h)s a=b"]).access_log_format,
+            "%(h)s a=b"
+        );
+        assert!(run(&["-D"]).daemon);
+        assert!(run(&["--daemon"]).daemon);
+        assert_eq!(run(&["--timeout", "0"]).timeout, 0);
+        assert_eq!(
+            run(&["-t", "5", "--graceful-timeout", "7"]).graceful_timeout,
+            7
+        );
+        assert_eq!(run(&["--keep-alive", "3"]).keepalive, 3);
+        assert_eq!(run(&["--backlog", "64"]).backlog, 64);
+        assert_eq!(run(&["--worker-connections", "5"]).worker_connections, 5);
+        assert_eq!(run(&["--max-requests", "100"]).max_requests, 100);
+        assert_eq!(
+            run(&["--max-requests-jitter", "10"]).max_requests_jitter,
+            10
+        );
+        assert_eq!(run(&["--header-timeout", "3"]).header_timeout, 3);
+        assert_eq!(run(&["--log-level", "DEBUG"]).loglevel, "debug");
+        assert_eq!(run(&["--log-file", "/tmp/e"]).errorlog, "/tmp/e");
+        assert_eq!(run(&["--error-logfile", "-"]).errorlog, "-");
+        assert_eq!(
+            run(&["--access-logfile", "-"]).accesslog.as_deref(),
+            Some("-")
+        );
+        assert_eq!(
+            run(&["-p", "/tmp/x.pid"]).pidfile,
+            Some("/tmp/x.pid".into())
+        );
+        assert_eq!(
+            run(&["--pid=/tmp/y.pid"]).pidfile,
+            Some("/tmp/y.pid".into())
+        );
+        assert_eq!(run(&["-n", "web"]).proc_name.as_deref(), Some("web"));
+        assert_eq!(run(&["--name", "api"]).proc_name.as_deref(), Some("api"));
+        // A value that looks like a flag is still taken as the value.
+        assert!(err(&["-w", "-1"]).contains("--workers"));
+    }
+
+    #[test]
+    fn later_flag_wins() {
+        assert_eq!(run(&["-w", "2", "--workers=3"]).workers, 3);
+    }
+
+    #[test]
+    fn positional_app_and_double_dash() {
+        assert_eq!(run(&["hello"]).app, "hello");
+        assert_eq!(run(&["-w", "2", "echo"]).app, "echo");
+        assert_eq!(run(&["--", "-weird"]).app, "-weird");
+        let c = run(&["echo", "-w", "2"]);
+        assert_eq!((c.app.as_str(), c.workers), ("echo", 2));
+        let e = err(&["hello", "echo"]);
+        assert!(e.contains("'echo'"), "{e}");
+        assert!(err(&["--", "a", "b"]).contains("'b'"));
+    }
+
+    #[test]
+    fn unknown_and_missing() {
+        assert_eq!(err(&["--foo"]), "unrecognized option '--foo' (see --help)");
+        assert_eq!(
+            err(&["--foo=1"]),
+            "unrecognized option '--foo' (see --help)"
+        );
+        assert_eq!(err(&["-x"]), "unrecognized option '-x' (see --help)");
+        let e = err(&["--workers"]);
+        assert!(
+            e.contains("--workers") && e.contains("requires a value"),
+            "{e}"
+        );
+        let e = err(&["-b"]);
+        assert!(e.contains("--bind"), "{e}");
+        let e = err(&["--daemon=yes"]);
+        assert!(e.contains("--daemon") && e.contains("no value"), "{e}");
+    }
+
+    #[test]
+    fn every_error_names_its_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["-w", "0"], "--workers"),
+            (&["-w", "x"], "--workers"),
+            (&["--backlog", "0"], "--backlog"),
+            (&["--backlog", "65536"], "--backlog"),
+            (&["--worker-connections", "0"], "--worker-connections"),
+            (&["-t", "-1"], "--timeout"),
+            (&["--graceful-timeout", "x"], "--graceful-timeout"),
+            (&["--keep-alive", "1.5"], "--keep-alive"),
+            (&["--max-requests", "-3"], "--max-requests"),
+            (&["--max-requests-jitter", "a"], "--max-requests-jitter"),
+            (&["--limit-request-line", "8191"], "--limit-request-line"),
+            (&["--limit-request-fields", "0"], "--limit-request-fields"),
+            (
+                &["--limit-request-fields", "32769"],
+                "--limit-request-fields",
+            ),
+            (
+                &["--limit-request-field-size", "-1"],
+                "--limit-request-field_size",
+            ),
+            (&["--limit-request-body", "10x"], "--limit-request-body"),
+            (
+                &["--limit-request-body", "99999999999g"],
+                "--limit-request-body",
+            ),
+            (&["--header-timeout", "0"], "--header-timeout"),
+            (&["--log-level", "verbose"], "--log-level"),
+            (&["--error-logfile", ""], "--error-logfile"),
+            (&["--access-logformat", ""], "--access-logformat"),
+            (&["-m", "0o1000"], "--umask"),
+            (&["-m", "08"], "--umask"),
+            (&["-m", "abc"], "--umask"),
+            (&["--chdir", "/definitely/not/here"], "--chdir"),
+            (&["-b", "localhost:http"], "--bind"),
+            (&["-b", ""], "--bind"),
+            (&["-c", ""], "--config"),
+        ];
+        for (a, flag) in cases {
+            let e = err(a);
+            assert!(e.contains(flag), "{a:?}: {e}");
+            assert!(e.starts_with("invalid value for "), "{a:?}: {e}");
+        }
+        assert_eq!(
+            err(&["-w", "-1"]),
+            "invalid value for --workers: '-1' (must be a positive integer)"
+        );
+        assert!(
+            err(&["--bind", "localhost:http"])
+                .starts_with("invalid value for --bind: 'localhost:http' (")
+        );
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(run(&["--limit-request-line", "0"]).limit_request_line, 8190);
+        assert_eq!(
+            run(&["--limit-request-line", "8190"]).limit_request_line,
+            8190
+        );
+        assert_eq!(
+            run(&["--limit-request-line", "100"]).limit_request_line,
+            100
+        );
+        assert_eq!(
+            run(&["--limit-request-fields", "32768"]).limit_request_fields,
+            32768
+        );
+        assert_eq!(
+            run(&["--limit-request-field_size", "0"]).limit_request_field_size,
+            0
+        );
+        assert_eq!(
+            run(&["--limit-request-field-size", "100"]).limit_request_field_size,
+            100
+        );
+        assert_eq!(
+            run(&["--limit-request-field-size=7"]).limit_request_field_size,
+            7
+        );
+        let body = |v: &str| run(&["--limit-request-body", v]).limit_request_body;
+        assert_eq!(body("0"), 0);
+        assert_eq!(body("1234"), 1234);
+        assert_eq!(body("10k"), 10 << 10);
+        assert_eq!(body("10m"), 10 << 20);
+        assert_eq!(body("10M"), 10 << 20);
+        assert_eq!(body("2g"), 2 << 30);
+        assert_eq!(body("2GB"), 2 << 30);
+        assert!(err(&["--limit-request-body", "m"]).contains("--limit-request-body"));
+        assert!(err(&["--limit-request-body", "5b"]).contains("--limit-request-body"));
+    }
+
+    #[test]
+    fn umask_forms() {
+        let m = |v: &str| run(&["--umask", v]).umask;
+        assert_eq!(m("0"), 0);
+        assert_eq!(m("18"), 18);
+        assert_eq!(m("0o22"), 0o22);
+        assert_eq!(m("022"), 0o22);
+        assert_eq!(m("0x12"), 0x12);
+        assert_eq!(m("0b10010"), 0o22);
+        assert_eq!(m("0o777"), 0o777);
+        assert_eq!(run(&["-m", "0o077"]).umask, 0o77);
+    }
+
+    #[test]
+    fn chdir_must_exist_and_is_absolute() {
+        let d = tmpdir();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let c = run(&["--chdir", p(&d)]);
+        assert_eq!(c.chdir, Some(d.canonicalize().unwrap()));
+        // Relative to launch_dir, not the process cwd.
+        match parse_in(&args(&["--chdir", "sub"]), &no_env, &d).unwrap() {
+            Action::Run(c) => assert_eq!(c.chdir, Some(d.join("sub").canonicalize().unwrap())),
+            other => panic!("{other:?}"),
+        }
+        let e = err(&["--chdir", p(&d.join("nope"))]);
+        assert!(
+            e.contains("--chdir") && e.contains("no such directory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bind_is_repeatable_and_replaces_default() {
+        let c = run(&[
+            "-b",
+            "0.0.0.0:80",
+            "--bind",
+            "unix:/run/a.sock",
+            "--bind=fd://3",
+        ]);
+        assert_eq!(binds(&c), ["0.0.0.0:80", "unix:/run/a.sock", "fd://3"]);
+        assert_eq!(binds(&run(&["-b", "[::1]"])), ["[::1]:8000"]);
+        assert_eq!(binds(&run(&["-b", "localhost"])), ["127.0.0.1:8000"]);
+    }
+
+    #[test]
+    fn port_env() {
+        let env = env_of(&[("PORT", "5000")]);
+        assert_eq!(binds(&run_env(&[], &env)), ["0.0.0.0:5000"]);
+        // An explicit --bind replaces the PORT default.
+        assert_eq!(
+            binds(&run_env(&["-b", "127.0.0.1:1"], &env)),
+            ["127.0.0.1:1"]
+        );
+        let bad = env_of(&[("PORT", "http")]);
+        let e = err_env(&[], &bad);
+        assert!(e.contains("PORT") && e.contains("'http'"), "{e}");
+        // ... but a bad PORT does not matter when --bind overrides it.
+        assert_eq!(binds(&run_env(&["-b", "unix:x"], &bad)), ["unix:x"]);
+    }
+
+    #[test]
+    fn web_concurrency_env() {
+        let env = env_of(&[("WEB_CONCURRENCY", "6")]);
+        assert_eq!(run_env(&[], &env).workers, 6);
+        assert_eq!(run_env(&["-w", "2"], &env).workers, 2);
+        let bad = env_of(&[("WEB_CONCURRENCY", "0")]);
+        let e = err_env(&[], &bad);
+        assert!(e.contains("WEB_CONCURRENCY"), "{e}");
+        assert_eq!(run_env(&["-w3"], &bad).workers, 3);
+    }
+
+    #[test]
+    fn cmd_args_env() {
+        let env = env_of(&[(CMD_ARGS_ENV, "  -w 3\t--keep-alive=5  -D ")]);
+        let c = run_env(&[], &env);
+        assert_eq!((c.workers, c.keepalive, c.daemon), (3, 5, true));
+        // The command line beats FERRICORN_CMD_ARGS.
+        let c = run_env(&["-w", "9"], &env);
+        assert_eq!((c.workers, c.keepalive), (9, 5));
+        // Its errors say where they came from and name the flag.
+        let e = err_env(&[], &env_of(&[(CMD_ARGS_ENV, "-w zero")]));
+        assert!(e.contains("--workers") && e.contains(CMD_ARGS_ENV), "{e}");
+        let e = err_env(&[], &env_of(&[(CMD_ARGS_ENV, "--nope")]));
+        assert!(e.contains("'--nope'") && e.contains(CMD_ARGS_ENV), "{e}");
+        // Command-line binds replace the env ones.
+        let env = env_of(&[(CMD_ARGS_ENV, "-b 1.1.1.1:1 -b 2.2.2.2:2")]);
+        assert_eq!(binds(&run_env(&[], &env)), ["1.1.1.1:1", "2.2.2.2:2"]);
+        assert_eq!(binds(&run_env(&["-b", "3.3.3.3:3"], &env)), ["3.3.3.3:3"]);
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_cli() {
+        let f = write_toml("workers = 2\nkeepalive = 11\ntimeout = 12\nbacklog = 13\n");
+        let env = env_of(&[(CMD_ARGS_ENV, "--keep-alive 21 --timeout 22")]);
+        let c = run_env(&["-c", p(&f), "--timeout", "32"], &env);
+        assert_eq!(c.workers, 2); // file
+        assert_eq!(c.keepalive, 21); // env beats file
+        assert_eq!(c.timeout, 32); // cli beats env
+        assert_eq!(c.backlog, 13); // file beats default
+        assert_eq!(c.graceful_timeout, 30); // default
+        assert_eq!(c.config_file.as_deref(), Some(f.as_path()));
+        // The file beats WEB_CONCURRENCY / PORT (they only change defaults).
+        let env = env_of(&[("WEB_CONCURRENCY", "8"), ("PORT", "9000")]);
+        let c = run_env(&["-c", p(&f)], &env);
+        assert_eq!(binds(&c), ["0.0.0.0:9000"]);
+        assert_eq!(c.workers, 2);
+    }
+
+    #[test]
+    fn config_file_named_in_env() {
+        let f = write_toml("workers = 4\n");
+        let env = env_of(&[(CMD_ARGS_ENV, &format!("-c {}", p(&f)))]);
+        assert_eq!(run_env(&[], &env).workers, 4);
+        // One on the command line wins.
+        let g = write_toml("workers = 5\n");
+        let c = run_env(&["--config", p(&g)], &env);
+        assert_eq!(c.workers, 5);
+        assert_eq!(c.config_file.as_deref(), Some(g.as_path()));
+    }
+
+    #[test]
+    fn config_file_values() {
+        let f = write_toml(
+            r#"
+bind = ["127.0.0.1:8000", "unix:/run/app.sock"]
+workers = 4
+keepalive = 75
+daemon = true
+umask = 0o22
+limit_request_body = "10m"
+loglevel = "warning"
+accesslog = "-"
+proc_name = "web"
+"#,
+        );
+        let c = run(&["-c", p(&f)]);
+        assert_eq!(binds(&c), ["127.0.0.1:8000", "unix:/run/app.sock"]);
+        assert_eq!((c.workers, c.keepalive, c.daemon), (4, 75, true));
+        assert_eq!(c.umask, 0o22);
+        assert_eq!(c.limit_request_body, 10 << 20);
+        assert_eq!(c.loglevel, "warning");
+        assert_eq!(c.accesslog.as_deref(), Some("-"));
+        assert_eq!(c.proc_name.as_deref(), Some("web"));
+        // A single string for bind; the command line replaces the file's binds.
+        let g = write_toml("bind = \"0.0.0.0:81\"\n");
+        assert_eq!(binds(&run(&["-c", p(&g)])), ["0.0.0.0:81"]);
+        assert_eq!(binds(&run(&["-c", p(&g), "-b", "fd://4"])), ["fd://4"]);
+        // Numbers may also be given as strings.
+        let h = write_toml("workers = \"3\"\n");
+        assert_eq!(run(&["-c", p(&h)]).workers, 3);
+    }
+
+    #[test]
+    fn config_file_errors() {
+        let f = write_toml("wrokers = 4\n");
+        assert_eq!(
+            err(&["-c", p(&f)]),
+            format!(
+                "unknown setting 'wrokers' in {} (did you mean 'workers'?)",
+                p(&f)
+            )
+        );
+        let f = write_toml("frobnicate = 4\n");
+        assert_eq!(
+            err(&["-c", p(&f)]),
+            format!("unknown setting 'frobnicate' in {}", p(&f))
+        );
+
+        let f = write_toml("workers = \"x\"\n");
+        let e = err(&["-c", p(&f)]);
+        assert!(
+            e.contains("workers") && e.contains(p(&f)) && e.contains("positive"),
+            "{e}"
+        );
+        let f = write_toml("workers = -1\n");
+        let e = err(&["-c", p(&f)]);
+        assert!(
+            e.contains("workers") && e.contains(p(&f)) && e.contains("'-1'"),
+            "{e}"
+        );
+        let f = write_toml("workers = 1.5\n");
+        let e = err(&["-c", p(&f)]);
+        assert!(
+            e.contains("workers") && e.contains(p(&f)) && e.contains("float"),
+            "{e}"
+        );
+        let f = write_toml("workers = [1]\n");
+        assert!(err(&["-c", p(&f)]).contains("array"));
+        let f = write_toml("bind = [80]\n");
+        let e = err(&["-c", p(&f)]);
+        assert!(e.contains("bind") && e.contains(p(&f)), "{e}");
+        let f = write_toml("bind = true\n");
+        assert!(
+            err(&["-c", p(&f)]).contains("expected a string or an array of strings, got boolean")
+        );
+        let f = write_toml("loglevel = true\n");
+        assert!(err(&["-c", p(&f)]).contains("loglevel"));
+        let f = write_toml("bind = []\n");
+        assert!(err(&["-c", p(&f)]).contains("bind"));
+        let f = write_toml("[server]\nworkers = 1\n");
+        assert!(err(&["-c", p(&f)]).contains("unknown setting 'server'"));
+        let f = write_toml("daemon = \"yes\"\n");
+        let e = err(&["-c", p(&f)]);
+        assert!(e.contains("daemon") && e.contains("true or false"), "{e}");
+        let f = write_toml("print_config = true\n");
+        let e = err(&["-c", p(&f)]);
+        assert!(
+            e.contains("print_config") && e.contains("command line"),
+            "{e}"
+        );
+
+        let f = write_toml("workers = 2\nkeepalive = = 3\n");
+        let e = err(&["-c", p(&f)]);
+        assert!(e.contains("TOML syntax error") && e.contains(p(&f)), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+
+        let missing = tmpdir().join("missing.toml");
+        let e = err(&["-c", p(&missing)]);
+        assert!(
+            e.contains("cannot read config file") && e.contains(p(&missing)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn relative_config_path_uses_launch_dir() {
+        let f = write_toml("workers = 7\n");
+        let dir = f.parent().unwrap();
+        match parse_in(&args(&["-c", "ferricorn.toml"]), &no_env, dir).unwrap() {
+            Action::Run(c) => {
+                assert_eq!(c.workers, 7);
+                assert_eq!(c.config_file.as_deref(), Some(f.as_path()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_version_print_check() {
+        let h = printed(&["--help"]);
+        assert!(h.starts_with("usage: ferricorn [OPTIONS] [APP]\n"));
+        for needle in [
+            "welcome",
+            "hello",
+            "echo",
+            "APP",
+            "Server Socket",
+            "Security",
+        ] {
+            assert!(h.contains(needle), "{needle}");
+        }
+        for s in SETTINGS {
+            for f in s.flags {
+                assert!(h.contains(f), "help lacks {f}");
+            }
+        }
+        assert!(h.lines().all(|l| l.len() <= 100), "help lines too long");
+        assert_eq!(printed(&["-h", "--bogus"]), h);
+        assert_eq!(printed(&["-w", "2", "-h"]), h);
+        let v = format!("ferricorn {}\n", env!("CARGO_PKG_VERSION"));
+        assert_eq!(printed(&["--version"]), v);
+        assert_eq!(printed(&["-v"]), v);
+
+        let pc = printed(&["--print-config", "-w", "3"]);
+        assert!(pc.contains("\nworkers = 3\n"), "{pc}");
+        assert!(pc.contains("\nbind = [\"127.0.0.1:8000\"]\n"), "{pc}");
+        assert!(pc.contains("\nloglevel = \"info\"\n"), "{pc}");
+        assert!(!pc.contains("print_config"));
+
+        match parse(&args(&["--check-config", "-w", "2"]), &no_env).unwrap() {
+            Action::Check(c) => assert_eq!(c.workers, 2),
+            other => panic!("{other:?}"),
+        }
+        // --check-config still reports errors.
+        assert!(err(&["--check-config", "-w", "0"]).contains("--workers"));
+    }
+
+    #[test]
+    fn print_config_lists_every_setting_in_table_order() {
+        let pc = printed(&["--print-config"]);
+        let names: Vec<&str> = pc
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(" = ").next().unwrap())
+            .collect();
+        let expected: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|s| !s.cli_only)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn print_config_round_trips() {
+        let d = tmpdir();
+        let original = args(&[
+            "-b",
+            "0.0.0.0:80",
+            "-b",
+            "[::1]:81",
+            "-b",
+            "unix:/tmp/quote\"d.sock",
+            "-b",
+            "fd://3",
+            "-w",
+            "5",
+            "--backlog",
+            "100",
+            "--worker-connections",
+            "7",
+            "-t",
+            "0",
+            "--graceful-timeout",
+            "9",
+            "--keep-alive",
+            "0",
+            "--max-requests",
+            "1000",
+            "--max-requests-jitter",
+            "50",
+            "--limit-request-line",
+            "0",
+            "--limit-request-fields",
+            "10",
+            "--limit-request-field-size",
+            "0",
+            "--limit-request-body",
+            "10m",
+            "--header-timeout",
+            "4",
+            "--log-level",
+            "error",
+            "--error-logfile",
+            "/var/log/e.log",
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            "%(h)s \"%(r)s\" \\ %(s)s",
+            "-p",
+            "/run/f.pid",
+            "-m",
+            "022",
+            "--chdir",
+            p(&d),
+            "-n",
+            "api",
+            "-D",
+        ]);
+        let first = match parse(&original, &no_env).unwrap() {
+            Action::Run(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let mut with_print = original.clone();
+        with_print.push("--print-config".into());
+        let text = match parse(&with_print, &no_env).unwrap() {
+            Action::Print(t) => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(text, first.to_toml());
+        let f = d.join("printed.toml");
+        std::fs::write(&f, &text).unwrap();
+        let mut second = run(&["-c", p(&f)]);
+        assert_eq!(second.to_toml(), text);
+        second.args = first.args.clone();
+        second.config_file = None;
+        assert_eq!(second, first);
+
+        // Defaults round-trip too (unset optionals are written as "").
+        let text = Config::default().to_toml();
+        let f = write_toml(&text);
+        let mut c = run(&["-c", p(&f)]);
+        c.args.clear();
+        c.config_file = None;
+        c.launch_dir = Config::default().launch_dir;
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn reference_markdown_covers_every_flag() {
+        let md = reference_markdown();
+        for s in SETTINGS {
+            assert!(md.contains(&format!("\n### {}\n", s.flag())), "{}", s.name);
+            for f in s.flags {
+                assert!(md.contains(&format!("`{f}")), "{f}");
+            }
+            assert!(
+                md.contains(&format!("Default: `{}`", s.default)),
+                "{}",
+                s.name
+            );
+        }
+        for sec in sections() {
+            assert!(md.contains(&format!("## {sec}\n")));
+        }
+        assert!(md.contains("nginx"));
+    }
+
+    #[test]
+    fn args_stored_and_reload_rereads_file() {
+        let f = write_toml("workers = 2\n");
+        let a = args(&["-c", p(&f), "--keep-alive", "9"]);
+        let c = match parse(&a, &no_env).unwrap() {
+            Action::Run(c) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(c.args, a);
+        std::fs::write(&f, "workers = 6\nkeepalive = 1\n").unwrap();
+        let r = c.reload(&no_env).unwrap();
+        assert_eq!((r.workers, r.keepalive), (6, 9));
+        assert_eq!(r.args, a);
+        std::fs::write(&f, "workers = 0\n").unwrap();
+        assert!(c.reload(&no_env).unwrap_err().contains("workers"));
+    }
+
+    #[test]
+    fn help_mentions_timeout_and_keepalive_rationale() {
+        let t = setting("timeout").unwrap().help;
+        assert!(t.contains("only") && t.contains("inside the app") && t.contains("sync worker"));
+        let k = setting("keepalive").unwrap().help;
+        assert!(k.contains("nginx") && k.contains("60") && k.contains("2-second"));
+    }
+}

@@ -1,0 +1,682 @@
+//! One client connection: a state machine from bytes in to bytes out.
+//!
+//! No mio and no nix here: a `Conn` is driven over anything that is
+//! `Read + Write` (a socket in the worker, a `Vec`-backed double in tests), so
+//! the protocol logic is testable without processes. The event loop calls
+//! [`Conn::drive`] when the socket may be readable or writable, and
+//! [`Conn::on_timer`] about once a second; both return what should happen next.
+//!
+//! States (hyper's `proto/h1/conn.rs` keeps reading and writing apart; here the
+//! read side is the [`State`] and the write side is the output buffer):
+//!
+//! ```text
+//!   Head ──head parsed, body──▶ Body ──body complete──▶ (app) ─┐
+//!    ▲  └──head parsed, no body──────────────────────▶ (app) ─┤
+//!    │                                                        ▼
+//!    └───────── keep-alive ◀──── Stream (streamed body) ◀── response queued
+//!   any parse error ─▶ Lingering (error response, then discard input, close)
+//!   not keep-alive  ─▶ Closing   (flush, then close)
+//! ```
+//!
+//! Pipelined requests are answered in order, and all the responses produced
+//! from one read are written with one `write(2)`. Output beyond
+//! [`HIGH_WATER`] stops the reading of further requests: a client that does
+//! not read its responses cannot grow the worker's memory.
+
+use std::io::{self, Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::app::{App, Body, Peer, Request, Response, ResponseBody};
+use crate::hooks::Hooks;
+use crate::http::{
+    BodyDecoder, Framing, Head, Limits, ParseError, ResponseFraming, Version, parse_head,
+    write_error_response, write_head,
+};
+use crate::logging::{AccessLog, AccessRecord};
+use crate::sys::Slot;
+
+/// Stop reading new requests while this many response bytes wait to be sent.
+pub const HIGH_WATER: usize = 256 * 1024;
+/// Bytes read per `read(2)`.
+const READ_CHUNK: usize = 16 * 1024;
+/// Buffered, unparsed input beyond which we stop reading (a body is moved out
+/// of this buffer as it is decoded, so this bounds heads and pipelines).
+const INPUT_CAP: usize = 1024 * 1024;
+/// Drive rounds per event before yielding to other connections.
+const MAX_ROUNDS: usize = 16;
+/// How long an error response is given to reach the client before close.
+const LINGER_MS: u64 = 2_000;
+/// Bytes discarded while lingering before giving up.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// A byte stream that can also half-close (sockets; test doubles).
+pub trait Stream: Read + Write {
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+/// Worker-wide things a connection needs while it is driven.
+pub struct Ctx<'a> {
+    pub app: &'a mut dyn App,
+    pub hooks: &'a dyn Hooks,
+    pub limits: &'a Limits,
+    pub date: &'a [u8],
+    pub now_ms: u64,
+    pub keepalive_ms: u64,
+    pub header_timeout_ms: u64,
+    /// Graceful stop under way: answer what arrives with `Connection: close`.
+    pub draining: bool,
+    /// Idle keep-alive connections get this long to send one more request
+    /// during a graceful stop before they are closed.
+    pub drain_idle_ms: u64,
+    pub slot: Option<&'a Slot>,
+    pub access_log: &'a mut AccessLog,
+    /// Requests answered by this worker (for `--max-requests`).
+    pub requests: &'a mut u64,
+}
+
+/// What the event loop should do with the connection now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for the next readiness event or timer.
+    Wait,
+    /// Work is left but the round budget is spent: drive again soon.
+    Again,
+    /// Close and forget the connection.
+    Close,
+}
+
+enum State {
+    /// Waiting for a request head (or idle between requests).
+    Head,
+    /// Reading the body of `head`.
+    Body {
+        head: Head,
+        decoder: BodyDecoder,
+        body: Vec<u8>,
+        trailers: Vec<(String, Vec<u8>)>,
+    },
+    /// Sending a streamed response body as the client reads it.
+    Stream {
+        reader: Box<dyn Read>,
+        chunked: bool,
+        then_close: bool,
+    },
+    /// Flush what is queued, then close.
+    Closing,
+    /// An error response is queued: flush it, half-close, discard input until
+    /// EOF, then close (so the client reads the error instead of a reset).
+    Lingering { since_ms: u64, discarded: usize },
+}
+
+pub struct Conn<S> {
+    pub stream: S,
+    pub peer: Peer,
+    state: State,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Readiness not yet consumed (edge-triggered: set by the loop on a
+    /// readable event, cleared by WouldBlock or a short read).
+    pub readable: bool,
+    read_eof: bool,
+    write_shut: bool,
+    /// When the first byte of the current head arrived (0 = none yet).
+    head_started_ms: u64,
+    /// Last time bytes moved in either direction.
+    last_io_ms: u64,
+    /// Requests answered on this connection.
+    served: u64,
+    /// Body buffer kept across requests.
+    spare_body: Vec<u8>,
+}
+
+impl<S: Stream> Conn<S> {
+    pub fn new(stream: S, peer: Peer, now_ms: u64) -> Conn<S> {
+        Conn {
+            stream,
+            peer,
+            state: State::Head,
+            rbuf: Vec::new(),
+            rpos: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            readable: true,
+            read_eof: false,
+            write_shut: false,
+            head_started_ms: 0,
+            last_io_ms: now_ms,
+            served: 0,
+            spare_body: Vec::new(),
+        }
+    }
+
+    /// True when no request is in progress and nothing waits to be sent.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head) && self.rpos == self.rbuf.len() && self.pending() == 0
+    }
+
+    /// Restart the idle clock (a graceful stop began: idle connections get
+    /// their drain window from now).
+    pub fn touch(&mut self, now_ms: u64) {
+        self.last_io_ms = now_ms;
+    }
+
+    fn pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Make progress: read, parse, call the app, write. Bounded per call.
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        for _ in 0..MAX_ROUNDS {
+            let mut progress = false;
+            if self.wants_input() {
+                match self.read_some(ctx.now_ms) {
+                    Ok(n) => progress |= n > 0,
+                    Err(_) => return Next::Close,
+                }
+            }
+            progress |= self.process(ctx);
+            match self.flush(ctx.now_ms) {
+                Ok(n) => progress |= n > 0,
+                Err(_) => return Next::Close,
+            }
+            if let Some(next) = self.finish_if_done(ctx) {
+                return next;
+            }
+            if !progress {
+                return Next::Wait;
+            }
+        }
+        Next::Again
+    }
+
+    /// Called about once a second: enforce the header, idle and linger deadlines.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        let now = ctx.now_ms;
+        match self.state {
+            State::Lingering { since_ms, .. } if now >= since_ms + LINGER_MS => Next::Close,
+            State::Head if self.pending() == 0 => {
+                if self.rpos < self.rbuf.len() && self.head_started_ms > 0 {
+                    if now >= self.head_started_ms + ctx.header_timeout_ms {
+                        log::debug!("closing {}: request head not complete in time", self.peer);
+                        self.fail(408, ctx);
+                        return self.drive(ctx);
+                    }
+                    Next::Wait
+                } else {
+                    let idle = if ctx.draining {
+                        ctx.drain_idle_ms.min(ctx.keepalive_ms)
+                    } else {
+                        ctx.keepalive_ms
+                    };
+                    if now >= self.last_io_ms + idle {
+                        Next::Close
+                    } else {
+                        Next::Wait
+                    }
+                }
+            }
+            // Body uploads and slow readers: close after a keep-alive period
+            // without any progress (a slow upload that keeps moving is fine).
+            _ if now >= self.last_io_ms + ctx.keepalive_ms.max(ctx.header_timeout_ms) => {
+                Next::Close
+            }
+            _ => Next::Wait,
+        }
+    }
+
+    /// Graceful stop began: an idle connection that has already served
+    /// requests may be closed right away only if it has nothing buffered.
+    fn wants_input(&self) -> bool {
+        if !self.readable || self.read_eof {
+            return false;
+        }
+        match self.state {
+            State::Lingering { .. } => true,
+            State::Closing => false,
+            State::Stream { .. } => false,
+            _ => self.pending() < HIGH_WATER && self.rbuf.len() - self.rpos < INPUT_CAP,
+        }
+    }
+
+    fn read_some(&mut self, now_ms: u64) -> io::Result<usize> {
+        if self.rpos == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rpos = 0;
+        } else if self.rpos > 0 && self.rpos >= self.rbuf.len() / 2 {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        let start = self.rbuf.len();
+        self.rbuf.resize(start + READ_CHUNK, 0);
+        let res = self.stream.read(&mut self.rbuf[start..]);
+        let n = match &res {
+            Ok(n) => *n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.rbuf.truncate(start);
+                return Ok(0);
+            }
+            Err(_) => {
+                self.rbuf.truncate(start);
+                return Err(res.unwrap_err());
+            }
+        };
+        self.rbuf.truncate(start + n);
+        match res {
+            Ok(0) => {
+                self.read_eof = true;
+                self.readable = false;
+            }
+            // A short read drained the socket: the next byte brings a new edge.
+            Ok(n) if n < READ_CHUNK => self.readable = false,
+            Ok(_) => {}
+            Err(_) => self.readable = false,
+        }
+        if n > 0 {
+            self.last_io_ms = now_ms;
+            if let State::Lingering { discarded, .. } = &mut self.state {
+                *discarded += n;
+                self.rbuf.clear();
+                self.rpos = 0;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Parse and answer as many buffered requests as output space allows.
+    fn process(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            if self.pending() >= HIGH_WATER {
+                return progress;
+            }
+            match &mut self.state {
+                State::Head => {
+                    if self.rpos == self.rbuf.len() {
+                        return progress;
+                    }
+                    match parse_head(&self.rbuf[self.rpos..], ctx.limits) {
+                        Ok(None) => {
+                            if self.head_started_ms == 0 {
+                                self.head_started_ms = ctx.now_ms;
+                            }
+                            if self.read_eof {
+                                // The client went away mid-head: nothing to answer.
+                                self.state = State::Closing;
+                                self.rpos = self.rbuf.len();
+                            }
+                            return progress;
+                        }
+                        Err(e) => {
+                            self.reject(&e, ctx);
+                            return true;
+                        }
+                        Ok(Some((head, n))) => {
+                            progress = true;
+                            self.rpos += n;
+                            self.head_started_ms = 0;
+                            if head.framing == Framing::None {
+                                self.dispatch(head, Vec::new(), Vec::new(), ctx);
+                            } else {
+                                if head.expect_continue && self.rpos == self.rbuf.len() {
+                                    self.wbuf
+                                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                                }
+                                let decoder = BodyDecoder::new(head.framing);
+                                let mut body = std::mem::take(&mut self.spare_body);
+                                body.clear();
+                                self.state = State::Body {
+                                    head,
+                                    decoder,
+                                    body,
+                                    trailers: Vec::new(),
+                                };
+                            }
+                        }
+                    }
+                }
+                State::Body {
+                    decoder,
+                    body,
+                    trailers,
+                    ..
+                } => {
+                    if self.rpos == self.rbuf.len() {
+                        if self.read_eof {
+                            self.state = State::Closing;
+                        }
+                        return progress;
+                    }
+                    let input = &self.rbuf[self.rpos..];
+                    match decoder.decode(input, body, trailers, ctx.limits.body) {
+                        Err(e) => {
+                            self.reject(&e, ctx);
+                            return true;
+                        }
+                        Ok(d) => {
+                            self.rpos += d.consumed;
+                            progress |= d.consumed > 0;
+                            if !d.done {
+                                return progress;
+                            }
+                            let State::Body {
+                                head,
+                                body,
+                                trailers,
+                                ..
+                            } = std::mem::replace(&mut self.state, State::Head)
+                            else {
+                                unreachable!()
+                            };
+                            self.dispatch(head, body, trailers, ctx);
+                        }
+                    }
+                }
+                State::Stream { .. } => {
+                    if !self.pull_stream(ctx) {
+                        return progress;
+                    }
+                    progress = true;
+                }
+                State::Closing | State::Lingering { .. } => return progress,
+            }
+        }
+    }
+
+    /// Answer a malformed or over-limit request and close (gunicorn and
+    /// unicorn do the same: after a framing error the stream is unusable).
+    fn reject(&mut self, e: &ParseError, ctx: &mut Ctx<'_>) {
+        log::debug!("bad request from {}: {:?}", self.peer, e);
+        self.fail(e.status(), ctx);
+    }
+
+    fn fail(&mut self, status: u16, ctx: &mut Ctx<'_>) {
+        write_error_response(&mut self.wbuf, status, ctx.date);
+        self.rpos = self.rbuf.len();
+        self.state = State::Lingering {
+            since_ms: ctx.now_ms,
+            discarded: 0,
+        };
+    }
+
+    /// Call the app for one complete request and queue its response.
+    fn dispatch(
+        &mut self,
+        head: Head,
+        body: Vec<u8>,
+        trailers: Vec<(String, Vec<u8>)>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let keep_alive = head.keep_alive && !ctx.draining && ctx.keepalive_ms > 0;
+        let is_head = head.method == "HEAD";
+        let version = head.version;
+        let started = std::time::Instant::now();
+        if let Some(slot) = ctx.slot {
+            let mut what = Vec::with_capacity(64);
+            what.extend_from_slice(head.method.as_bytes());
+            what.push(b' ');
+            what.extend_from_slice(head.path.as_bytes());
+            slot.set_what(&what);
+            slot.busy_since_ms
+                .store(ctx.now_ms.max(1), std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut req = Request {
+            head,
+            peer: self.peer,
+            body: Body::from_vec(body),
+            trailers,
+            scheme: "http",
+        };
+        let app = &mut *ctx.app;
+        let hooks = ctx.hooks;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            hooks.pre_request(&req);
+            app.call(&mut req)
+        }));
+        if let Some(slot) = ctx.slot {
+            slot.busy_since_ms
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        let (resp, mut keep_alive) = match outcome {
+            Ok(resp) => match check_headers(&resp) {
+                Ok(()) => (resp, keep_alive),
+                Err(why) => {
+                    log::error!(
+                        "app response to {} {} rejected: {why}",
+                        req.head.method,
+                        req.head.path
+                    );
+                    (Response::text(500, "Internal Server Error\n"), false)
+                }
+            },
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                log::error!(
+                    "Error handling request {} {}: app panicked: {msg}",
+                    req.head.method,
+                    req.head.target
+                );
+                (Response::text(500, "Internal Server Error\n"), false)
+            }
+        };
+        let status = resp.status;
+        let bodiless = is_head || status == 204 || status == 304 || (100..200).contains(&status);
+        let sent = match resp.body {
+            ResponseBody::Bytes(bytes) => {
+                write_head(
+                    &mut self.wbuf,
+                    version,
+                    status,
+                    &resp.headers,
+                    ResponseFraming::Length(bytes.len() as u64),
+                    keep_alive,
+                    ctx.date,
+                );
+                if !bodiless {
+                    self.wbuf.extend_from_slice(&bytes);
+                }
+                self.state = if keep_alive {
+                    State::Head
+                } else {
+                    State::Closing
+                };
+                if bodiless { 0 } else { bytes.len() }
+            }
+            ResponseBody::Stream(reader) => {
+                // HTTP/1.0 has no chunked coding: the body ends at close.
+                let chunked = version == Version::Http11;
+                keep_alive &= chunked;
+                let framing = if chunked {
+                    ResponseFraming::Chunked
+                } else {
+                    ResponseFraming::Close
+                };
+                write_head(
+                    &mut self.wbuf,
+                    version,
+                    status,
+                    &resp.headers,
+                    framing,
+                    keep_alive,
+                    ctx.date,
+                );
+                self.state = if bodiless {
+                    if keep_alive {
+                        State::Head
+                    } else {
+                        State::Closing
+                    }
+                } else {
+                    State::Stream {
+                        reader,
+                        chunked,
+                        then_close: !keep_alive,
+                    }
+                };
+                0
+            }
+        };
+        self.served += 1;
+        *ctx.requests += 1;
+        let _ = catch_unwind(AssertUnwindSafe(|| ctx.hooks.post_request(&req, status)));
+        if ctx.access_log.enabled() {
+            ctx.access_log.log(&AccessRecord {
+                peer: self.peer,
+                request: &req,
+                status,
+                body_bytes: sent as u64,
+                elapsed: started.elapsed(),
+                response_headers: &resp.headers,
+            });
+        }
+        if let Some(v) = req.body.into_vec() {
+            if v.capacity() <= 64 * 1024 {
+                self.spare_body = v;
+            }
+        }
+    }
+
+    /// Move streamed body bytes into the output buffer. Returns false when it
+    /// must wait (output full), true when the state changed or bytes moved.
+    fn pull_stream(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let State::Stream {
+            reader,
+            chunked,
+            then_close,
+        } = &mut self.state
+        else {
+            return false;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        let busy = ctx.slot.map(|s| {
+            s.busy_since_ms
+                .store(ctx.now_ms.max(1), std::sync::atomic::Ordering::Relaxed);
+            s
+        });
+        let res = catch_unwind(AssertUnwindSafe(|| reader.read(&mut buf)));
+        if let Some(s) = busy {
+            s.busy_since_ms
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        match res {
+            Ok(Ok(0)) => {
+                if *chunked {
+                    self.wbuf.extend_from_slice(b"0\r\n\r\n");
+                }
+                self.state = if *then_close {
+                    State::Closing
+                } else {
+                    State::Head
+                };
+                true
+            }
+            Ok(Ok(n)) => {
+                if *chunked {
+                    self.wbuf.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                    self.wbuf.extend_from_slice(&buf[..n]);
+                    self.wbuf.extend_from_slice(b"\r\n");
+                } else {
+                    self.wbuf.extend_from_slice(&buf[..n]);
+                }
+                true
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
+            Ok(Err(e)) => {
+                // Headers are gone already: the only honest signal left is to
+                // cut the connection without the terminating chunk.
+                log::error!("streamed response body failed: {e}");
+                self.state = State::Closing;
+                true
+            }
+            Err(_) => {
+                log::error!("streamed response body panicked");
+                self.state = State::Closing;
+                true
+            }
+        }
+    }
+
+    fn flush(&mut self, now_ms: u64) -> io::Result<usize> {
+        let mut total = 0;
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.wpos += n;
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            if self.wbuf.capacity() > 4 * HIGH_WATER {
+                self.wbuf.shrink_to(HIGH_WATER);
+            }
+        } else if self.wpos > HIGH_WATER {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        if total > 0 {
+            self.last_io_ms = now_ms;
+        }
+        Ok(total)
+    }
+
+    /// Decide whether the connection is finished after a round.
+    fn finish_if_done(&mut self, ctx: &mut Ctx<'_>) -> Option<Next> {
+        if self.pending() > 0 {
+            return None;
+        }
+        match &mut self.state {
+            State::Closing => Some(Next::Close),
+            State::Lingering { discarded, .. } => {
+                if !self.write_shut {
+                    self.write_shut = true;
+                    let _ = self.stream.shutdown_write();
+                }
+                if self.read_eof || *discarded > LINGER_BYTES {
+                    Some(Next::Close)
+                } else {
+                    None
+                }
+            }
+            State::Head if self.read_eof && self.rpos == self.rbuf.len() => Some(Next::Close),
+            State::Head if ctx.draining && self.served > 0 && self.rpos == self.rbuf.len() => {
+                // Keep-alive connections that already got `Connection: close`
+                // are finished; ones that got nothing yet wait for the timer.
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Refuse response headers that would let an app split the response.
+fn check_headers(resp: &Response) -> Result<(), String> {
+    if !(100..=999).contains(&resp.status) {
+        return Err(format!("invalid status {}", resp.status));
+    }
+    for (name, value) in &resp.headers {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(format!("invalid header name {name:?}"));
+        }
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(format!("header {name} contains CR, LF or NUL"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,524 @@
+//! A worker's event loop: one mio `Poll`, created after fork (an epoll
+//! instance shared across fork would corrupt both sides).
+//!
+//! Each turn: wait for readiness (at most a second, so timers run), accept,
+//! drive the connections that are ready, run the per-second timers, flush the
+//! access log, publish the heartbeat. Tokens: connections use their slab
+//! index; the listeners, the signal pipe and the master pipe use reserved
+//! tokens at the top of the range.
+//!
+//! # Accepting fairly
+//! All workers wait on the same listening sockets. Without `EPOLLEXCLUSIVE`
+//! (mio does not set it) every worker is woken for every new connection, and
+//! the first one to run would take the whole burst. So a worker accepts at
+//! most [`ACCEPT_BATCH`] connections per turn, and not at all while it holds
+//! clearly more connections than the least loaded worker that is not stuck in
+//! its app (read from the shared scoreboard): that worker was woken by the
+//! same edge and takes the connection instead. nginx's `ngx_accept_disabled`
+//! is the same idea.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::Signal;
+
+use crate::app::{App, Peer};
+use crate::conn::{Conn, Ctx, Next, Stream};
+use crate::hooks::Hooks;
+use crate::http::Limits;
+use crate::http::date::DateCache;
+use crate::logging::AccessLog;
+use crate::sys::{Scoreboard, SignalPipe};
+
+const SIGNAL: Token = Token(usize::MAX - 1);
+const MASTER: Token = Token(usize::MAX - 2);
+const LISTENER_BASE: usize = usize::MAX - 1024;
+/// Connections accepted per listener per loop turn.
+const ACCEPT_BATCH: usize = 8;
+/// How many more connections than the least loaded worker we may hold before
+/// leaving new ones to it.
+const BALANCE_SLACK: u64 = 2;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+enum AnyListener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// A client socket of either family.
+pub enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl io::Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.read(buf),
+            Sock::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl io::Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.write(buf),
+            Sock::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream for Sock {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+}
+
+impl mio::event::Source for Sock {
+    fn register(&mut self, r: &mio::Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.register(r, t, i),
+            Sock::Unix(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &mio::Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.reregister(r, t, i),
+            Sock::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.deregister(r),
+            Sock::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+/// Settings the loop needs, copied out of `Config`.
+pub struct LoopConfig {
+    pub limits: Limits,
+    pub keepalive_ms: u64,
+    pub header_timeout_ms: u64,
+    pub graceful_timeout_ms: u64,
+    pub worker_connections: usize,
+    /// Stop after this many requests (0 = never).
+    pub max_requests: u64,
+}
+
+/// Why the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Graceful stop finished (TERM, max-requests, master gone).
+    Graceful,
+    /// INT/QUIT: stop now.
+    Quick,
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    listeners: Vec<Option<AnyListener>>,
+    accept_pending: Vec<bool>,
+    conns: Vec<Option<Conn<Sock>>>,
+    free: Vec<usize>,
+    active: usize,
+    /// Connections that spent their round budget and need driving again.
+    again: Vec<usize>,
+    signals: SignalPipe,
+    master_fd: Option<OwnedFd>,
+    scoreboard: Rc<Scoreboard>,
+    slot: usize,
+    cfg: LoopConfig,
+    date: DateCache,
+    requests: u64,
+    /// Set once a graceful stop began: (when, deadline).
+    draining: Option<(u64, u64)>,
+    pub access_log: AccessLog,
+    /// Called with each signal the worker does not handle itself (USR1...).
+    pub on_reopen: Option<Box<dyn FnMut()>>,
+}
+
+impl EventLoop {
+    /// `listen_fds`: the inherited listening sockets. `master_fd`: read end of
+    /// a pipe whose write end only the master holds (EOF = master died).
+    pub fn new(
+        listen_fds: Vec<socket2::Socket>,
+        master_fd: Option<OwnedFd>,
+        signals: SignalPipe,
+        scoreboard: Rc<Scoreboard>,
+        slot: usize,
+        cfg: LoopConfig,
+    ) -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let mut listeners = Vec::new();
+        for (i, sock) in listen_fds.into_iter().enumerate() {
+            let unix = sock.local_addr().map(|a| a.is_unix()).unwrap_or(false);
+            let mut l = if unix {
+                AnyListener::Unix(UnixListener::from_std(sock.into()))
+            } else {
+                AnyListener::Tcp(TcpListener::from_std(sock.into()))
+            };
+            let token = Token(LISTENER_BASE + i);
+            match &mut l {
+                AnyListener::Tcp(s) => poll.registry().register(s, token, Interest::READABLE)?,
+                AnyListener::Unix(s) => poll.registry().register(s, token, Interest::READABLE)?,
+            }
+            listeners.push(Some(l));
+        }
+        poll.registry()
+            .register(&mut SourceFd(&signals.fd()), SIGNAL, Interest::READABLE)?;
+        if let Some(fd) = &master_fd {
+            poll.registry()
+                .register(&mut SourceFd(&fd.as_raw_fd()), MASTER, Interest::READABLE)?;
+        }
+        let n = listeners.len();
+        Ok(EventLoop {
+            poll,
+            listeners,
+            accept_pending: vec![true; n],
+            conns: Vec::new(),
+            free: Vec::new(),
+            active: 0,
+            again: Vec::new(),
+            signals,
+            master_fd,
+            scoreboard,
+            slot,
+            cfg,
+            date: DateCache::new(),
+            requests: 0,
+            draining: None,
+            access_log: AccessLog::disabled(),
+            on_reopen: None,
+        })
+    }
+
+    /// Run until a stop. `app` is this worker's application.
+    pub fn run(&mut self, app: &mut dyn App, hooks: &dyn Hooks) -> Exit {
+        let mut events = Events::with_capacity(256);
+        let slot_ready = {
+            let s = self.scoreboard.slot(self.slot);
+            s.tick_ms.store(now_ms(), Ordering::Relaxed);
+            s.ready.store(1, Ordering::Release);
+        };
+        let _ = slot_ready;
+        let mut last_timer = now_ms();
+        self.date.refresh(last_timer / 1000);
+        loop {
+            let accepting = self.draining.is_none()
+                && self.accept_pending.iter().any(|&p| p)
+                && self.active < self.cfg.worker_connections;
+            let timeout = if !self.again.is_empty() {
+                Duration::ZERO
+            } else if accepting {
+                // Left a connection to a less loaded worker: look again soon.
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(1000)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("epoll_wait() failed: {e}");
+                    return Exit::Quick;
+                }
+            }
+            let now = now_ms();
+            self.date.refresh(now / 1000);
+            self.scoreboard
+                .slot(self.slot)
+                .tick_ms
+                .store(now, Ordering::Relaxed);
+
+            let mut ready: Vec<usize> = std::mem::take(&mut self.again);
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNAL => {
+                        for sig in self.signals.drain() {
+                            match sig {
+                                Signal::SIGTERM => self.begin_drain(now, "received TERM"),
+                                Signal::SIGINT | Signal::SIGQUIT => return Exit::Quick,
+                                Signal::SIGUSR1 => {
+                                    if let Err(e) = self.access_log.reopen() {
+                                        log::error!("reopening the access log failed: {e}");
+                                    }
+                                    if let Some(f) = &mut self.on_reopen {
+                                        f();
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    MASTER => self.begin_drain(now, "master went away"),
+                    Token(t) if t >= LISTENER_BASE => {
+                        if let Some(p) = self.accept_pending.get_mut(t - LISTENER_BASE) {
+                            *p = true;
+                        }
+                    }
+                    Token(i) => {
+                        if let Some(Some(c)) = self.conns.get_mut(i) {
+                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                                c.readable = true;
+                            }
+                            ready.push(i);
+                        }
+                    }
+                }
+            }
+
+            self.accept(now, &mut ready);
+            ready.sort_unstable();
+            ready.dedup();
+            for i in ready {
+                self.drive(i, app, hooks, now, false);
+            }
+            if now >= last_timer + 1000 || self.draining.is_some() && now >= last_timer + 100 {
+                last_timer = now;
+                self.timers(app, hooks, now);
+            }
+            self.access_log.flush();
+            self.scoreboard
+                .slot(self.slot)
+                .active
+                .store(self.active as u64, Ordering::Relaxed);
+
+            if self.cfg.max_requests > 0
+                && self.requests >= self.cfg.max_requests
+                && self.draining.is_none()
+            {
+                self.begin_drain(now, "max requests reached");
+            }
+            if let Some((_, deadline)) = self.draining {
+                if self.active == 0 {
+                    return Exit::Graceful;
+                }
+                if now >= deadline {
+                    log::warn!(
+                        "graceful timeout: closing {} connection(s) still open",
+                        self.active
+                    );
+                    return Exit::Graceful;
+                }
+            }
+        }
+    }
+
+    fn ctx<'a>(
+        &'a mut self,
+        app: &'a mut dyn App,
+        hooks: &'a dyn Hooks,
+        now: u64,
+    ) -> (Ctx<'a>, &'a mut Vec<Option<Conn<Sock>>>) {
+        let slot = self.scoreboard.slot(self.slot);
+        (
+            Ctx {
+                app,
+                hooks,
+                limits: &self.cfg.limits,
+                date: self.date.get(),
+                now_ms: now,
+                keepalive_ms: self.cfg.keepalive_ms,
+                header_timeout_ms: self.cfg.header_timeout_ms,
+                draining: self.draining.is_some(),
+                drain_idle_ms: 1000,
+                slot: Some(slot),
+                access_log: &mut self.access_log,
+                requests: &mut self.requests,
+            },
+            &mut self.conns,
+        )
+    }
+
+    fn drive(&mut self, i: usize, app: &mut dyn App, hooks: &dyn Hooks, now: u64, timer: bool) {
+        let (mut ctx, conns) = self.ctx(app, hooks, now);
+        let Some(Some(conn)) = conns.get_mut(i) else {
+            return;
+        };
+        let next = if timer {
+            conn.on_timer(&mut ctx)
+        } else {
+            conn.drive(&mut ctx)
+        };
+        match next {
+            Next::Wait => {}
+            Next::Again => self.again.push(i),
+            Next::Close => self.close(i),
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        if let Some(mut conn) = self.conns[i].take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.active -= 1;
+            self.free.push(i);
+        }
+    }
+
+    /// Accept what the kernel queued, within the batch and balance limits.
+    fn accept(&mut self, now: u64, ready: &mut Vec<usize>) {
+        if self.draining.is_some() {
+            return;
+        }
+        for li in 0..self.listeners.len() {
+            if !self.accept_pending[li] {
+                continue;
+            }
+            for _ in 0..ACCEPT_BATCH {
+                if self.active >= self.cfg.worker_connections || !self.my_turn() {
+                    break;
+                }
+                match self.accept_one(li, now) {
+                    Ok(Some(i)) => ready.push(i),
+                    Ok(None) => {
+                        self.accept_pending[li] = false;
+                        break;
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: leave the connection queued and
+                        // retry on the next turn rather than spinning now.
+                        log::error!("accept() failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether this worker should take the next connection (see module docs).
+    fn my_turn(&self) -> bool {
+        let mine = self.active as u64;
+        if mine < BALANCE_SLACK {
+            return true;
+        }
+        let now = now_ms();
+        let sb = &self.scoreboard;
+        for j in 0..sb.len() {
+            if j == self.slot {
+                continue;
+            }
+            let s = sb.slot(j);
+            if s.pid.load(Ordering::Relaxed) == 0 {
+                if j > self.slot + 64 {
+                    break;
+                }
+                continue;
+            }
+            let alive = s.ready.load(Ordering::Relaxed) == 1
+                && s.busy_since_ms.load(Ordering::Relaxed) == 0
+                && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500;
+            if alive && s.active.load(Ordering::Relaxed) + BALANCE_SLACK < mine {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn accept_one(&mut self, li: usize, now: u64) -> io::Result<Option<usize>> {
+        let accepted = match &self.listeners[li] {
+            Some(AnyListener::Tcp(l)) => l.accept().map(|(s, a)| {
+                let _ = s.set_nodelay(true);
+                (Sock::Tcp(s), Peer::Tcp(a))
+            }),
+            Some(AnyListener::Unix(l)) => l.accept().map(|(s, _)| (Sock::Unix(s), Peer::Unix)),
+            None => return Ok(None),
+        };
+        let (mut sock, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+            // The client gave up while queued: not our error.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        self.poll.registry().register(
+            &mut sock,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.conns[i] = Some(Conn::new(sock, peer, now));
+        self.active += 1;
+        Ok(Some(i))
+    }
+
+    fn timers(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+        for i in 0..self.conns.len() {
+            if self.conns[i].is_some() {
+                self.drive(i, app, hooks, now, true);
+            }
+        }
+    }
+
+    /// Stop accepting and let open connections finish. Whatever the kernel
+    /// already queued on the listeners is accepted and served first: those
+    /// clients connected before we stopped, and closing the last copy of a
+    /// listening socket would reset them (nginx reports that as 502).
+    fn begin_drain(&mut self, now: u64, why: &str) {
+        if self.draining.is_some() {
+            return;
+        }
+        log::info!("Worker exiting (pid: {}): {why}", std::process::id());
+        for li in 0..self.listeners.len() {
+            loop {
+                match self.accept_one(li, now) {
+                    Ok(Some(i)) => self.again.push(i),
+                    _ => break,
+                }
+            }
+        }
+        for l in self.listeners.iter_mut() {
+            if let Some(mut l) = l.take() {
+                let _ = match &mut l {
+                    AnyListener::Tcp(s) => self.poll.registry().deregister(s),
+                    AnyListener::Unix(s) => self.poll.registry().deregister(s),
+                };
+            }
+        }
+        if let Some(fd) = self.master_fd.take() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+        // Idle keep-alive connections get a moment to send one more request,
+        // which is answered with `Connection: close`, instead of being closed
+        // under a client that is about to reuse them.
+        self.draining = Some((now, now + self.cfg.graceful_timeout_ms));
+        self.scoreboard
+            .slot(self.slot)
+            .ready
+            .store(0, Ordering::Relaxed);
+        for c in self.conns.iter_mut().flatten() {
+            c.touch(now);
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+}

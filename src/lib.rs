@@ -1,0 +1,50 @@
+//! ferricorn: a pre-fork HTTP/1.1 application server, in the line of
+//! gunicorn and unicorn, with a hand-written mio event loop in every worker.
+//!
+//! ```text
+//!                 ┌──────────── master (arbiter) ────────────┐
+//!  signals ─pipe─▶│ binds sockets · forks · reaps · reloads │
+//!                 └───────┬──────────────┬───────────────────┘
+//!              fork+inherit fds    scoreboard (shared memory: heartbeats)
+//!                 ┌───────▼──┐    ┌──────▼───┐
+//!                 │ worker 1 │ …  │ worker N │   each: mio loop → Conn → App
+//!                 └──────────┘    └──────────┘
+//! ```
+//!
+//! # Layout
+//! Read in this order:
+//! - [`server`]: the public builder (`Server::new(factory).bind(..).run()`).
+//! - [`arbiter`]: the master loop; every signal's effect is one `handle_*` method.
+//! - [`worker`]: a worker from fork to exit, set-up in a fixed order.
+//! - [`event_loop`]: the mio loop: accept (fairly), drive connections, timers.
+//! - [`conn`]: one connection's state machine, independent of mio.
+//! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
+//! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
+//! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
+//! - [`signals`]: the signal table and the upgrade procedure.
+//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
+//! - [`sys`]: the only module allowed `unsafe` (fork, signal handler, shared memory).
+#![deny(unsafe_code)]
+
+pub mod app;
+pub mod apps;
+pub mod arbiter;
+pub mod bind;
+pub mod config;
+pub mod conn;
+pub mod event_loop;
+pub mod hooks;
+pub mod http;
+pub mod listener;
+pub mod logging;
+pub mod pidfile;
+pub mod server;
+pub mod signals;
+pub mod sys;
+pub mod systemd;
+pub mod worker;
+
+pub use app::{App, Body, Peer, Request, Response, ResponseBody, WorkerContext};
+pub use config::Config;
+pub use hooks::{Hooks, NoHooks, ServerInfo, WorkerInfo};
+pub use server::Server;

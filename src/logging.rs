@@ -1,0 +1,511 @@
+//! The error log and the access log (gunicorn `glogging.py`).
+//!
+//! The error log goes through the `log` crate with env_logger doing filtering
+//! (`--log-level`, overridable with `RUST_LOG`) and a gunicorn-style line:
+//! `[2026-11-25 15:35:18 +0000] [1234] [INFO] Booting worker with pid: 1235`.
+//! Its file can be reopened (USR1, for logrotate) because the writer behind
+//! env_logger is a shared handle that [`reopen_error_log`] swaps.
+//!
+//! The access log is written by the workers: lines are formatted into a
+//! buffer and written once per event-loop turn with one `write(2)` of whole
+//! lines to a file opened with `O_APPEND`, so lines of different workers never
+//! interleave.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::app::{Peer, Request};
+
+// ---------------------------------------------------------------------------
+// Error log.
+
+enum Sink {
+    Stderr,
+    File(String, File),
+}
+
+static ERROR_SINK: OnceLock<Mutex<Sink>> = OnceLock::new();
+
+struct ErrorWriter;
+
+impl Write for ErrorWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let sink = ERROR_SINK.get_or_init(|| Mutex::new(Sink::Stderr));
+        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *sink {
+            Sink::Stderr => io::stderr().write_all(buf)?,
+            Sink::File(_, f) => f.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn open_append(path: &str) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Install the global logger. `errorlog` is `-` for stderr or a file path.
+pub fn init_error_log(level: &str, errorlog: &str) -> io::Result<()> {
+    let sink = if errorlog == "-" {
+        Sink::Stderr
+    } else {
+        Sink::File(errorlog.to_string(), open_append(errorlog)?)
+    };
+    let cell = ERROR_SINK.get_or_init(|| Mutex::new(Sink::Stderr));
+    *cell.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+    let filter = match level {
+        "debug" => log::LevelFilter::Debug,
+        "warning" | "warn" => log::LevelFilter::Warn,
+        "error" | "critical" => log::LevelFilter::Error,
+        _ => log::LevelFilter::Info,
+    };
+    let mut builder = env_logger::Builder::new();
+    builder
+        .filter_level(filter)
+        .parse_env("RUST_LOG")
+        .target(env_logger::Target::Pipe(Box::new(ErrorWriter)))
+        .format(|buf, record| {
+            let level = match record.level() {
+                log::Level::Error => "ERROR",
+                log::Level::Warn => "WARNING",
+                log::Level::Info => "INFO",
+                log::Level::Debug => "DEBUG",
+                log::Level::Trace => "TRACE",
+            };
+            writeln!(
+                buf,
+                "[{}] [{}] [{}] {}",
+                log_time(SystemTime::now()),
+                std::process::id(),
+                level,
+                record.args()
+            )
+        });
+    // A second init (a test calling the library twice) keeps the first logger.
+    let _ = builder.try_init();
+    Ok(())
+}
+
+/// Reopen the error log file at its path (USR1).
+pub fn reopen_error_log() -> io::Result<()> {
+    let Some(cell) = ERROR_SINK.get() else {
+        return Ok(());
+    };
+    let mut sink = cell.lock().unwrap_or_else(|p| p.into_inner());
+    if let Sink::File(path, file) = &mut *sink {
+        *file = open_append(path)?;
+    }
+    Ok(())
+}
+
+/// `2026-11-25 15:35:18 +0000` (UTC: ferricorn carries no time-zone database).
+fn log_time(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000")
+}
+
+/// Unix seconds to (year, month, day, hour, minute, second), proleptic Gregorian.
+pub(crate) fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Access log.
+
+/// gunicorn's default `--access-logformat`.
+pub const DEFAULT_ACCESS_FORMAT: &str =
+    r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+/// nginx's `combined` format, by name.
+pub const COMBINED_FORMAT: &str = r#"%(h)s - %(u)s %(t)s "%(r)s" %(s)s %(B)s "%(f)s" "%(a)s""#;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Atom {
+    Host,
+    Dash,
+    User,
+    Time,
+    RequestLine,
+    Status,
+    BytesClf,
+    Bytes,
+    Referer,
+    Agent,
+    Method,
+    Path,
+    Query,
+    Protocol,
+    Secs,
+    Millis,
+    Micros,
+    DecimalSecs,
+    Pid,
+    ReqHeader(String),
+    RespHeader(String),
+    Env(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Lit(String),
+    Atom(Atom),
+}
+
+/// What one access-log line is made of.
+pub struct AccessRecord<'a> {
+    pub peer: Peer,
+    pub request: &'a Request,
+    pub status: u16,
+    pub body_bytes: u64,
+    pub elapsed: Duration,
+    pub response_headers: &'a [(String, Vec<u8>)],
+}
+
+/// A worker's access log: buffered lines, written once per loop turn.
+pub struct AccessLog {
+    target: Option<(String, Option<File>)>,
+    json: bool,
+    pieces: Vec<Piece>,
+    buf: Vec<u8>,
+}
+
+impl AccessLog {
+    pub fn disabled() -> AccessLog {
+        AccessLog {
+            target: None,
+            json: false,
+            pieces: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// `path` is `-` for stdout. `format` is gunicorn's `%(x)s` syntax, or
+    /// the names `combined` or `json`.
+    pub fn open(path: &str, format: &str) -> io::Result<AccessLog> {
+        let file = if path == "-" {
+            None
+        } else {
+            Some(open_append(path)?)
+        };
+        let (json, fmt) = match format {
+            "json" => (true, ""),
+            "combined" => (false, COMBINED_FORMAT),
+            other => (false, other),
+        };
+        Ok(AccessLog {
+            target: Some((path.to_string(), file)),
+            json,
+            pieces: parse_format(fmt)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    pub fn log(&mut self, r: &AccessRecord<'_>) {
+        if self.json {
+            format_json(&mut self.buf, r);
+        } else {
+            let mut line = String::with_capacity(160);
+            for piece in &self.pieces {
+                match piece {
+                    Piece::Lit(s) => line.push_str(s),
+                    Piece::Atom(a) => render(&mut line, a, r),
+                }
+            }
+            line.push('\n');
+            self.buf.extend_from_slice(line.as_bytes());
+        }
+        if self.buf.len() > 64 * 1024 {
+            self.flush();
+        }
+    }
+
+    /// Write the buffered lines (one write of whole lines).
+    pub fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if let Some((_, file)) = &mut self.target {
+            let res = match file {
+                Some(f) => f.write_all(&self.buf),
+                None => io::stdout().lock().write_all(&self.buf),
+            };
+            if let Err(e) = res {
+                log::warn!("access log write failed: {e}");
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// Reopen the file at its path (USR1 after logrotate moved it).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.flush();
+        if let Some((path, file @ Some(_))) = &mut self.target {
+            *file = Some(open_append(path)?);
+        }
+        Ok(())
+    }
+}
+
+/// Parse gunicorn's `%(name)s` access-log format.
+fn parse_format(fmt: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut lit = String::new();
+    let mut rest = fmt;
+    while let Some(i) = rest.find("%(") {
+        lit.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find(")s") else {
+            return Err(format!("unterminated atom in access log format: {fmt:?}"));
+        };
+        let name = &after[..end];
+        let atom = match name {
+            "h" => Atom::Host,
+            "l" => Atom::Dash,
+            "u" => Atom::User,
+            "t" => Atom::Time,
+            "r" => Atom::RequestLine,
+            "s" => Atom::Status,
+            "b" => Atom::BytesClf,
+            "B" => Atom::Bytes,
+            "f" => Atom::Referer,
+            "a" => Atom::Agent,
+            "m" => Atom::Method,
+            "U" => Atom::Path,
+            "q" => Atom::Query,
+            "H" => Atom::Protocol,
+            "T" => Atom::Secs,
+            "M" => Atom::Millis,
+            "D" => Atom::Micros,
+            "L" => Atom::DecimalSecs,
+            "p" => Atom::Pid,
+            n if n.starts_with('{') && n.ends_with("}i") => {
+                Atom::ReqHeader(n[1..n.len() - 2].to_string())
+            }
+            n if n.starts_with('{') && n.ends_with("}o") => {
+                Atom::RespHeader(n[1..n.len() - 2].to_string())
+            }
+            n if n.starts_with('{') && n.ends_with("}e") => {
+                Atom::Env(n[1..n.len() - 2].to_string())
+            }
+            other => return Err(format!("unknown access log atom %({other})s")),
+        };
+        if !lit.is_empty() {
+            pieces.push(Piece::Lit(std::mem::take(&mut lit)));
+        }
+        pieces.push(Piece::Atom(atom));
+        rest = &after[end + 2..];
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        pieces.push(Piece::Lit(lit));
+    }
+    Ok(pieces)
+}
+
+/// Validate an access log format at start-up.
+pub fn check_format(fmt: &str) -> Result<(), String> {
+    match fmt {
+        "json" | "combined" => Ok(()),
+        f => parse_format(f).map(|_| ()),
+    }
+}
+
+fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+fn push_bytes_or_dash(out: &mut String, v: Option<&[u8]>) {
+    match v {
+        Some(v) if !v.is_empty() => out.push_str(&String::from_utf8_lossy(v)),
+        _ => out.push('-'),
+    }
+}
+
+/// `[25/Nov/2026:15:35:18 +0000]`
+fn clf_time(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!(
+        "[{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000]",
+        MONTHS[(mo - 1) as usize]
+    )
+}
+
+fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>) {
+    use std::fmt::Write as _;
+    let req = r.request;
+    match atom {
+        Atom::Host => match r.peer {
+            Peer::Tcp(a) => {
+                let _ = write!(out, "{}", a.ip());
+            }
+            Peer::Unix => out.push('-'),
+        },
+        Atom::Dash => out.push('-'),
+        Atom::User => out.push('-'),
+        Atom::Time => out.push_str(&clf_time(SystemTime::now())),
+        Atom::RequestLine => {
+            let _ = write!(
+                out,
+                "{} {} {}",
+                req.method(),
+                req.target(),
+                req.version_str()
+            );
+        }
+        Atom::Status => {
+            let _ = write!(out, "{}", r.status);
+        }
+        Atom::BytesClf => {
+            if r.body_bytes == 0 {
+                out.push('-');
+            } else {
+                let _ = write!(out, "{}", r.body_bytes);
+            }
+        }
+        Atom::Bytes => {
+            let _ = write!(out, "{}", r.body_bytes);
+        }
+        Atom::Referer => push_bytes_or_dash(out, req.header("Referer")),
+        Atom::Agent => push_bytes_or_dash(out, req.header("User-Agent")),
+        Atom::Method => out.push_str(req.method()),
+        Atom::Path => out.push_str(req.path()),
+        Atom::Query => out.push_str(req.query()),
+        Atom::Protocol => out.push_str(req.version_str()),
+        Atom::Secs => {
+            let _ = write!(out, "{}", r.elapsed.as_secs());
+        }
+        Atom::Millis => {
+            let _ = write!(out, "{}", r.elapsed.as_millis());
+        }
+        Atom::Micros => {
+            let _ = write!(out, "{}", r.elapsed.as_micros());
+        }
+        Atom::DecimalSecs => {
+            let _ = write!(out, "{:.6}", r.elapsed.as_secs_f64());
+        }
+        Atom::Pid => {
+            let _ = write!(out, "<{}>", std::process::id());
+        }
+        Atom::ReqHeader(name) => push_bytes_or_dash(out, req.header(name)),
+        Atom::RespHeader(name) => push_bytes_or_dash(out, header(r.response_headers, name)),
+        Atom::Env(name) => match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => out.push('-'),
+        },
+    }
+}
+
+fn format_json(buf: &mut Vec<u8>, r: &AccessRecord<'_>) {
+    let req = r.request;
+    let mut s = String::with_capacity(256);
+    let field = |s: &mut String, key: &str, val: &[u8], first: bool| {
+        if !first {
+            s.push_str(", ");
+        }
+        crate::apps::json_str(s, key.as_bytes());
+        s.push_str(": ");
+        crate::apps::json_str(s, val);
+    };
+    s.push('{');
+    let remote = match r.peer {
+        Peer::Tcp(a) => a.ip().to_string(),
+        Peer::Unix => String::new(),
+    };
+    field(&mut s, "remote_addr", remote.as_bytes(), true);
+    field(
+        &mut s,
+        "time",
+        clf_time(SystemTime::now())
+            .trim_matches(|c| c == '[' || c == ']')
+            .as_bytes(),
+        false,
+    );
+    field(&mut s, "method", req.method().as_bytes(), false);
+    field(&mut s, "target", req.target().as_bytes(), false);
+    field(&mut s, "path", req.path().as_bytes(), false);
+    field(&mut s, "query", req.query().as_bytes(), false);
+    field(&mut s, "protocol", req.version_str().as_bytes(), false);
+    s.push_str(&format!(
+        ", \"status\": {}, \"bytes\": {}, \"duration_us\": {}",
+        r.status,
+        r.body_bytes,
+        r.elapsed.as_micros()
+    ));
+    field(
+        &mut s,
+        "referer",
+        req.header("Referer").unwrap_or(b""),
+        false,
+    );
+    field(
+        &mut s,
+        "user_agent",
+        req.header("User-Agent").unwrap_or(b""),
+        false,
+    );
+    field(
+        &mut s,
+        "pid",
+        std::process::id().to_string().as_bytes(),
+        false,
+    );
+    s.push_str("}\n");
+    buf.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil(1_795_621_518), (2026, 11, 25, 15, 45, 18));
+    }
+
+    #[test]
+    fn default_format_parses_every_atom() {
+        let p = parse_format(DEFAULT_ACCESS_FORMAT).unwrap();
+        assert_eq!(p[0], Piece::Atom(Atom::Host));
+        assert!(parse_format("%(h)s %({x-real-ip}i)s %({server}o)s %(zz)s").is_err());
+        let all = "%(h)s %(l)s %(u)s %(t)s %(r)s %(s)s %(m)s %(U)s %(q)s %(H)s %(b)s %(B)s %(f)s %(a)s %(T)s %(D)s %(M)s %(L)s %(p)s %({a}i)s %({b}o)s %({c}e)s";
+        assert_eq!(parse_format(all).unwrap().len(), 22 * 2 - 1);
+    }
+}

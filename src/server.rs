@@ -1,0 +1,102 @@
+//! The public face: a builder that turns settings, an app factory and hooks
+//! into a running pre-fork server.
+//!
+//! ```no_run
+//! use ferricorn::{Response, Server};
+//!
+//! fn main() {
+//!     let code = Server::new(|_ctx| |_req: &mut ferricorn::Request| Response::ok("text/plain", "hi\n"))
+//!         .bind("127.0.0.1:8000")
+//!         .workers(2)
+//!         .run();
+//!     std::process::exit(code);
+//! }
+//! ```
+
+use crate::app::{App, AppFactory, WorkerContext};
+use crate::arbiter::Arbiter;
+use crate::bind::BindAddr;
+use crate::config::Config;
+use crate::hooks::{Hooks, NoHooks};
+
+pub struct Server {
+    cfg: Config,
+    factory: AppFactory,
+    hooks: Box<dyn Hooks>,
+    errors: Vec<String>,
+}
+
+impl Server {
+    /// A server whose workers each build their app with `factory`, after fork.
+    pub fn new<F, A>(factory: F) -> Server
+    where
+        F: Fn(&WorkerContext) -> A + 'static,
+        A: App + 'static,
+    {
+        let factory: AppFactory = Box::new(move |ctx| Ok(Box::new(factory(ctx)) as Box<dyn App>));
+        Server::with_factory(Config::default(), factory)
+    }
+
+    /// A server from resolved settings and a fallible factory (the binary's path).
+    pub fn with_factory(cfg: Config, factory: AppFactory) -> Server {
+        Server {
+            cfg,
+            factory,
+            hooks: Box::new(NoHooks),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Replace all settings.
+    pub fn config(mut self, cfg: Config) -> Server {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Add a `--bind` address (the first call replaces the default).
+    pub fn bind(mut self, addr: &str) -> Server {
+        match BindAddr::parse(addr) {
+            Ok(a) => {
+                if !self.cfg.args.iter().any(|x| x == "--bind") {
+                    self.cfg.bind.clear();
+                    self.cfg.args.push("--bind".into());
+                }
+                self.cfg.bind.push(a);
+            }
+            Err(e) => self
+                .errors
+                .push(format!("invalid value for --bind: '{addr}' ({e})")),
+        }
+        self
+    }
+
+    pub fn workers(mut self, n: usize) -> Server {
+        self.cfg.workers = n.max(1);
+        self
+    }
+
+    pub fn timeout(mut self, secs: u64) -> Server {
+        self.cfg.timeout = secs;
+        self
+    }
+
+    pub fn hooks(mut self, hooks: impl Hooks + 'static) -> Server {
+        self.hooks = Box::new(hooks);
+        self
+    }
+
+    /// Run the master until it stops; returns the process exit code.
+    pub fn run(self) -> i32 {
+        if let Some(e) = self.errors.first() {
+            log::error!("{e}");
+            return 1;
+        }
+        Arbiter::new(
+            self.cfg,
+            |k| std::env::var(k).ok(),
+            self.factory,
+            self.hooks,
+        )
+        .run()
+    }
+}

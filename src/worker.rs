@@ -1,0 +1,148 @@
+//! One worker process, from fork to exit (gunicorn `workers/base.py`
+//! `init_process`, unicorn `worker_loop`).
+//!
+//! Set-up happens in a fixed order, each step before anything that depends
+//! on it: signals (so no signal is lost or kills us by default), title,
+//! parent-death signal, the `post_fork` hook, the app (exit code 4 if it
+//! cannot be built), `post_worker_init`, then the event loop.
+
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use nix::sys::signal::Signal;
+
+use crate::app::{AppFactory, WorkerContext};
+use crate::arbiter::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
+use crate::config::Config;
+use crate::event_loop::{EventLoop, Exit, LoopConfig};
+use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
+use crate::http::Limits;
+use crate::logging::AccessLog;
+use crate::signals;
+use crate::sys::{self, Scoreboard, SignalPipe};
+
+pub struct WorkerArgs<'a> {
+    pub cfg: &'a Config,
+    pub listeners: Vec<socket2::Socket>,
+    pub master_fd: Option<OwnedFd>,
+    pub scoreboard: Rc<Scoreboard>,
+    pub slot: usize,
+    pub age: u64,
+    pub workers: usize,
+    pub binds: Vec<String>,
+    pub factory: Rc<AppFactory>,
+    pub hooks: Rc<dyn Hooks>,
+    pub server: ServerInfo,
+}
+
+/// Run a worker; returns its exit code.
+pub fn run(args: WorkerArgs<'_>) -> i32 {
+    let cfg = args.cfg;
+    let pid = std::process::id();
+    let me = WorkerInfo { pid, age: args.age };
+
+    // Signals first: the master's handlers write into the master's pipe.
+    sys::default_signals(&signals::master_signals());
+    for &sig in signals::worker_ignored() {
+        sys::ignore_signal(sig);
+    }
+    let sigpipe = match SignalPipe::install(signals::WORKER_HANDLED) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("worker {pid}: cannot install signal handlers: {e}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+    sys::install_abort_exit();
+    // Backstop for the pipe: if the master dies while we block in the app,
+    // the kernel still tells us.
+    sys::set_parent_death_signal(Signal::SIGTERM);
+
+    let name = cfg.proc_name.clone().unwrap_or_else(|| cfg.app.clone());
+    sys::set_process_title(&format!("ferricorn: worker [{name}]"));
+
+    args.hooks.post_fork(&args.server, &me);
+
+    let ctx = WorkerContext {
+        pid,
+        age: args.age,
+        workers: args.workers,
+        binds: args.binds.clone(),
+        name,
+    };
+    let mut app = match (args.factory)(&ctx) {
+        Ok(app) => app,
+        Err(e) => {
+            log::error!(
+                "Exception in worker process: cannot load app '{}': {e}",
+                cfg.app
+            );
+            return APP_LOAD_ERROR;
+        }
+    };
+
+    let access_log = match &cfg.accesslog {
+        Some(path) => match AccessLog::open(path, &cfg.access_log_format) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("cannot open access log {path}: {e}");
+                return WORKER_BOOT_ERROR;
+            }
+        },
+        None => AccessLog::disabled(),
+    };
+
+    let jitter = if cfg.max_requests_jitter > 0 {
+        // Spread restarts: no RNG dependency, the pid and clock are enough.
+        (crate::event_loop::now_ms() ^ (pid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            % (cfg.max_requests_jitter + 1)
+    } else {
+        0
+    };
+    let loop_cfg = LoopConfig {
+        limits: Limits {
+            request_line: cfg.limit_request_line,
+            fields: cfg.limit_request_fields,
+            field_size: cfg.limit_request_field_size,
+            body: cfg.limit_request_body,
+        },
+        keepalive_ms: cfg.keepalive * 1000,
+        header_timeout_ms: cfg.header_timeout * 1000,
+        graceful_timeout_ms: cfg.graceful_timeout * 1000,
+        worker_connections: cfg.worker_connections,
+        max_requests: if cfg.max_requests > 0 {
+            cfg.max_requests + jitter
+        } else {
+            0
+        },
+    };
+    let mut ev = match EventLoop::new(
+        args.listeners,
+        args.master_fd,
+        sigpipe,
+        args.scoreboard,
+        args.slot,
+        loop_cfg,
+    ) {
+        Ok(ev) => ev,
+        Err(e) => {
+            log::error!("worker {pid}: cannot start the event loop: {e}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+    ev.access_log = access_log;
+    ev.on_reopen = Some(Box::new(|| {
+        if let Err(e) = crate::logging::reopen_error_log() {
+            log::error!("reopening the error log failed: {e}");
+        }
+    }));
+    args.hooks.post_worker_init(&me);
+
+    let exit = ev.run(&mut *app, &*args.hooks);
+    if exit == Exit::Quick {
+        args.hooks.worker_int(&me);
+    }
+    ev.access_log.flush();
+    args.hooks.worker_exit(&me);
+    0
+}

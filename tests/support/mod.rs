@@ -1,0 +1,504 @@
+//! Shared helpers for the integration tests: start the real `ferricorn`
+//! binary on a free port or a temporary Unix socket, talk raw bytes to it,
+//! and always stop it by pid (the guard's `Drop` runs even when a test fails).
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
+
+/// A private temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "ferricorn-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; ports are handed out
+/// by the kernel, so concurrent tests do not collide in practice).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where a server listens.
+#[derive(Clone, Debug)]
+pub enum Addr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Addr {
+    pub fn bind_arg(&self) -> String {
+        match self {
+            Addr::Tcp(a) => a.to_string(),
+            Addr::Unix(p) => format!("unix:{}", p.display()),
+        }
+    }
+}
+
+/// A client connection of either family.
+pub enum Client {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Client {
+    pub fn connect(addr: &Addr) -> io::Result<Client> {
+        let c = match addr {
+            Addr::Tcp(a) => Client::Tcp(TcpStream::connect_timeout(a, Duration::from_secs(5))?),
+            Addr::Unix(p) => Client::Unix(UnixStream::connect(p)?),
+        };
+        c.set_timeout(Some(Duration::from_secs(10)));
+        Ok(c)
+    }
+    pub fn set_timeout(&self, t: Option<Duration>) {
+        match self {
+            Client::Tcp(s) => {
+                s.set_read_timeout(t).unwrap();
+                s.set_write_timeout(t).unwrap();
+            }
+            Client::Unix(s) => {
+                s.set_read_timeout(t).unwrap();
+                s.set_write_timeout(t).unwrap();
+            }
+        }
+    }
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            Client::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Client::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+    /// Read until EOF (or the read timeout), returning what arrived.
+    pub fn read_to_end_lossy(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+    /// Read exactly one HTTP response (head + Content-Length or chunked body).
+    pub fn read_response(&mut self) -> io::Result<HttpResponse> {
+        read_response(self, false)
+    }
+    /// Read the response to a HEAD request (no body whatever the headers say).
+    pub fn read_head_response(&mut self) -> io::Result<HttpResponse> {
+        read_response(self, true)
+    }
+}
+
+impl Read for Client {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Client::Tcp(s) => s.read(buf),
+            Client::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Client {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Client::Tcp(s) => s.write(buf),
+            Client::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The status line, e.g. `HTTP/1.1 200 OK`.
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The exact bytes of this response as received.
+    pub raw: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Buffered reader state is kept per call: tests read responses one at a
+/// time, byte by byte where needed, so pipelined responses stay separate.
+fn read_response(c: &mut impl Read, head_only: bool) -> io::Result<HttpResponse> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = c.read(&mut byte)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "EOF inside response head: {:?}",
+                    String::from_utf8_lossy(&raw)
+                ),
+            ));
+        }
+        raw.push(byte[0]);
+        if raw.len() > 1 << 20 {
+            return Err(io::Error::other("response head too large"));
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or("").to_string();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line {status_line:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_string(), v.trim().to_string()))
+        .collect();
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    if !no_body {
+        if let Some(len) = find("Content-Length") {
+            let len: usize = len
+                .parse()
+                .map_err(|_| io::Error::other("bad Content-Length"))?;
+            body.resize(len, 0);
+            c.read_exact(&mut body)?;
+            raw.extend_from_slice(&body);
+        } else if find("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let mut line = Vec::new();
+                while !line.ends_with(b"\r\n") {
+                    c.read_exact(&mut byte)?;
+                    line.push(byte[0]);
+                }
+                raw.extend_from_slice(&line);
+                let size_text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                        .map_err(|_| io::Error::other(format!("bad chunk size {size_text:?}")))?;
+                let mut chunk = vec![0u8; size + 2];
+                c.read_exact(&mut chunk)?;
+                raw.extend_from_slice(&chunk);
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else {
+            // Delimited by close.
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest)?;
+            raw.extend_from_slice(&rest);
+            body = rest;
+        }
+    }
+    Ok(HttpResponse {
+        status,
+        status_line,
+        headers,
+        body,
+        raw,
+    })
+}
+
+/// A running ferricorn master, killed (with its process group) on drop.
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: Addr,
+    pub dir: TempDir,
+    /// stderr of the server, written to a file in `dir`.
+    pub log: PathBuf,
+}
+
+pub struct ServerBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    unix: bool,
+    wait: bool,
+}
+
+impl ServerBuilder {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, it: I) -> Self {
+        self.args.extend(it.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    /// Listen on a temporary Unix socket instead of TCP.
+    pub fn unix(mut self) -> Self {
+        self.unix = true;
+        self
+    }
+    /// Do not wait for the server to answer before returning.
+    pub fn no_wait(mut self) -> Self {
+        self.wait = false;
+        self
+    }
+    pub fn start(self) -> Server {
+        let dir = TempDir::new("srv");
+        let addr = if self.unix {
+            Addr::Unix(dir.join("s.sock"))
+        } else {
+            Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())))
+        };
+        let log = dir.join("stderr.log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--bind").arg(addr.bind_arg());
+        cmd.args(&self.args);
+        cmd.env_remove("FERRICORN_CMD_ARGS")
+            .env_remove("PORT")
+            .env_remove("WEB_CONCURRENCY")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("stdout.log")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn ferricorn");
+        let server = Server {
+            child: Some(child),
+            addr,
+            dir,
+            log,
+        };
+        if self.wait {
+            server.wait_ready();
+        }
+        server
+    }
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            args: Vec::new(),
+            env: Vec::new(),
+            unix: false,
+            wait: true,
+        }
+    }
+
+    /// Start with `args` on a free TCP port and wait until it answers.
+    pub fn start(args: &[&str]) -> Server {
+        Server::builder().args(args.iter().copied()).start()
+    }
+
+    pub fn start_unix(args: &[&str]) -> Server {
+        Server::builder().args(args.iter().copied()).unix().start()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.addr).expect("connect to ferricorn")
+    }
+
+    /// Wait until a connection succeeds (the master bound) and a request is
+    /// answered (a worker accepts).
+    #[track_caller]
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = Client::connect(&self.addr) {
+                c.set_timeout(Some(Duration::from_secs(5)));
+                if c.write_all(b"GET /__ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                    && c.read_response().is_ok()
+                {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("ferricorn did not become ready; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send raw bytes on a new connection and read one response.
+    pub fn request(&self, raw: &[u8]) -> HttpResponse {
+        let mut c = self.connect();
+        c.write_all(raw).unwrap();
+        c.read_response()
+            .unwrap_or_else(|e| panic!("no response: {e}; log:\n{}", self.log_text()))
+    }
+
+    /// Send raw bytes, half-close, read everything until the server closes.
+    pub fn exchange(&self, raw: &[u8]) -> Vec<u8> {
+        let mut c = self.connect();
+        c.write_all(raw).unwrap();
+        c.read_to_end_lossy()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
+    }
+
+    /// Wait for the master to exit; returns its exit status code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pids of this master's worker processes (children named "worker").
+    pub fn worker_pids(&self) -> Vec<u32> {
+        children_of(self.pid())
+            .into_iter()
+            .filter(|p| cmdline(*p).contains("worker"))
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            // The whole process group: master and workers (and a USR2 child).
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Direct children of `pid`, from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+                if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                    let f: Vec<&str> = rest.split_whitespace().collect();
+                    // f[0] = state, f[1] = ppid
+                    if f.get(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) && f[0] != "Z" {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+pub fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rfind(')')
+                .map(|i| !s[i + 2..].starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}
+
+/// Poll `cond` until true or `timeout`; returns whether it became true.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -143,6 +143,8 @@ pub struct EventLoop {
     active: usize,
     /// Connections that spent their round budget and need driving again.
     again: Vec<usize>,
+    /// Reused list of connections to drive this turn.
+    ready_buf: Vec<usize>,
     signals: SignalPipe,
     master_fd: Option<OwnedFd>,
     scoreboard: Rc<Scoreboard>,
@@ -199,6 +201,7 @@ impl EventLoop {
             free: Vec::new(),
             active: 0,
             again: Vec::new(),
+            ready_buf: Vec::new(),
             signals,
             master_fd,
             scoreboard,
@@ -248,7 +251,9 @@ impl EventLoop {
                 .tick_ms
                 .store(now, Ordering::Relaxed);
 
-            let mut ready: Vec<usize> = std::mem::take(&mut self.again);
+            let mut ready = std::mem::take(&mut self.ready_buf);
+            ready.clear();
+            ready.append(&mut self.again);
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL => {
@@ -288,9 +293,10 @@ impl EventLoop {
             self.accept(now, &mut ready);
             ready.sort_unstable();
             ready.dedup();
-            for i in ready {
+            for &i in &ready {
                 self.drive(i, app, hooks, now, false);
             }
+            self.ready_buf = ready;
             if now >= last_timer + 1000 || self.draining.is_some() && now >= last_timer + 100 {
                 last_timer = now;
                 self.timers(app, hooks, now);
@@ -366,8 +372,9 @@ impl EventLoop {
     }
 
     fn close(&mut self, i: usize) {
-        if let Some(mut conn) = self.conns[i].take() {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+        // Closing the socket removes it from the epoll set (it is never
+        // duplicated), so no EPOLL_CTL_DEL is needed.
+        if self.conns[i].take().is_some() {
             self.active -= 1;
             self.free.push(i);
         }

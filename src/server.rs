@@ -24,6 +24,10 @@ pub struct Server {
     factory: AppFactory,
     hooks: Box<dyn Hooks>,
     errors: Vec<String>,
+    /// `bind` was called: the first call replaces the default address.
+    bound: bool,
+    /// Settings came from the command line: HUP re-reads them.
+    from_cli: bool,
 }
 
 impl Server {
@@ -34,7 +38,9 @@ impl Server {
         A: App + 'static,
     {
         let factory: AppFactory = Box::new(move |ctx| Ok(Box::new(factory(ctx)) as Box<dyn App>));
-        Server::with_factory(Config::default(), factory)
+        let mut s = Server::with_factory(Config::default(), factory);
+        s.from_cli = false;
+        s
     }
 
     /// A server from resolved settings and a fallible factory (the binary's path).
@@ -44,6 +50,8 @@ impl Server {
             factory,
             hooks: Box::new(NoHooks),
             errors: Vec::new(),
+            bound: false,
+            from_cli: true,
         }
     }
 
@@ -57,9 +65,9 @@ impl Server {
     pub fn bind(mut self, addr: &str) -> Server {
         match BindAddr::parse(addr) {
             Ok(a) => {
-                if !self.cfg.args.iter().any(|x| x == "--bind") {
+                if !self.bound {
                     self.cfg.bind.clear();
-                    self.cfg.args.push("--bind".into());
+                    self.bound = true;
                 }
                 self.cfg.bind.push(a);
             }

@@ -124,6 +124,8 @@ pub struct Arbiter {
     launch_dir: PathBuf,
     argv: Vec<String>,
     exit_code: i32,
+    /// Settings came from the command line and config file (HUP re-reads them).
+    reloadable: bool,
 }
 
 impl Arbiter {
@@ -168,7 +170,13 @@ impl Arbiter {
             announced_ready: false,
             last_watchdog_ms: 0,
             exit_code: 0,
+            reloadable: true,
         }
+    }
+
+    /// Whether HUP re-reads the command line and config file.
+    pub fn set_reloadable(&mut self, yes: bool) {
+        self.reloadable = yes;
     }
 
     fn info(&self) -> ServerInfo {
@@ -190,12 +198,28 @@ impl Arbiter {
     /// Returns the process exit code.
     pub fn run(mut self) -> i32 {
         self.hooks.on_starting(&self.info());
-        match self.setup() {
-            Ok(()) => {}
-            Err(e) => {
-                log::error!("{e}");
-                return 1;
+        // Daemonize before binding (gunicorn's order), but not again in a
+        // master re-executed by USR2: it must stay the old master's child.
+        let mut daemon = None;
+        if self.cfg.daemon && !self.is_upgrade_child() {
+            if self.notifier.enabled() {
+                log::warn!("--daemon under systemd (NOTIFY_SOCKET is set): use Type=notify without --daemon");
             }
+            match sys::daemonize() {
+                Ok(d) => daemon = Some(d),
+                Err(e) => {
+                    log::error!("cannot daemonize: {e}");
+                    return 1;
+                }
+            }
+        }
+        let result = self.setup();
+        if let Some(d) = &mut daemon {
+            d.report(&result);
+        }
+        if let Err(e) = result {
+            log::error!("{e}");
+            return 1;
         }
         log::info!("Starting ferricorn {}", env!("CARGO_PKG_VERSION"));
         for l in &self.listeners {
@@ -208,6 +232,7 @@ impl Arbiter {
 
         loop {
             self.sleep();
+            self.ping_watchdog();
             let queued = self.signals.as_ref().map(|s| s.drain()).unwrap_or_default();
             for sig in queued {
                 self.handle_signal(sig);
@@ -244,6 +269,9 @@ impl Arbiter {
         let signals = SignalPipe::install(&signals::master_signals())
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         self.signals = Some(signals);
+        // A master re-executed by USR2 starts with the mask its parent held
+        // while forking it (everything blocked); handlers are in place now.
+        sys::unblock_signals(&signals::master_signals());
         sys::ignore_signal(Signal::SIGPIPE);
         let (mut inherited, systemd) = listener::inherited_sockets()
             .map_err(|e| format!("cannot use inherited sockets: {e}"))?;
@@ -303,11 +331,14 @@ impl Arbiter {
             .workers
             .values()
             .any(|w| !w.was_ready || !matches!(w.state, WorkerState::Running));
-        let ms: u16 = if matches!(self.phase, Phase::Stopping { .. }) || booting {
+        let mut ms: u16 = if matches!(self.phase, Phase::Stopping { .. }) || booting {
             50
         } else {
             1000
         };
+        if let Some(w) = self.notifier.watchdog_ms {
+            ms = ms.min(w.clamp(10, 1000) as u16);
+        }
         if let Some(s) = &self.signals {
             s.wait(ms);
         } else {
@@ -351,7 +382,10 @@ impl Arbiter {
         if matches!(self.phase, Phase::Stopping { .. }) {
             return;
         }
-        self.notifier.notify("RELOADING=1");
+        self.notifier.notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=Reloading",
+            sys::monotonic_usec()
+        ));
         self.reload();
     }
 
@@ -414,7 +448,11 @@ impl Arbiter {
                 return;
             }
         }
-        self.notifier.notify("STOPPING=1");
+        if self.sole_master() {
+            // After a USR2 hand-over (or during a rollback) the service's
+            // main process is the other master: do not tell systemd we stop.
+            self.notifier.notify("STOPPING=1\nSTATUS=Stopping");
+        }
         let grace_ms = if graceful {
             self.cfg.graceful_timeout * 1000
         } else {
@@ -435,8 +473,25 @@ impl Arbiter {
         });
     }
 
+    /// This master was started by a USR2 upgrade and its parent (the old
+    /// master) is still alive.
+    fn is_upgrade_child(&self) -> bool {
+        std::env::var("FERRICORN_PARENT_MASTER")
+            .ok()
+            .and_then(|p| p.parse::<i32>().ok())
+            .map(Pid::from_raw)
+            == Some(nix::unistd::getppid())
+    }
+
+    /// No other master shares our sockets (no USR2 child, no live parent).
+    fn sole_master(&self) -> bool {
+        self.reexec_pid.is_none() && !self.is_upgrade_child()
+    }
+
     fn close_listeners(&mut self) {
-        let unlink = self.reexec_pid.is_none() && !self.systemd_sockets;
+        // A Unix socket path is removed only by the last master using it:
+        // during an upgrade or a rollback the other master still serves it.
+        let unlink = self.sole_master() && !self.systemd_sockets;
         for l in self.listeners.drain(..) {
             if unlink {
                 l.unlink();
@@ -452,7 +507,13 @@ impl Arbiter {
 
     /// HUP: re-read the configuration and roll the workers over to it.
     fn reload(&mut self) {
-        match self.cfg.reload(&self.env) {
+        let reread = if self.reloadable {
+            self.cfg.reload(&self.env)
+        } else {
+            // Settings given through the library API: nothing to re-read.
+            Ok(self.cfg.clone())
+        };
+        match reread {
             Ok(new) => {
                 if new.bind != self.cfg.bind && !self.systemd_sockets {
                     let mut keep: Vec<socket2::Socket> =
@@ -504,12 +565,7 @@ impl Arbiter {
             log::warn!("USR2 ignored: the new master (pid {pid}) is still running");
             return;
         }
-        if std::env::var_os("FERRICORN_PARENT_MASTER")
-            .and_then(|p| p.into_string().ok())
-            .and_then(|p| p.parse::<i32>().ok())
-            .map(Pid::from_raw)
-            == Some(nix::unistd::getppid())
-        {
+        if self.is_upgrade_child() {
             log::warn!("USR2 ignored: the old master is still running (send it TERM first)");
             return;
         }
@@ -520,13 +576,22 @@ impl Arbiter {
             }
         }
         let fds: Vec<String> = self.listeners.iter().map(|l| l.fd().to_string()).collect();
-        self.hooks.pre_exec(&self.info());
-        match sys::fork() {
+        let info = self.info();
+        // Signals stay blocked in the child across exec; the new master
+        // unblocks them once its own handlers are installed.
+        let mask = sys::block_all_signals();
+        let forked = sys::fork();
+        if !matches!(forked, Ok(Fork::Child)) {
+            sys::restore_signal_mask(&mask);
+        }
+        match forked {
             Ok(Fork::Parent(pid)) => {
                 log::info!("Started new master (pid {pid}) for the upgrade");
                 self.reexec_pid = Some(pid);
             }
             Ok(Fork::Child) => {
+                sys::default_signals(&signals::master_signals());
+                self.hooks.pre_exec(&info);
                 for l in &self.listeners {
                     let _ = sys::set_cloexec(l.fd(), false);
                 }
@@ -538,7 +603,6 @@ impl Arbiter {
                     .iter()
                     .filter_map(|a| CString::new(a.as_bytes()).ok())
                     .collect();
-                sys::default_signals(&signals::master_signals());
                 if let Some(prog) = argv.first() {
                     let e = nix::unistd::execvp(prog, &argv).unwrap_err();
                     log::error!("execvp({:?}) failed: {e}", self.argv[0]);
@@ -556,6 +620,16 @@ impl Arbiter {
 
     /// Exit because workers cannot run (boot error, app load error, crash loop).
     fn halt(&mut self) {
+        log::error!(
+            "Shutting down: workers cannot run (exit code {}; see the errors above)",
+            self.exit_code
+        );
+        if self.sole_master() {
+            self.notifier.notify(&format!(
+                "STOPPING=1\nSTATUS=Workers cannot run (exit code {})",
+                self.exit_code
+            ));
+        }
         self.kill_all(Signal::SIGKILL);
         while !self.workers.is_empty() {
             match waitpid(None, None) {
@@ -604,6 +678,9 @@ impl Arbiter {
             let (age, was_ready, state) = (w.age, w.was_ready, w.state);
             match status {
                 WaitStatus::Exited(_, 0) => log::info!("Worker exiting (pid: {pid})"),
+                WaitStatus::Exited(_, 134) if matches!(state, WorkerState::Aborted { .. }) => {
+                    log::error!("Worker (pid:{pid}) was sent SIGABRT after WORKER TIMEOUT")
+                }
                 WaitStatus::Exited(_, code) => {
                     log::error!("Worker (pid:{pid}) exited with code {code}")
                 }
@@ -612,9 +689,11 @@ impl Arbiter {
                 {
                     log::error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
                 }
-                WaitStatus::Signaled(_, sig, _) => {
-                    log::error!("Worker (pid:{pid}) was sent {}!", signals::name(sig))
-                }
+                WaitStatus::Signaled(_, sig, core) => log::error!(
+                    "Worker (pid:{pid}) was sent {}!{}",
+                    signals::name(sig),
+                    if core { " (core dumped)" } else { "" }
+                ),
                 _ => {}
             }
             if let WaitStatus::Exited(_, code @ (WORKER_BOOT_ERROR | APP_LOAD_ERROR)) = status {
@@ -631,14 +710,15 @@ impl Arbiter {
             let clean_exit = matches!(status, WaitStatus::Exited(_, 0));
             if !was_ready && !clean_exit && matches!(self.phase, Phase::Running) {
                 self.boot_failures += 1;
-                let delay = (100u64 << self.boot_failures.min(6)).min(5_000);
-                self.next_spawn_ms = now_ms() + delay;
-                log::warn!(
-                    "worker died before accepting ({} in a row); next start in {} ms",
-                    self.boot_failures,
-                    delay
-                );
-                if self.boot_failures >= MAX_BOOT_FAILURES && self.exit_code == 0 {
+                let delay = boot_backoff_ms(self.boot_failures);
+                self.next_spawn_ms = now_ms() + delay.unwrap_or(0);
+                if let Some(delay) = delay {
+                    log::warn!(
+                        "worker died before accepting ({} in a row); next start in {} ms",
+                        self.boot_failures,
+                        delay
+                    );
+                } else if self.exit_code == 0 {
                     log::error!(
                         "Workers keep dying at boot ({} in a row): giving up. Check the error log above.",
                         self.boot_failures
@@ -794,12 +874,19 @@ impl Arbiter {
         if !self.announced_ready && ready >= self.num_workers && self.num_workers > 0 {
             self.announced_ready = true;
             let mut msg = format!("READY=1\nSTATUS=Serving with {ready} workers");
-            if std::env::var_os("FERRICORN_PARENT_MASTER").is_some() {
+            // A master started by USR2 takes the service over; an old master
+            // whose workers came back on HUP (rollback) takes it back.
+            if std::env::var_os("FERRICORN_PARENT_MASTER").is_some() || self.reexec_pid.is_some() {
                 msg.push_str(&format!("\nMAINPID={}", std::process::id()));
             }
             self.notifier.notify(&msg);
             self.hooks.when_ready(&self.info());
         }
+    }
+
+    /// `WATCHDOG=1` every half interval, in every phase (a long graceful
+    /// stop must not be mistaken for a hang).
+    fn ping_watchdog(&mut self) {
         if let Some(interval) = self.notifier.watchdog_ms {
             let now = now_ms();
             if now >= self.last_watchdog_ms + interval {
@@ -822,7 +909,13 @@ impl Arbiter {
         self.scoreboard.slot(slot).reset(u32::MAX, now);
         let info = self.info();
         self.hooks.pre_fork(&info, &WorkerInfo { pid: 0, age });
-        match sys::fork()? {
+        // Blocked until the worker has its own handlers (see block_all_signals).
+        let mask = sys::block_all_signals();
+        let forked = sys::fork();
+        if !matches!(forked, Ok(Fork::Child)) {
+            sys::restore_signal_mask(&mask);
+        }
+        match forked? {
             Fork::Parent(pid) => {
                 self.scoreboard
                     .slot(slot)
@@ -863,6 +956,7 @@ impl Arbiter {
                     factory: self.factory.clone(),
                     hooks: self.hooks.clone(),
                     server: info,
+                    sigmask: mask,
                 });
                 std::process::exit(code);
             }
@@ -870,10 +964,43 @@ impl Arbiter {
     }
 }
 
+/// Delay before the next worker start after `failures` workers in a row
+/// died before accepting: 200 ms, doubling, at most 5 s; `None` once
+/// [`MAX_BOOT_FAILURES`] is reached and the master should give up.
+pub fn boot_backoff_ms(failures: u32) -> Option<u64> {
+    if failures >= MAX_BOOT_FAILURES {
+        return None;
+    }
+    Some((100u64 << failures.min(6)).min(5_000))
+}
+
 fn describe(status: &WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, c) => format!("exit code {c}"),
         WaitStatus::Signaled(_, s, _) => format!("killed by {}", signals::name(*s)),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loop_backs_off_then_gives_up() {
+        let delays: Vec<Option<u64>> = (1..=MAX_BOOT_FAILURES).map(boot_backoff_ms).collect();
+        assert_eq!(delays[0], Some(200));
+        assert_eq!(delays[1], Some(400));
+        for w in delays.windows(2) {
+            if let (Some(a), Some(b)) = (w[0], w[1]) {
+                assert!(b >= a, "{delays:?}");
+            }
+        }
+        assert!(delays.iter().flatten().all(|&d| d <= 5_000), "{delays:?}");
+        assert_eq!(boot_backoff_ms(MAX_BOOT_FAILURES), None);
+        assert_eq!(boot_backoff_ms(MAX_BOOT_FAILURES + 5), None);
+        // The whole back-off before giving up is bounded (about half a minute).
+        let total: u64 = (1..MAX_BOOT_FAILURES).filter_map(boot_backoff_ms).sum();
+        assert!(total < 40_000, "{total}");
     }
 }

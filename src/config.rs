@@ -56,6 +56,12 @@ pub struct Config {
     pub chdir: Option<PathBuf>,
     pub proc_name: Option<String>,
     pub daemon: bool,
+    /// `--pythonpath`: directories prepended to `sys.path` (Python apps only).
+    pub pythonpath: Vec<String>,
+    /// `--preload`: import the Python app in the master, before forking.
+    pub preload_app: bool,
+    /// `--root-path`: the WSGI `SCRIPT_NAME` the app is mounted at ("" or "/x", no trailing `/`).
+    pub root_path: String,
     /// The positional APP (default "welcome").
     pub app: String,
     /// The config file this came from, if any (re-read on HUP). Absolute.
@@ -809,6 +815,75 @@ pub static SETTINGS: &[Setting] = &[
         },
         get: |c| format!("0o{:03o}", c.umask),
     },
+    // ----- Python (WSGI): used when APP is `module:callable` (build with --features python)
+    Setting {
+        name: "pythonpath",
+        section: "Python (WSGI)",
+        flags: &["--pythonpath"],
+        metavar: "STRING",
+        default: "None",
+        help: "A comma-separated list of directories to add to the Python module \
+               search path (sys.path) before the WSGI app is imported, e.g. \
+               '/home/djangoprojects/myproject,/home/python/mylibrary'. The \
+               working directory (see --chdir) is always searched first.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.pythonpath = v
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(String::from)
+                .collect();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.pythonpath.join(",")),
+    },
+    Setting {
+        name: "preload_app",
+        section: "Python (WSGI)",
+        flags: &["--preload"],
+        metavar: "",
+        default: "False",
+        help: "Import the WSGI app in the master before the workers are forked, so \
+               that workers share its memory copy-on-write and start faster. The \
+               master runs gc.freeze() before forking and every worker reseeds \
+               `random`. Without it, each worker starts its own interpreter after \
+               fork; that is the safer default (no state, threads or connections \
+               are inherited across fork), and a code change is picked up by HUP.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.preload_app = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.preload_app.to_string(),
+    },
+    Setting {
+        name: "root_path",
+        section: "Python (WSGI)",
+        flags: &["--root-path"],
+        metavar: "PATH",
+        default: "\"\"",
+        help: "The URL prefix the app is mounted at behind a proxy that does not strip \
+               it, e.g. /app: requests get SCRIPT_NAME=/app and PATH_INFO the rest of \
+               the path; requests outside the prefix get 404. Empty (the default) \
+               means the app is mounted at the root.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            let v = v.trim_end_matches('/');
+            if !v.is_empty() && !v.starts_with('/') {
+                return Err("must be empty or start with '/'".into());
+            }
+            c.root_path = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.root_path),
+    },
 ];
 
 // ---------------------------------------------------------------------------
@@ -841,6 +916,9 @@ impl Default for Config {
             chdir: None,
             proc_name: None,
             daemon: false,
+            pythonpath: Vec::new(),
+            preload_app: false,
+            root_path: String::new(),
             app: DEFAULT_APP.into(),
             config_file: None,
             check_config: false,

@@ -317,7 +317,11 @@ impl<S: Stream> Conn<S> {
                             progress = true;
                             self.rpos += n;
                             self.head_started_ms = 0;
-                            if head.framing == Framing::None {
+                            // `Content-Length: 0` is a complete request too: sending
+                            // it to the Body state would wait for input that never
+                            // comes (the decoder only runs on new bytes), so the
+                            // client hung until its own timeout.
+                            if matches!(head.framing, Framing::None | Framing::Length(0)) {
                                 self.dispatch(head, Vec::new(), Vec::new(), ctx);
                             } else {
                                 if head.expect_continue && self.rpos == self.rbuf.len() {

@@ -38,6 +38,7 @@ pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod pidfile;
+pub mod proxy;
 pub mod server;
 pub mod signals;
 pub mod sys;

@@ -393,3 +393,121 @@ pub fn remove_env(key: &str) {
     // SAFETY: as for `set_env`: called from the single-threaded master.
     unsafe { std::env::remove_var(key) }
 }
+
+// ---------------------------------------------------------------------------
+// Signal masks around fork.
+
+/// Block every signal in the calling (single) thread and return the previous
+/// mask. Used around `fork`: a signal that arrives between fork and the
+/// child's own handlers must not run the master's handler in the child (it
+/// would write into the master's self-pipe, so a TERM meant for a brand-new
+/// worker would stop the whole server). It stays pending and is delivered once
+/// the child has its handlers and calls [`restore_signal_mask`].
+pub fn block_all_signals() -> SigSet {
+    let mut old = SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    );
+    old
+}
+
+/// Put back a mask returned by [`block_all_signals`].
+pub fn restore_signal_mask(old: &SigSet) {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(old),
+        None,
+    );
+}
+
+/// Unblock `signals` (a re-executed master inherits the mask its parent had
+/// while forking it).
+pub fn unblock_signals(signals: &[Signal]) {
+    let mut set = SigSet::empty();
+    for &s in signals {
+        set.add(s);
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&set),
+        None,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Clocks.
+
+/// CLOCK_MONOTONIC in microseconds (sd_notify's `MONOTONIC_USEC=`).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = nix::libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec on this stack frame.
+    let rc = unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+// ---------------------------------------------------------------------------
+// Daemon mode (`-D/--daemon`).
+
+/// Held by a daemonized master until its sockets are bound and its pid file
+/// is written; [`DaemonReport::report`] lets the original process (still
+/// attached to the terminal) exit with the right status and message.
+pub struct DaemonReport(Option<OwnedFd>);
+
+impl DaemonReport {
+    /// Tell the waiting launcher how start-up went, and let it exit.
+    pub fn report(&mut self, result: &Result<(), String>) {
+        if let Some(fd) = self.0.take() {
+            let msg = match result {
+                Ok(()) => "OK\n".to_string(),
+                Err(e) => format!("ERR {e}\n"),
+            };
+            let mut f = std::fs::File::from(fd);
+            let _ = f.write_all(msg.as_bytes());
+        }
+    }
+}
+
+/// Detach from the terminal: fork (the parent waits for the daemon's start-up
+/// verdict, then exits with it), `setsid`, fork again (so the daemon is not a
+/// session leader and can never regain a controlling terminal), and point
+/// stdin, stdout and stderr at /dev/null. The working directory is kept, so
+/// relative paths in the configuration mean what they meant.
+pub fn daemonize() -> io::Result<DaemonReport> {
+    let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno)?;
+    match fork()? {
+        Fork::Parent(_) => {
+            drop(tx);
+            let mut text = String::new();
+            let _ = std::fs::File::from(rx).read_to_string(&mut text);
+            if text.starts_with("OK") {
+                exit_now(0);
+            }
+            let msg = text.strip_prefix("ERR ").unwrap_or("the daemon exited during start-up");
+            eprintln!("Error: {}", msg.trim_end());
+            exit_now(1);
+        }
+        Fork::Child => {}
+    }
+    drop(rx);
+    nix::unistd::setsid().map_err(errno)?;
+    match fork()? {
+        Fork::Parent(_) => exit_now(0),
+        Fork::Child => {}
+    }
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null).map_err(errno)?;
+    nix::unistd::dup2_stdout(&null).map_err(errno)?;
+    nix::unistd::dup2_stderr(&null).map_err(errno)?;
+    Ok(DaemonReport(Some(tx)))
+}

@@ -33,6 +33,9 @@ pub struct WorkerArgs<'a> {
     pub factory: Rc<AppFactory>,
     pub hooks: Rc<dyn Hooks>,
     pub server: ServerInfo,
+    /// The master's signal mask from before the fork (signals stay blocked
+    /// from fork until this worker's handlers are installed).
+    pub sigmask: nix::sys::signal::SigSet,
 }
 
 /// Run a worker; returns its exit code.
@@ -57,6 +60,13 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     // Backstop for the pipe: if the master dies while we block in the app,
     // the kernel still tells us.
     sys::set_parent_death_signal(Signal::SIGTERM);
+    // Whatever arrived since fork is delivered now, to our own handlers.
+    sys::restore_signal_mask(&args.sigmask);
+    // The master may have died before PR_SET_PDEATHSIG took effect.
+    if nix::unistd::getppid().as_raw() as u32 != args.server.pid {
+        log::warn!("worker {pid}: the master is gone before the worker started; exiting");
+        return 0;
+    }
 
     let name = cfg.proc_name.clone().unwrap_or_else(|| cfg.app.clone());
     sys::set_process_title(&format!("ferricorn: worker [{name}]"));

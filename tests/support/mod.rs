@@ -502,3 +502,260 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+// ---- Helpers added for the tests/http_*.rs suites ----
+
+/// Read until the server closes the connection, for at most `within`.
+/// `Ok(bytes)` on a clean EOF (the bytes that arrived before it); `Err` if the
+/// connection is still open at the deadline, or was reset.
+pub fn read_to_eof(c: &mut Client, within: Duration) -> Result<Vec<u8>, String> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    let res = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break Err(format!(
+                "connection still open after {within:?}; got {:?}",
+                String::from_utf8_lossy(&out)
+            ));
+        }
+        c.set_timeout(Some(left));
+        match c.read(&mut buf) {
+            Ok(0) => break Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e) => {
+                break Err(format!(
+                    "read failed ({e}) instead of EOF; got {:?}",
+                    String::from_utf8_lossy(&out)
+                ));
+            }
+        }
+    };
+    c.set_timeout(Some(Duration::from_secs(10)));
+    res
+}
+
+/// True if nothing arrives and the connection stays open for `wait`.
+pub fn stays_silent(c: &mut Client, wait: Duration) -> bool {
+    c.set_timeout(Some(wait));
+    let mut b = [0u8; 1];
+    let silent = matches!(c.read(&mut b), Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
+    c.set_timeout(Some(Duration::from_secs(10)));
+    silent
+}
+
+/// Resident set size of `pid` in KiB (`VmRSS` in /proc/<pid>/status).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Raise this process's soft RLIMIT_NOFILE to at least `want` (capped at the
+/// hard limit); children started afterwards inherit it. Returns the new soft limit.
+pub fn raise_nofile(want: u64) -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft >= want {
+        return soft;
+    }
+    let new = want.min(hard);
+    setrlimit(Resource::RLIMIT_NOFILE, new, hard).unwrap();
+    new
+}
+
+// ---------------------------------------------------------------------------
+// Lifecycle helpers (tests/lifecycle_*.rs).
+
+/// What a [`Load`] saw. A request counts as `failed` only if it was written
+/// completely and no complete response came back; `write_errors` and
+/// `connect_errors` are counted apart (a request that never left).
+#[derive(Debug, Default, Clone)]
+pub struct LoadStats {
+    pub ok: u64,
+    pub failed: u64,
+    pub bad_status: u64,
+    pub write_errors: u64,
+    pub connect_errors: u64,
+    /// Connections reopened after a `Connection: close` response.
+    pub reconnects: u64,
+    /// The first few failure descriptions.
+    pub errors: Vec<String>,
+}
+
+impl LoadStats {
+    pub fn merge(&mut self, o: LoadStats) {
+        self.ok += o.ok;
+        self.failed += o.failed;
+        self.bad_status += o.bad_status;
+        self.write_errors += o.write_errors;
+        self.connect_errors += o.connect_errors;
+        self.reconnects += o.reconnects;
+        for e in o.errors {
+            if self.errors.len() < 10 {
+                self.errors.push(e);
+            }
+        }
+    }
+    /// No request of any kind went wrong.
+    pub fn clean(&self) -> bool {
+        self.failed == 0 && self.bad_status == 0 && self.write_errors == 0 && self.connect_errors == 0
+    }
+}
+
+/// Keep-alive clients sending `GET target` in a loop, as wrk does: a client
+/// that gets `Connection: close` (or finds its idle connection closed before
+/// writing) reconnects. Bounded: every thread stops after `max` at the latest.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<LoadStats>>,
+    pub started: Instant,
+}
+
+impl Load {
+    pub fn start(addr: &Addr, clients: usize, target: &str) -> Load {
+        Load::start_for(addr, clients, target, Duration::from_secs(30))
+    }
+
+    pub fn start_for(addr: &Addr, clients: usize, target: &str, max: Duration) -> Load {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                let addr = addr.clone();
+                let req = format!("GET {target} HTTP/1.1\r\nHost: load\r\n\r\n").into_bytes();
+                std::thread::spawn(move || load_client(&addr, &req, &stop, max))
+            })
+            .collect();
+        Load {
+            stop,
+            threads,
+            started: Instant::now(),
+        }
+    }
+
+    /// Total successes so far are not tracked live; wait a little for traffic.
+    pub fn stop(self) -> LoadStats {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut total = LoadStats::default();
+        for t in self.threads {
+            total.merge(t.join().expect("load thread panicked"));
+        }
+        total
+    }
+}
+
+fn load_client(
+    addr: &Addr,
+    req: &[u8],
+    stop: &std::sync::atomic::AtomicBool,
+    max: Duration,
+) -> LoadStats {
+    let mut st = LoadStats::default();
+    let deadline = Instant::now() + max;
+    let mut conn: Option<(Box<dyn Write>, io::BufReader<Box<dyn Read>>)> = None;
+    let mut note = |st: &mut LoadStats, e: String| {
+        if st.errors.len() < 10 {
+            st.errors.push(e);
+        }
+    };
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        if conn.is_none() {
+            let pair: io::Result<(Box<dyn Write>, Box<dyn Read>)> = match addr {
+                Addr::Tcp(a) => TcpStream::connect_timeout(a, Duration::from_secs(5)).and_then(|s| {
+                    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+                    s.set_write_timeout(Some(Duration::from_secs(15)))?;
+                    s.set_nodelay(true)?;
+                    let r = s.try_clone()?;
+                    Ok((Box::new(s) as Box<dyn Write>, Box::new(r) as Box<dyn Read>))
+                }),
+                Addr::Unix(p) => UnixStream::connect(p).and_then(|s| {
+                    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+                    let r = s.try_clone()?;
+                    Ok((Box::new(s) as Box<dyn Write>, Box::new(r) as Box<dyn Read>))
+                }),
+            };
+            match pair {
+                Ok((w, r)) => conn = Some((w, io::BufReader::new(r))),
+                Err(e) => {
+                    st.connect_errors += 1;
+                    note(&mut st, format!("connect: {e}"));
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            }
+        }
+        let (w, r) = conn.as_mut().unwrap();
+        if let Err(e) = w.write_all(req) {
+            st.write_errors += 1;
+            note(&mut st, format!("write: {e}"));
+            conn = None;
+            continue;
+        }
+        match read_response(r, false) {
+            Ok(resp) => {
+                if resp.status == 200 {
+                    st.ok += 1;
+                } else {
+                    st.bad_status += 1;
+                    note(&mut st, format!("status {}", resp.status_line));
+                }
+                if resp
+                    .header("Connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
+                    st.reconnects += 1;
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                st.failed += 1;
+                note(&mut st, format!("request written, no complete response: {e}"));
+                conn = None;
+            }
+        }
+    }
+    st
+}
+
+/// Read a pid file (None if missing or not a number).
+pub fn read_pidfile(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Send `sig` to an arbitrary pid.
+pub fn send_signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+}
+
+/// Worker pids (children whose title says "worker") of any master pid.
+pub fn workers_of(master: u32) -> Vec<u32> {
+    children_of(master)
+        .into_iter()
+        .filter(|p| cmdline(*p).contains("worker"))
+        .collect()
+}
+
+/// Wait until `pid` is gone (or a zombie).
+pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    wait_until(timeout, || !alive(pid))
+}
+
+/// Wait for `needle` to appear in the server's log.
+pub fn wait_log(s: &Server, needle: &str, timeout: Duration) -> bool {
+    wait_until(timeout, || s.log_text().contains(needle))
+}
+
+/// One `GET` on a fresh connection with `Connection: close`; the response or an error.
+pub fn get(addr: &Addr, target: &str) -> io::Result<HttpResponse> {
+    let mut c = Client::connect(addr)?;
+    c.set_timeout(Some(Duration::from_secs(10)));
+    c.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())?;
+    c.read_response()
+}

@@ -1,0 +1,360 @@
+//! The PEP 3333 `environ` dict, built per request from a template.
+//!
+//! Constant entries (`wsgi.version`, `wsgi.errors`, ...) live in a template
+//! dict that is copied per request; every key is an interned string, and the
+//! `HTTP_*` key of each header name seen is cached, so the per-request work
+//! is one dict copy plus one `set_item` per variable. Strings are "native
+//! strings": bytes decoded as Latin-1, so every byte of a header survives.
+
+use std::collections::HashMap;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyString, PyTuple};
+
+use crate::app::{Body, Peer, Request};
+
+/// Cached `HTTP_*` keys are bounded: header names are client-chosen.
+const MAX_CACHED_KEYS: usize = 512;
+
+struct Keys {
+    request_method: Py<PyString>,
+    script_name: Py<PyString>,
+    path_info: Py<PyString>,
+    query_string: Py<PyString>,
+    raw_uri: Py<PyString>,
+    request_uri: Py<PyString>,
+    server_protocol: Py<PyString>,
+    server_name: Py<PyString>,
+    server_port: Py<PyString>,
+    remote_addr: Py<PyString>,
+    remote_port: Py<PyString>,
+    content_length: Py<PyString>,
+    url_scheme: Py<PyString>,
+    input: Py<PyString>,
+}
+
+pub(crate) struct EnvironBuilder {
+    template: Py<PyDict>,
+    keys: Keys,
+    /// Lower-case header name -> environ key (`None`: the header is dropped).
+    header_keys: HashMap<Box<[u8]>, Option<Py<PyString>>>,
+    /// Small strings that recur in every request (methods, protocols, "").
+    values: HashMap<&'static str, Py<PyString>>,
+    bytes_io: Py<PyAny>,
+    root_path: String,
+    /// SERVER_NAME / SERVER_PORT when the request has no Host.
+    default_server: (String, String),
+}
+
+fn intern(py: Python<'_>, s: &str) -> Py<PyString> {
+    PyString::intern(py, s).unbind()
+}
+
+/// Bytes as a Latin-1 native string.
+pub(crate) fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+    if b.is_ascii() {
+        PyString::new(py, std::str::from_utf8(b).unwrap_or_default())
+    } else {
+        let s: String = b.iter().map(|&c| c as char).collect();
+        PyString::new(py, &s)
+    }
+}
+
+impl EnvironBuilder {
+    pub(crate) fn new(
+        py: Python<'_>,
+        errors: Bound<'_, PyAny>,
+        file_wrapper: Bound<'_, PyAny>,
+        root_path: &str,
+        binds: &[String],
+    ) -> PyResult<EnvironBuilder> {
+        let template = PyDict::new(py);
+        template.set_item(
+            intern(py, "wsgi.version"),
+            PyTuple::new(py, [1, 0])?,
+        )?;
+        template.set_item(intern(py, "wsgi.errors"), errors)?;
+        template.set_item(intern(py, "wsgi.multithread"), PyBool::new(py, false))?;
+        template.set_item(intern(py, "wsgi.multiprocess"), PyBool::new(py, true))?;
+        template.set_item(intern(py, "wsgi.run_once"), PyBool::new(py, false))?;
+        template.set_item(intern(py, "wsgi.file_wrapper"), file_wrapper)?;
+        // The body is always complete and ends at EOF (gunicorn's extension).
+        template.set_item(intern(py, "wsgi.input_terminated"), PyBool::new(py, true))?;
+        template.set_item(
+            intern(py, "SERVER_SOFTWARE"),
+            concat!("ferricorn/", env!("CARGO_PKG_VERSION")),
+        )?;
+        let keys = Keys {
+            request_method: intern(py, "REQUEST_METHOD"),
+            script_name: intern(py, "SCRIPT_NAME"),
+            path_info: intern(py, "PATH_INFO"),
+            query_string: intern(py, "QUERY_STRING"),
+            raw_uri: intern(py, "RAW_URI"),
+            request_uri: intern(py, "REQUEST_URI"),
+            server_protocol: intern(py, "SERVER_PROTOCOL"),
+            server_name: intern(py, "SERVER_NAME"),
+            server_port: intern(py, "SERVER_PORT"),
+            remote_addr: intern(py, "REMOTE_ADDR"),
+            remote_port: intern(py, "REMOTE_PORT"),
+            content_length: intern(py, "CONTENT_LENGTH"),
+            url_scheme: intern(py, "wsgi.url_scheme"),
+            input: intern(py, "wsgi.input"),
+        };
+        let mut values = HashMap::new();
+        for v in [
+            "", "GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "HTTP/1.1",
+            "HTTP/1.0", "http", "https", "/", "80", "443",
+        ] {
+            values.insert(v, intern(py, v));
+        }
+        Ok(EnvironBuilder {
+            template: template.unbind(),
+            keys,
+            header_keys: HashMap::new(),
+            values,
+            bytes_io: py.import("io")?.getattr("BytesIO")?.unbind(),
+            root_path: root_path.to_string(),
+            default_server: default_server(binds),
+        })
+    }
+
+    fn value<'py>(&self, py: Python<'py>, s: &str) -> Bound<'py, PyString> {
+        match self.values.get(s) {
+            Some(v) => v.bind(py).clone(),
+            None => PyString::new(py, s),
+        }
+    }
+
+    fn header_key(&mut self, py: Python<'_>, name: &str) -> Option<Py<PyString>> {
+        let lower: Box<[u8]> = name.bytes().map(|b| b.to_ascii_lowercase()).collect();
+        if let Some(k) = self.header_keys.get(&lower) {
+            return k.as_ref().map(|k| k.clone_ref(py));
+        }
+        let key = environ_key(name).map(|k| intern(py, &k));
+        if self.header_keys.len() < MAX_CACHED_KEYS {
+            self.header_keys
+                .insert(lower, key.as_ref().map(|k| k.clone_ref(py)));
+        }
+        key
+    }
+
+    /// The environ for `req`, or `None` when the path is outside `--root-path`.
+    pub(crate) fn build<'py>(
+        &mut self,
+        py: Python<'py>,
+        req: &mut Request,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let path = percent_decode(req.path().as_bytes());
+        let (script_name, path_info) = if self.root_path.is_empty() {
+            ("", &path[..])
+        } else {
+            match path.strip_prefix(self.root_path.as_bytes()) {
+                Some(rest) if rest.is_empty() || rest[0] == b'/' => {
+                    (self.root_path.as_str(), rest)
+                }
+                _ => return Ok(None),
+            }
+        };
+        let env = self.template.bind(py).copy()?;
+        let k = &self.keys;
+        env.set_item(k.request_method.bind(py), self.value(py, req.method()))?;
+        env.set_item(k.script_name.bind(py), self.value(py, script_name))?;
+        env.set_item(k.path_info.bind(py), latin1(py, path_info))?;
+        env.set_item(k.query_string.bind(py), latin1(py, req.query().as_bytes()))?;
+        let target = latin1(py, req.target().as_bytes());
+        env.set_item(k.raw_uri.bind(py), &target)?;
+        env.set_item(k.request_uri.bind(py), &target)?;
+        env.set_item(k.server_protocol.bind(py), self.value(py, req.version_str()))?;
+        match req.peer() {
+            Peer::Tcp(a) => {
+                env.set_item(k.remote_addr.bind(py), a.ip().to_string())?;
+                env.set_item(k.remote_port.bind(py), a.port().to_string())?;
+            }
+            Peer::Unix => {
+                env.set_item(k.remote_addr.bind(py), self.value(py, ""))?;
+                env.set_item(k.remote_port.bind(py), self.value(py, ""))?;
+            }
+        }
+        let scheme = req.scheme();
+        env.set_item(k.url_scheme.bind(py), self.value(py, scheme))?;
+
+        // The body: one copy into a bytes object; BytesIO shares its buffer.
+        let body = std::mem::replace(req.body(), Body::empty());
+        let len = body.len();
+        let data = match body.into_vec() {
+            Some(v) => v,
+            None => {
+                let mut b = body;
+                b.to_vec()?
+            }
+        };
+        let input = self
+            .bytes_io
+            .bind(py)
+            .call1((PyBytes::new(py, &data),))?;
+        // Give the buffer back for reuse by the connection.
+        *req.body() = Body::from_vec(data);
+        env.set_item(self.keys.input.bind(py), input)?;
+
+        let mut has_length = false;
+        let mut host: Option<Vec<u8>> = None;
+        let headers: Vec<(String, Vec<u8>)> = req.headers().to_vec();
+        for (name, value) in &headers {
+            let Some(key) = self.header_key(py, name) else {
+                continue;
+            };
+            let key = key.bind(py);
+            if name.eq_ignore_ascii_case("content-length") {
+                has_length = true;
+            } else if name.eq_ignore_ascii_case("host") && host.is_none() {
+                host = Some(value.clone());
+            }
+            match env.get_item(key)? {
+                Some(prev) => {
+                    let prev: String = prev.extract()?;
+                    let mut joined = prev.into_bytes();
+                    // prev came from latin1(): re-encode its chars as bytes.
+                    joined = String::from_utf8(joined)
+                        .map(|s| s.chars().map(|c| c as u32 as u8).collect())
+                        .unwrap_or_default();
+                    joined.push(b',');
+                    joined.extend_from_slice(value);
+                    env.set_item(key, latin1(py, &joined))?;
+                }
+                None => env.set_item(key, latin1(py, value))?,
+            }
+        }
+        if !has_length && len > 0 {
+            // A chunked body was decoded: frameworks read CONTENT_LENGTH bytes.
+            env.set_item(self.keys.content_length.bind(py), len.to_string())?;
+        }
+        let (name, port) = match host.as_deref().and_then(split_host) {
+            Some((n, p)) => (
+                latin1(py, n),
+                match p {
+                    Some(p) => latin1(py, p),
+                    None => self.value(py, if scheme == "https" { "443" } else { "80" }),
+                },
+            ),
+            None => (
+                PyString::new(py, &self.default_server.0),
+                PyString::new(py, &self.default_server.1),
+            ),
+        };
+        env.set_item(self.keys.server_name.bind(py), name)?;
+        env.set_item(self.keys.server_port.bind(py), port)?;
+        Ok(Some(env))
+    }
+}
+
+/// `X-Forwarded-For` -> `HTTP_X_FORWARDED_FOR`; names with `_` are dropped
+/// (as gunicorn does: `X_Forwarded_For` would otherwise spoof the same key).
+pub(crate) fn environ_key(name: &str) -> Option<String> {
+    if name.contains('_') {
+        return None;
+    }
+    if name.eq_ignore_ascii_case("content-type") {
+        return Some("CONTENT_TYPE".into());
+    }
+    if name.eq_ignore_ascii_case("content-length") {
+        return Some("CONTENT_LENGTH".into());
+    }
+    let mut k = String::with_capacity(5 + name.len());
+    k.push_str("HTTP_");
+    k.extend(
+        name.chars()
+            .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }),
+    );
+    Some(k)
+}
+
+/// `host[:port]`, `[v6][:port]`.
+fn split_host(h: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    if h.is_empty() {
+        return None;
+    }
+    if h[0] == b'[' {
+        let end = h.iter().position(|&b| b == b']')?;
+        let (name, rest) = h.split_at(end + 1);
+        return Some((name, rest.strip_prefix(b":").filter(|p| !p.is_empty())));
+    }
+    match h.iter().rposition(|&b| b == b':') {
+        Some(i) => Some((&h[..i], Some(&h[i + 1..]).filter(|p| !p.is_empty()))),
+        None => Some((h, None)),
+    }
+}
+
+fn default_server(binds: &[String]) -> (String, String) {
+    let Some(first) = binds.first() else {
+        return ("localhost".into(), "80".into());
+    };
+    if let Some(path) = first.strip_prefix("unix:") {
+        // gunicorn reports a Unix socket's path as the server name.
+        return (path.trim_start_matches("//").to_string(), "80".into());
+    }
+    if first.starts_with("fd://") {
+        return ("localhost".into(), "80".into());
+    }
+    match split_host(first.as_bytes()) {
+        Some((n, p)) => (
+            String::from_utf8_lossy(n).into_owned(),
+            p.map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_else(|| "8000".into()),
+        ),
+        None => ("localhost".into(), "80".into()),
+    }
+}
+
+/// `%XX` -> byte (CGI's PATH_INFO is decoded); malformed escapes stay as they are.
+pub(crate) fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() + 0 && i + 2 <= s.len() - 1 {
+            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_cgi_and_drop_underscores() {
+        assert_eq!(environ_key("X-Forwarded-For").unwrap(), "HTTP_X_FORWARDED_FOR");
+        assert_eq!(environ_key("content-type").unwrap(), "CONTENT_TYPE");
+        assert_eq!(environ_key("Content-Length").unwrap(), "CONTENT_LENGTH");
+        assert_eq!(environ_key("X_Forwarded_For"), None);
+    }
+
+    #[test]
+    fn hosts_split() {
+        assert_eq!(split_host(b"a.b:81"), Some((&b"a.b"[..], Some(&b"81"[..]))));
+        assert_eq!(split_host(b"a.b"), Some((&b"a.b"[..], None)));
+        assert_eq!(split_host(b"[::1]:8000"), Some((&b"[::1]"[..], Some(&b"8000"[..]))));
+        assert_eq!(split_host(b"[::1]"), Some((&b"[::1]"[..], None)));
+        assert_eq!(default_server(&["127.0.0.1:9000".into()]), ("127.0.0.1".into(), "9000".into()));
+        assert_eq!(default_server(&["unix:/run/x.sock".into()]).0, "/run/x.sock");
+    }
+
+    #[test]
+    fn paths_decode() {
+        assert_eq!(percent_decode(b"/a%20b/%e9%zz%"), b"/a b/\xe9%zz%");
+        assert_eq!(percent_decode(b"%4"), b"%4");
+        assert_eq!(percent_decode(b"%41"), b"A");
+    }
+}

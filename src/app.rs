@@ -120,6 +120,7 @@ pub struct Request {
     pub(crate) body: Body,
     pub(crate) trailers: Vec<(String, Vec<u8>)>,
     pub(crate) scheme: &'static str,
+    pub(crate) remote: Option<std::net::IpAddr>,
 }
 
 impl Request {
@@ -131,6 +132,10 @@ impl Request {
             body,
             trailers: Vec::new(),
             scheme: "http",
+            remote: match peer {
+                Peer::Tcp(a) => Some(a.ip()),
+                Peer::Unix => None,
+            },
         }
     }
     pub fn method(&self) -> &str {
@@ -169,8 +174,15 @@ impl Request {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
     }
+    /// The socket peer (the proxy, when there is one).
     pub fn peer(&self) -> Peer {
         self.peer
+    }
+    /// The client's address: the peer, or what a trusted proxy reported in
+    /// `X-Forwarded-For` (see `--forwarded-allow-ips`). None for a Unix-socket
+    /// peer that forwarded nothing.
+    pub fn remote_addr(&self) -> Option<std::net::IpAddr> {
+        self.remote
     }
     /// "http" or "https" (from a trusted proxy's headers).
     pub fn scheme(&self) -> &'static str {

@@ -56,6 +56,26 @@ pub struct Config {
     pub chdir: Option<PathBuf>,
     pub proc_name: Option<String>,
     pub daemon: bool,
+    /// `--forwarded-allow-ips`: peers whose X-Forwarded-* headers are believed.
+    pub forwarded_allow_ips: String,
+    /// `--secure-scheme-headers`: `NAME=value,...` meaning https from a trusted peer.
+    pub secure_scheme_headers: String,
+    /// `--proxy-protocol`: expect a PROXY v1/v2 header on every connection.
+    pub proxy_protocol: bool,
+    /// `--proxy-allow-from`: peers allowed to send a PROXY header.
+    pub proxy_allow_ips: String,
+    /// `--tmp-upload-dir`: where bodies too big for memory are spooled (unlinked files).
+    pub tmp_upload_dir: Option<PathBuf>,
+    /// `--body-buffer-size`: request bodies up to this size stay in memory.
+    pub body_buffer_size: u64,
+    /// `--socket-mode`: permissions of Unix socket files (None: from the umask).
+    pub socket_mode: Option<u32>,
+    /// `--socket-group`: group owning Unix socket files.
+    pub socket_group: Option<String>,
+    /// `-u/--user`: run workers (and the master after binding) as this user.
+    pub user: Option<String>,
+    /// `-g/--group`: run workers (and the master after binding) as this group.
+    pub group: Option<String>,
     /// `--pythonpath`: directories prepended to `sys.path` (Python apps only).
     pub pythonpath: Vec<String>,
     /// `--preload`: import the Python app in the master, before forking.
@@ -815,6 +835,215 @@ pub static SETTINGS: &[Setting] = &[
         },
         get: |c| format!("0o{:03o}", c.umask),
     },
+    // ----- Proxies, uploads, sockets and privileges (behind nginx)
+    Setting {
+        name: "forwarded_allow_ips",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["--forwarded-allow-ips"],
+        metavar: "STRING",
+        default: "127.0.0.1,::1",
+        help: "Comma-separated addresses or networks (10.0.0.0/8) of front-end \
+               proxies whose X-Forwarded-For and scheme headers (see \
+               --secure-scheme-headers) are believed; '*' trusts every peer. Peers \
+               on a Unix socket are always trusted. From any other peer those \
+               headers change nothing. The client address is the rightmost \
+               X-Forwarded-For entry that is not itself a trusted proxy, as nginx's \
+               real_ip_recursive does; the app and the access log both see it.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            crate::proxy::TrustedProxies::parse(v)?;
+            c.forwarded_allow_ips = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.forwarded_allow_ips),
+    },
+    Setting {
+        name: "secure_scheme_headers",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["--secure-scheme-headers"],
+        metavar: "STRING",
+        default: "X-FORWARDED-PROTOCOL=ssl,X-FORWARDED-PROTO=https,X-FORWARDED-SSL=on",
+        help: "Headers, and their values, that tell a request from a trusted proxy \
+               came in over https (gunicorn's secure_scheme_headers, as NAME=value \
+               pairs separated by commas).",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            crate::proxy::parse_scheme_headers(v)?;
+            c.secure_scheme_headers = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.secure_scheme_headers),
+    },
+    Setting {
+        name: "proxy_protocol",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["--proxy-protocol"],
+        metavar: "",
+        default: "False",
+        help: "Expect a PROXY protocol header (v1 or v2, as sent by HAProxy or \
+               nginx's proxy_protocol on; in a stream block) at the start of every \
+               connection, from the peers in --proxy-allow-from. A connection \
+               without a valid header, or from another peer, is closed.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.proxy_protocol = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.proxy_protocol.to_string(),
+    },
+    Setting {
+        name: "proxy_allow_ips",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["--proxy-allow-from"],
+        metavar: "STRING",
+        default: "127.0.0.1,::1",
+        help: "Comma-separated addresses or networks allowed to send a PROXY \
+               protocol header; '*' allows all.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            crate::proxy::TrustedProxies::parse(v)?;
+            c.proxy_allow_ips = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.proxy_allow_ips),
+    },
+    Setting {
+        name: "body_buffer_size",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["--body-buffer-size"],
+        metavar: "BYTES",
+        default: "1048576",
+        help: "Request bodies up to this size are kept in memory; larger ones are \
+               spooled to an unlinked temporary file in --tmp-upload-dir as they \
+               arrive, so a worker receiving a 1 GiB upload stays small. The app \
+               reads the body as a stream either way. Suffixes k, m, g are accepted.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.body_buffer_size = byte_size(v)?;
+            Ok(())
+        },
+        get: |c| c.body_buffer_size.to_string(),
+    },
+    Setting {
+        name: "tmp_upload_dir",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["--tmp-upload-dir"],
+        metavar: "DIR",
+        default: "None",
+        help: "Directory for spooled request bodies (default: the system temporary \
+               directory). Files are unlinked as soon as they are created.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if v.is_empty() {
+                c.tmp_upload_dir = None;
+                return Ok(());
+            }
+            if !Path::new(v).is_dir() {
+                return Err("not an existing directory".into());
+            }
+            c.tmp_upload_dir = Some(PathBuf::from(v));
+            Ok(())
+        },
+        get: |c| {
+            toml_quote(
+                &c.tmp_upload_dir
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )
+        },
+    },
+    Setting {
+        name: "socket_mode",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["--socket-mode"],
+        metavar: "MODE",
+        default: "None",
+        help: "Permissions of Unix socket files, in octal (0660: the owner and the \
+               --socket-group, e.g. www-data for nginx, may connect; nobody else). \
+               Unset: what --umask leaves.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if v.is_empty() {
+                c.socket_mode = None;
+                return Ok(());
+            }
+            let m = u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                .map_err(|_| "must be an octal mode such as 0660".to_string())?;
+            if m > 0o777 {
+                return Err("must be at most 0777".into());
+            }
+            c.socket_mode = Some(m);
+            Ok(())
+        },
+        get: |c| toml_quote(&c.socket_mode.map(|m| format!("0{m:o}")).unwrap_or_default()),
+    },
+    Setting {
+        name: "socket_group",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["--socket-group"],
+        metavar: "GROUP",
+        default: "None",
+        help: "Group (name or id) to own Unix socket files, e.g. www-data so that \
+               nginx can connect with --socket-mode 0660.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.socket_group = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        },
+        get: |c| toml_quote(c.socket_group.as_deref().unwrap_or("")),
+    },
+    Setting {
+        name: "user",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["-u", "--user"],
+        metavar: "USER",
+        default: "None",
+        help: "Switch worker processes to run as this user (name or id). The master \
+               binds the sockets first (so ports below 1024 work), then drops to the \
+               same user; supplementary groups are set with initgroups.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.user = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        },
+        get: |c| toml_quote(c.user.as_deref().unwrap_or("")),
+    },
+    Setting {
+        name: "group",
+        section: "Proxies, Uploads and Privileges",
+        flags: &["-g", "--group"],
+        metavar: "GROUP",
+        default: "None",
+        help: "Switch worker processes (and the master after binding) to this group \
+               (name or id). Default: the user's primary group.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.group = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        },
+        get: |c| toml_quote(c.group.as_deref().unwrap_or("")),
+    },
     // ----- Python (WSGI): used when APP is `module:callable` (build with --features python)
     Setting {
         name: "pythonpath",
@@ -916,6 +1145,16 @@ impl Default for Config {
             chdir: None,
             proc_name: None,
             daemon: false,
+            forwarded_allow_ips: "127.0.0.1,::1".into(),
+            secure_scheme_headers: crate::proxy::DEFAULT_SECURE_SCHEME_HEADERS.into(),
+            proxy_protocol: false,
+            proxy_allow_ips: "127.0.0.1,::1".into(),
+            tmp_upload_dir: None,
+            body_buffer_size: 1 << 20,
+            socket_mode: None,
+            socket_group: None,
+            user: None,
+            group: None,
             pythonpath: Vec::new(),
             preload_app: false,
             root_path: String::new(),

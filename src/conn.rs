@@ -23,7 +23,7 @@
 //! [`HIGH_WATER`] stops the reading of further requests: a client that does
 //! not read its responses cannot grow the worker's memory.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::app::{App, Body, Peer, Request, Response, ResponseBody};
@@ -69,9 +69,55 @@ pub struct Ctx<'a> {
     /// during a graceful stop before they are closed.
     pub drain_idle_ms: u64,
     pub slot: Option<&'a Slot>,
+    /// Proxy trust and upload spooling settings.
+    pub uploads: &'a ConnConfig,
     pub access_log: &'a mut AccessLog,
     /// Requests answered by this worker (for `--max-requests`).
     pub requests: &'a mut u64,
+}
+
+/// Per-worker settings for proxies and request bodies.
+pub struct ConnConfig {
+    /// `--forwarded-allow-ips`.
+    pub trusted: crate::proxy::TrustedProxies,
+    /// `--secure-scheme-headers`.
+    pub scheme_headers: Vec<(String, String)>,
+    /// `--proxy-protocol`: a PROXY header must open every connection.
+    pub proxy_protocol: bool,
+    /// `--body-buffer-size`: bodies above this go to a temporary file.
+    pub memory_limit: u64,
+    /// `--tmp-upload-dir` (None: the system temporary directory).
+    pub tmp_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for ConnConfig {
+    fn default() -> ConnConfig {
+        ConnConfig {
+            trusted: crate::proxy::TrustedProxies::parse("127.0.0.1,::1").unwrap(),
+            scheme_headers: Vec::new(),
+            proxy_protocol: false,
+            memory_limit: 1 << 20,
+            tmp_dir: None,
+        }
+    }
+}
+
+/// Move the in-memory part of a body into the spool file.
+fn spill(
+    spool: &mut Option<(std::fs::File, u64)>,
+    body: &mut Vec<u8>,
+    cfg: &ConnConfig,
+) -> io::Result<()> {
+    if spool.is_none() {
+        let dir = cfg.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        *spool = Some((crate::sys::anonymous_file(&dir)?, 0));
+    }
+    if let Some((file, len)) = spool {
+        file.write_all(body)?;
+        *len += body.len() as u64;
+        body.clear();
+    }
+    Ok(())
 }
 
 /// What the event loop should do with the connection now.
@@ -94,6 +140,8 @@ enum State {
         decoder: BodyDecoder,
         body: Vec<u8>,
         trailers: Vec<(String, Vec<u8>)>,
+        /// The spooled part of a large body and its length.
+        spool: Option<(std::fs::File, u64)>,
     },
     /// Sending a streamed response body as the client reads it.
     Stream {
@@ -129,6 +177,8 @@ pub struct Conn<S> {
     served: u64,
     /// Body buffer kept across requests.
     spare_body: Vec<u8>,
+    /// `--proxy-protocol`: the PROXY header has not been read yet.
+    pub awaiting_proxy_header: bool,
 }
 
 impl<S: Stream> Conn<S> {
@@ -148,6 +198,7 @@ impl<S: Stream> Conn<S> {
             last_io_ms: now_ms,
             served: 0,
             spare_body: Vec::new(),
+            awaiting_proxy_header: false,
         }
     }
 
@@ -293,6 +344,36 @@ impl<S: Stream> Conn<S> {
                 return progress;
             }
             match &mut self.state {
+                State::Head if self.awaiting_proxy_header => {
+                    if self.rpos == self.rbuf.len() {
+                        return progress;
+                    }
+                    match crate::proxy::parse_proxy_protocol(&self.rbuf[self.rpos..]) {
+                        Ok(None) => {
+                            if self.head_started_ms == 0 {
+                                self.head_started_ms = ctx.now_ms;
+                            }
+                            return progress;
+                        }
+                        Ok(Some((hdr, n))) => {
+                            self.rpos += n;
+                            self.awaiting_proxy_header = false;
+                            self.head_started_ms = 0;
+                            if let crate::proxy::ProxyHeader::Proxied { source, .. } = hdr {
+                                self.peer = Peer::Tcp(source);
+                            }
+                            progress = true;
+                        }
+                        Err(why) => {
+                            // Not an HTTP error: the peer is not speaking the
+                            // protocol we were told to expect. Close, say nothing.
+                            log::warn!("closing connection from {}: {why}", self.peer);
+                            self.rpos = self.rbuf.len();
+                            self.state = State::Closing;
+                            return true;
+                        }
+                    }
+                }
                 State::Head => {
                     if self.rpos == self.rbuf.len() {
                         return progress;
@@ -322,7 +403,7 @@ impl<S: Stream> Conn<S> {
                             // comes (the decoder only runs on new bytes), so the
                             // client hung until its own timeout.
                             if matches!(head.framing, Framing::None | Framing::Length(0)) {
-                                self.dispatch(head, Vec::new(), Vec::new(), ctx);
+                                self.dispatch(head, Body::empty(), Vec::new(), ctx);
                             } else {
                                 if head.expect_continue && self.rpos == self.rbuf.len() {
                                     self.wbuf
@@ -336,6 +417,7 @@ impl<S: Stream> Conn<S> {
                                     decoder,
                                     body,
                                     trailers: Vec::new(),
+                                    spool: None,
                                 };
                             }
                         }
@@ -345,6 +427,7 @@ impl<S: Stream> Conn<S> {
                     decoder,
                     body,
                     trailers,
+                    spool,
                     ..
                 } => {
                     if self.rpos == self.rbuf.len() {
@@ -362,6 +445,15 @@ impl<S: Stream> Conn<S> {
                         Ok(d) => {
                             self.rpos += d.consumed;
                             progress |= d.consumed > 0;
+                            // Past --body-buffer-size the body goes to an unlinked
+                            // temporary file, so a 1 GiB upload costs no memory.
+                            if spool.is_some() || body.len() as u64 > ctx.uploads.memory_limit {
+                                if let Err(e) = spill(spool, body, ctx.uploads) {
+                                    log::error!("spooling a request body failed: {e}");
+                                    self.fail(500, ctx);
+                                    return true;
+                                }
+                            }
                             if !d.done {
                                 return progress;
                             }
@@ -369,10 +461,22 @@ impl<S: Stream> Conn<S> {
                                 head,
                                 body,
                                 trailers,
+                                spool,
                                 ..
                             } = std::mem::replace(&mut self.state, State::Head)
                             else {
                                 unreachable!()
+                            };
+                            let body = match spool {
+                                None => Body::from_vec(body),
+                                Some((mut file, len)) => {
+                                    if let Err(e) = file.seek(SeekFrom::Start(0)) {
+                                        log::error!("rewinding a spooled body failed: {e}");
+                                        self.fail(500, ctx);
+                                        return true;
+                                    }
+                                    Body::from_file(file, len)
+                                }
                             };
                             self.dispatch(head, body, trailers, ctx);
                         }
@@ -409,7 +513,7 @@ impl<S: Stream> Conn<S> {
     fn dispatch(
         &mut self,
         head: Head,
-        body: Vec<u8>,
+        body: Body,
         trailers: Vec<(String, Vec<u8>)>,
         ctx: &mut Ctx<'_>,
     ) {
@@ -426,12 +530,19 @@ impl<S: Stream> Conn<S> {
             slot.busy_since_ms
                 .store(ctx.now_ms.max(1), std::sync::atomic::Ordering::Relaxed);
         }
+        let client = crate::proxy::client_info(
+            &self.peer,
+            &head.headers,
+            &ctx.uploads.trusted,
+            &ctx.uploads.scheme_headers,
+        );
         let mut req = Request {
             head,
             peer: self.peer,
-            body: Body::from_vec(body),
+            body,
             trailers,
-            scheme: "http",
+            scheme: if client.https { "https" } else { "http" },
+            remote: client.addr,
         };
         let app = &mut *ctx.app;
         let hooks = ctx.hooks;

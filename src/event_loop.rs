@@ -29,7 +29,7 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::Signal;
 
 use crate::app::{App, Peer};
-use crate::conn::{Conn, Ctx, Next, Stream};
+use crate::conn::{Conn, ConnConfig, Ctx, Next, Stream};
 use crate::hooks::Hooks;
 use crate::http::Limits;
 use crate::http::date::DateCache;
@@ -50,6 +50,15 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Outcome of one `accept(2)`.
+enum Accepted {
+    Conn(usize),
+    /// Accepted and closed at once (not allowed), or the client was gone.
+    Refused,
+    /// Nothing queued.
+    Empty,
 }
 
 enum AnyListener {
@@ -123,6 +132,10 @@ pub struct LoopConfig {
     pub worker_connections: usize,
     /// Stop after this many requests (0 = never).
     pub max_requests: u64,
+    /// Proxy trust and body spooling, handed to each connection.
+    pub conn: ConnConfig,
+    /// `--proxy-allow-from`, when `--proxy-protocol` is on.
+    pub proxy_allow: crate::proxy::TrustedProxies,
 }
 
 /// Why the loop ended.
@@ -347,6 +360,7 @@ impl EventLoop {
                 draining: self.draining.is_some(),
                 drain_idle_ms: 1000,
                 slot: Some(slot),
+                uploads: &self.cfg.conn,
                 access_log: &mut self.access_log,
                 requests: &mut self.requests,
             },
@@ -394,8 +408,9 @@ impl EventLoop {
                     break;
                 }
                 match self.accept_one(li, now) {
-                    Ok(Some(i)) => ready.push(i),
-                    Ok(None) => {
+                    Ok(Accepted::Conn(i)) => ready.push(i),
+                    Ok(Accepted::Refused) => {}
+                    Ok(Accepted::Empty) => {
                         self.accept_pending[li] = false;
                         break;
                     }
@@ -439,23 +454,33 @@ impl EventLoop {
         true
     }
 
-    fn accept_one(&mut self, li: usize, now: u64) -> io::Result<Option<usize>> {
+    fn accept_one(&mut self, li: usize, now: u64) -> io::Result<Accepted> {
         let accepted = match &self.listeners[li] {
             Some(AnyListener::Tcp(l)) => l.accept().map(|(s, a)| {
                 let _ = s.set_nodelay(true);
                 (Sock::Tcp(s), Peer::Tcp(a))
             }),
             Some(AnyListener::Unix(l)) => l.accept().map(|(s, _)| (Sock::Unix(s), Peer::Unix)),
-            None => return Ok(None),
+            None => return Ok(Accepted::Empty),
         };
         let (mut sock, peer) = match accepted {
             Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Accepted::Empty),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Accepted::Refused),
             // The client gave up while queued: not our error.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => return Ok(Accepted::Refused),
             Err(e) => return Err(e),
         };
+        if self.cfg.conn.proxy_protocol {
+            let allowed = match &peer {
+                Peer::Tcp(a) => self.cfg.proxy_allow.trusts_ip(a.ip()),
+                Peer::Unix => true,
+            };
+            if !allowed {
+                log::warn!("closing connection from {peer}: not in --proxy-allow-from");
+                return Ok(Accepted::Refused);
+            }
+        }
         let i = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -468,9 +493,11 @@ impl EventLoop {
             Token(i),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        self.conns[i] = Some(Conn::new(sock, peer, now));
+        let mut conn = Conn::new(sock, peer, now);
+        conn.awaiting_proxy_header = self.cfg.conn.proxy_protocol;
+        self.conns[i] = Some(conn);
         self.active += 1;
-        Ok(Some(i))
+        Ok(Accepted::Conn(i))
     }
 
     fn timers(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
@@ -493,7 +520,8 @@ impl EventLoop {
         for li in 0..self.listeners.len() {
             loop {
                 match self.accept_one(li, now) {
-                    Ok(Some(i)) => self.again.push(i),
+                    Ok(Accepted::Conn(i)) => self.again.push(i),
+                    Ok(Accepted::Refused) => {}
                     _ => break,
                 }
             }

@@ -370,11 +370,11 @@ fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>) {
     use std::fmt::Write as _;
     let req = r.request;
     match atom {
-        Atom::Host => match r.peer {
-            Peer::Tcp(a) => {
-                let _ = write!(out, "{}", a.ip());
+        Atom::Host => match req.remote_addr() {
+            Some(ip) => {
+                let _ = write!(out, "{ip}");
             }
-            Peer::Unix => out.push('-'),
+            None => out.push('-'),
         },
         Atom::Dash => out.push('-'),
         Atom::User => out.push('-'),
@@ -443,10 +443,10 @@ fn format_json(buf: &mut Vec<u8>, r: &AccessRecord<'_>) {
         crate::apps::json_str(s, val);
     };
     s.push('{');
-    let remote = match r.peer {
-        Peer::Tcp(a) => a.ip().to_string(),
-        Peer::Unix => String::new(),
-    };
+    let remote = req
+        .remote_addr()
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     field(&mut s, "remote_addr", remote.as_bytes(), true);
     field(
         &mut s,

@@ -415,11 +415,8 @@ pub fn block_all_signals() -> SigSet {
 
 /// Put back a mask returned by [`block_all_signals`].
 pub fn restore_signal_mask(old: &SigSet) {
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(old),
-        None,
-    );
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(old), None);
 }
 
 /// Unblock `signals` (a re-executed master inherits the mask its parent had
@@ -429,11 +426,8 @@ pub fn unblock_signals(signals: &[Signal]) {
     for &s in signals {
         set.add(s);
     }
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
-        Some(&set),
-        None,
-    );
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&set), None);
 }
 
 // ---------------------------------------------------------------------------
@@ -490,7 +484,9 @@ pub fn daemonize() -> io::Result<DaemonReport> {
             if text.starts_with("OK") {
                 exit_now(0);
             }
-            let msg = text.strip_prefix("ERR ").unwrap_or("the daemon exited during start-up");
+            let msg = text
+                .strip_prefix("ERR ")
+                .unwrap_or("the daemon exited during start-up");
             eprintln!("Error: {}", msg.trim_end());
             exit_now(1);
         }
@@ -511,3 +507,36 @@ pub fn daemonize() -> io::Result<DaemonReport> {
     nix::unistd::dup2_stderr(&null).map_err(errno)?;
     Ok(DaemonReport(Some(tx)))
 }
+
+/// A temporary file with no name (O_TMPFILE; a created-then-unlinked file
+/// where the filesystem lacks it), for spooling request bodies: nothing is
+/// left behind whatever happens to the process.
+pub fn anonymous_file(dir: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmpfile = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_TMPFILE)
+        .open(dir);
+    match tmpfile {
+        Ok(f) => Ok(f),
+        Err(_) => {
+            let path = dir.join(format!(
+                ".ferricorn-upload-{}-{}",
+                std::process::id(),
+                SPOOL_SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(f)
+        }
+    }
+}
+
+static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);

@@ -14,10 +14,12 @@ use nix::sys::signal::Signal;
 use crate::app::{AppFactory, WorkerContext};
 use crate::arbiter::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::config::Config;
+use crate::conn::ConnConfig;
 use crate::event_loop::{EventLoop, Exit, LoopConfig};
 use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
 use crate::http::Limits;
 use crate::logging::AccessLog;
+use crate::proxy::TrustedProxies;
 use crate::signals;
 use crate::sys::{self, Scoreboard, SignalPipe};
 
@@ -125,6 +127,19 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
         } else {
             0
         },
+        conn: ConnConfig {
+            trusted: TrustedProxies::parse(&cfg.forwarded_allow_ips).unwrap_or_else(|_| {
+                TrustedProxies::parse("127.0.0.1,::1").expect("constant list parses")
+            }),
+            scheme_headers: crate::proxy::parse_scheme_headers(&cfg.secure_scheme_headers)
+                .unwrap_or_default(),
+            proxy_protocol: cfg.proxy_protocol,
+            memory_limit: cfg.body_buffer_size,
+            tmp_dir: cfg.tmp_upload_dir.clone(),
+        },
+        proxy_allow: TrustedProxies::parse(&cfg.proxy_allow_ips).unwrap_or_else(|_| {
+            TrustedProxies::parse("127.0.0.1,::1").expect("constant list parses")
+        }),
     };
     let mut ev = match EventLoop::new(
         args.listeners,

@@ -203,7 +203,9 @@ impl Arbiter {
         let mut daemon = None;
         if self.cfg.daemon && !self.is_upgrade_child() {
             if self.notifier.enabled() {
-                log::warn!("--daemon under systemd (NOTIFY_SOCKET is set): use Type=notify without --daemon");
+                log::warn!(
+                    "--daemon under systemd (NOTIFY_SOCKET is set): use Type=notify without --daemon"
+                );
             }
             match sys::daemonize() {
                 Ok(d) => daemon = Some(d),
@@ -318,9 +320,22 @@ impl Arbiter {
         // dropped that address from the configuration.
         drop(inherited);
         self.listeners = listeners;
+        let identity = sys::resolve_identity(self.cfg.user.as_deref(), self.cfg.group.as_deref())?;
+        let socket_gid = match &self.cfg.socket_group {
+            Some(g) => Some(sys::resolve_group(g)?),
+            None => None,
+        };
+        listener::set_unix_permissions(&self.listeners, self.cfg.socket_mode, socket_gid)
+            .map_err(|e| e.to_string())?;
         if let Some(path) = &self.cfg.pidfile {
             self.pidfile =
                 Some(PidFile::create(path, std::process::id()).map_err(|e| e.to_string())?);
+        }
+        // Everything that needs root (low ports, socket ownership, the pid
+        // file in /run) is done: run as --user/--group from here on.
+        if let Some(id) = &identity {
+            sys::drop_privileges(id).map_err(|e| e.to_string())?;
+            log::info!("Running as uid {} gid {}", id.uid, id.gid);
         }
         Ok(())
     }
@@ -440,13 +455,13 @@ impl Arbiter {
     // Lifecycle verbs.
 
     fn stop(&mut self, graceful: bool) {
+        // A second TERM changes nothing; QUIT during a graceful stop hurries it.
         if let Phase::Stopping {
             graceful: already, ..
         } = self.phase
+            && (!already || graceful)
         {
-            if !already || graceful {
-                return;
-            }
+            return;
         }
         if self.sole_master() {
             // After a USR2 hand-over (or during a rollback) the service's
@@ -569,11 +584,11 @@ impl Arbiter {
             log::warn!("USR2 ignored: the old master is still running (send it TERM first)");
             return;
         }
-        if let Some(pf) = &mut self.pidfile {
-            if let Err(e) = pf.rename_to_oldbin() {
-                log::error!("USR2 ignored: cannot rename the pid file: {e}");
-                return;
-            }
+        if let Some(pf) = &mut self.pidfile
+            && let Err(e) = pf.rename_to_oldbin()
+        {
+            log::error!("USR2 ignored: cannot rename the pid file: {e}");
+            return;
         }
         let fds: Vec<String> = self.listeners.iter().map(|l| l.fd().to_string()).collect();
         let info = self.info();

@@ -218,3 +218,33 @@ pub fn describe(sock: &Socket) -> String {
         Err(_) => format!("fd://{}", sock.as_raw_fd()),
     }
 }
+
+/// `--socket-mode` and `--socket-group` on the Unix sockets we created, so
+/// that nginx (as www-data) can connect and nobody else can.
+pub fn set_unix_permissions(
+    listeners: &[Listener],
+    mode: Option<u32>,
+    group: Option<nix::unistd::Gid>,
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for l in listeners.iter().filter(|l| !l.external) {
+        let Some(path) = &l.unix_path else { continue };
+        if let Some(gid) = group {
+            nix::unistd::chown(path.as_path(), None, Some(gid)).map_err(|e| {
+                io::Error::other(format!(
+                    "chown({}) for --socket-group failed: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        if let Some(mode) = mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+                io::Error::other(format!(
+                    "chmod({}) for --socket-mode failed: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}

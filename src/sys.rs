@@ -310,6 +310,9 @@ pub fn adopt_listener(fd: RawFd) -> io::Result<socket2::Socket> {
     // caller hands us sole ownership of this inherited number.
     let sock = unsafe { socket2::Socket::from_raw_fd(fd) };
     set_cloexec(fd, true)?;
+    // systemd hands sockets over in blocking mode (unless `NonBlocking=yes`);
+    // a worker's accept() on a blocking listener would hang its event loop.
+    sock.set_nonblocking(true)?;
     Ok(sock)
 }
 
@@ -540,3 +543,84 @@ pub fn anonymous_file(dir: &std::path::Path) -> io::Result<std::fs::File> {
 }
 
 static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The user and group to run as (`--user`, `--group`).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub uid: nix::unistd::Uid,
+    pub gid: nix::unistd::Gid,
+    /// For initgroups; None when only a group was given.
+    pub user: Option<std::ffi::CString>,
+}
+
+/// Resolve `--user` / `--group` (names or numeric ids). The error names the setting.
+pub fn resolve_identity(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<Identity>, String> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    if user.is_none() && group.is_none() {
+        return Ok(None);
+    }
+    let (uid, mut gid, name) = match user {
+        Some(u) => {
+            let found = match u.parse::<u32>() {
+                Ok(id) => User::from_uid(Uid::from_raw(id)),
+                Err(_) => User::from_name(u),
+            };
+            match found {
+                Ok(Some(pw)) => (pw.uid, pw.gid, std::ffi::CString::new(pw.name).ok()),
+                Ok(None) => return Err(format!("invalid value for --user: no such user '{u}'")),
+                Err(e) => return Err(format!("invalid value for --user: '{u}': {e}")),
+            }
+        }
+        None => (nix::unistd::getuid(), nix::unistd::getgid(), None),
+    };
+    if let Some(g) = group {
+        gid = match g.parse::<u32>() {
+            Ok(id) => Gid::from_raw(id),
+            Err(_) => match Group::from_name(g) {
+                Ok(Some(gr)) => gr.gid,
+                Ok(None) => return Err(format!("invalid value for --group: no such group '{g}'")),
+                Err(e) => return Err(format!("invalid value for --group: '{g}': {e}")),
+            },
+        };
+    }
+    Ok(Some(Identity {
+        uid,
+        gid,
+        user: name,
+    }))
+}
+
+/// Resolve a group name or id (for `--socket-group`).
+pub fn resolve_group(group: &str) -> Result<nix::unistd::Gid, String> {
+    match group.parse::<u32>() {
+        Ok(id) => Ok(nix::unistd::Gid::from_raw(id)),
+        Err(_) => match nix::unistd::Group::from_name(group) {
+            Ok(Some(g)) => Ok(g.gid),
+            Ok(None) => Err(format!(
+                "invalid value for --socket-group: no such group '{group}'"
+            )),
+            Err(e) => Err(format!("invalid value for --socket-group: '{group}': {e}")),
+        },
+    }
+}
+
+/// Switch this process to `id`: group first (while we may), supplementary
+/// groups, then the user. A no-op when already that user and group.
+pub fn drop_privileges(id: &Identity) -> io::Result<()> {
+    use nix::unistd::{getgid, getuid, initgroups, setgid, setgroups, setuid};
+    if getuid() == id.uid && getgid() == id.gid {
+        return Ok(());
+    }
+    setgid(id.gid).map_err(|e| io::Error::other(format!("setgid({}) failed: {e}", id.gid)))?;
+    match &id.user {
+        Some(name) => initgroups(name, id.gid)
+            .map_err(|e| io::Error::other(format!("initgroups() failed: {e}")))?,
+        None => setgroups(&[id.gid])
+            .map_err(|e| io::Error::other(format!("setgroups() failed: {e}")))?,
+    }
+    setuid(id.uid).map_err(|e| io::Error::other(format!("setuid({}) failed: {e}", id.uid)))?;
+    Ok(())
+}

@@ -40,7 +40,11 @@ struct LogHooks;
 
 impl Hooks for LogHooks {
     fn when_ready(&self, server: &ServerInfo) {
-        log::info!("counter ready on {:?} with {} workers", server.binds, server.workers);
+        log::info!(
+            "counter ready on {:?} with {} workers",
+            server.binds,
+            server.workers
+        );
     }
     fn post_worker_init(&self, worker: &WorkerInfo) {
         log::info!("worker {} (age {}) initialised", worker.pid, worker.age);

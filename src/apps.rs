@@ -63,12 +63,15 @@ fn hello(req: &mut Request) -> Response {
 }
 
 /// Answers every request with a JSON description of it. `?sleep=S` makes it
-/// block inside the app for S seconds first, as a slow view would.
+/// block inside the app for S seconds first, as a slow view would. The
+/// client address and scheme (after `--forwarded-allow-ips`) come back in
+/// the `X-Echo-Remote-Addr` (`-` when unknown) and `X-Echo-Scheme` headers.
 fn echo(req: &mut Request) -> Response {
-    if let Some(secs) = query_param(req.query(), "sleep").and_then(|s| s.parse::<f64>().ok()) {
-        if secs.is_finite() && secs > 0.0 {
-            std::thread::sleep(Duration::from_secs_f64(secs.min(86_400.0)));
-        }
+    if let Some(secs) = query_param(req.query(), "sleep").and_then(|s| s.parse::<f64>().ok())
+        && secs.is_finite()
+        && secs > 0.0
+    {
+        std::thread::sleep(Duration::from_secs_f64(secs.min(86_400.0)));
     }
     let body = match req.body().to_vec() {
         Ok(b) => b,
@@ -92,7 +95,15 @@ fn echo(req: &mut Request) -> Response {
     out.push_str("\", \"trailers\": ");
     json_pairs(&mut out, req.trailers());
     out.push('}');
+    // What the proxy-trust rules concluded, as headers: the JSON body's
+    // shape is a fixed contract, so it does not grow fields.
+    let remote = req
+        .remote_addr()
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "-".into());
     Response::ok("application/json", out)
+        .header("X-Echo-Remote-Addr", remote)
+        .header("X-Echo-Scheme", req.scheme())
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {

@@ -342,10 +342,13 @@ impl Arbiter {
 
     /// Wait for a signal byte, at most until the next housekeeping is due.
     fn sleep(&self) {
-        let booting = self
-            .workers
-            .values()
-            .any(|w| !w.was_ready || !matches!(w.state, WorkerState::Running));
+        // Workers still to fork (first start, TTIN, replacements) or not yet
+        // accepting: look again soon rather than after a full second.
+        let booting = self.workers.len() < self.num_workers
+            || self
+                .workers
+                .values()
+                .any(|w| !w.was_ready || !matches!(w.state, WorkerState::Running));
         let mut ms: u16 = if matches!(self.phase, Phase::Stopping { .. }) || booting {
             50
         } else {

@@ -1095,7 +1095,7 @@ pub static SETTINGS: &[Setting] = &[
         section: "Python (WSGI)",
         flags: &["--root-path"],
         metavar: "PATH",
-        default: "\"\"",
+        default: "None",
         help: "The URL prefix the app is mounted at behind a proxy that does not strip \
                it, e.g. /app: requests get SCRIPT_NAME=/app and PATH_INFO the rest of \
                the path; requests outside the prefix get 404. Empty (the default) \

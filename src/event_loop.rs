@@ -52,6 +52,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// When to look at the listeners again, from most to least urgent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Retry {
+    Now,
+    Soon,
+    Backoff,
+    Idle,
+}
+
 /// Outcome of one `accept(2)`.
 enum Accepted {
     Conn(usize),
@@ -158,6 +167,10 @@ pub struct EventLoop {
     again: Vec<usize>,
     /// Reused list of connections to drive this turn.
     ready_buf: Vec<usize>,
+    accept_retry: Retry,
+    /// No accepts before this time (ms), after EMFILE and the like.
+    accept_paused_until: u64,
+    accept_error_logged: u64,
     signals: SignalPipe,
     master_fd: Option<OwnedFd>,
     scoreboard: Rc<Scoreboard>,
@@ -215,6 +228,9 @@ impl EventLoop {
             active: 0,
             again: Vec::new(),
             ready_buf: Vec::new(),
+            accept_retry: Retry::Idle,
+            accept_paused_until: 0,
+            accept_error_logged: 0,
             signals,
             master_fd,
             scoreboard,
@@ -231,31 +247,34 @@ impl EventLoop {
     /// Run until a stop. `app` is this worker's application.
     pub fn run(&mut self, app: &mut dyn App, hooks: &dyn Hooks) -> Exit {
         let mut events = Events::with_capacity(256);
-        let slot_ready = {
+        {
             let s = self.scoreboard.slot(self.slot);
             s.tick_ms.store(now_ms(), Ordering::Relaxed);
             s.ready.store(1, Ordering::Release);
-        };
-        let _ = slot_ready;
+        }
         let mut last_timer = now_ms();
         self.date.refresh(last_timer / 1000);
         loop {
-            let accepting = self.draining.is_none()
-                && self.accept_pending.iter().any(|&p| p)
-                && self.active < self.cfg.worker_connections;
             let timeout = if !self.again.is_empty() {
                 Duration::ZERO
-            } else if accepting {
-                // Left a connection to a less loaded worker: look again soon.
-                Duration::from_millis(5)
             } else {
-                Duration::from_millis(1000)
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("epoll_wait() failed: {e}");
-                    return Exit::Quick;
+                match self.accept_retry {
+                    // The batch limit cut an accept loop short: the rest of the
+                    // queue is waiting, and no new edge will announce it.
+                    Retry::Now if self.accept_pending.iter().any(|&p| p) => Duration::ZERO,
+                    Retry::Now => Duration::from_millis(1000),
+                    // Left connections to a less loaded worker, or the process
+                    // ran out of descriptors: look again shortly.
+                    Retry::Soon => Duration::from_millis(5),
+                    Retry::Backoff => Duration::from_millis(100),
+                    Retry::Idle => Duration::from_millis(1000),
                 }
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("epoll_wait() failed: {e}");
+                return Exit::Quick;
             }
             let now = now_ms();
             self.date.refresh(now / 1000);
@@ -390,34 +409,65 @@ impl EventLoop {
         // duplicated), so no EPOLL_CTL_DEL is needed.
         if self.conns[i].take().is_some() {
             self.active -= 1;
+            // A slot freed: connections left queued at the limit can come in.
+            if self.draining.is_none() && self.accept_pending.iter().any(|&p| p) {
+                self.accept_retry = Retry::Now;
+            }
             self.free.push(i);
         }
     }
 
-    /// Accept what the kernel queued, within the batch and balance limits.
+    /// Accept what the kernel queued, within the batch and balance limits,
+    /// and decide when to look at the listeners again (`accept_retry`).
     fn accept(&mut self, now: u64, ready: &mut Vec<usize>) {
-        if self.draining.is_some() {
+        self.accept_retry = Retry::Idle;
+        if self.draining.is_some() || now < self.accept_paused_until {
+            if self.draining.is_none() {
+                self.accept_retry = Retry::Backoff;
+            }
             return;
         }
         for li in 0..self.listeners.len() {
             if !self.accept_pending[li] {
                 continue;
             }
-            for _ in 0..ACCEPT_BATCH {
-                if self.active >= self.cfg.worker_connections || !self.my_turn() {
+            let mut batch = 0;
+            loop {
+                if self.active >= self.cfg.worker_connections {
+                    // Full: a closing connection re-arms accepting (`close`).
+                    break;
+                }
+                if !self.my_turn() {
+                    self.accept_retry = self.accept_retry.min(Retry::Soon);
+                    break;
+                }
+                if batch == ACCEPT_BATCH {
+                    self.accept_retry = Retry::Now;
                     break;
                 }
                 match self.accept_one(li, now) {
-                    Ok(Accepted::Conn(i)) => ready.push(i),
-                    Ok(Accepted::Refused) => {}
+                    Ok(Accepted::Conn(i)) => {
+                        ready.push(i);
+                        batch += 1;
+                    }
+                    Ok(Accepted::Refused) => batch += 1,
                     Ok(Accepted::Empty) => {
                         self.accept_pending[li] = false;
                         break;
                     }
                     Err(e) => {
-                        // EMFILE and friends: leave the connection queued and
-                        // retry on the next turn rather than spinning now.
-                        log::error!("accept() failed: {e}");
+                        // EMFILE and friends: the connection stays queued. Pause
+                        // accepting briefly instead of spinning on the error,
+                        // and say so once per pause, not once per attempt.
+                        if now >= self.accept_error_logged + 10_000 {
+                            log::error!(
+                                "accept() failed: {e} (open connections: {}); pausing accepts",
+                                self.active
+                            );
+                            self.accept_error_logged = now;
+                        }
+                        self.accept_paused_until = now + 100;
+                        self.accept_retry = Retry::Backoff;
                         break;
                     }
                 }

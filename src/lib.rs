@@ -39,6 +39,8 @@ pub mod listener;
 pub mod logging;
 pub mod pidfile;
 pub mod proxy;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod server;
 pub mod signals;
 pub mod sys;

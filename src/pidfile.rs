@@ -70,10 +70,10 @@ impl PidFile {
 
     /// Remove the file if it still names `pid`.
     pub fn remove(&self, pid: u32) {
-        if let Ok(text) = std::fs::read_to_string(&self.path) {
-            if text.trim() == pid.to_string() {
-                let _ = std::fs::remove_file(&self.path);
-            }
+        if let Ok(text) = std::fs::read_to_string(&self.path)
+            && text.trim() == pid.to_string()
+        {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }

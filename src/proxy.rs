@@ -170,12 +170,23 @@ pub fn client_info(
             break;
         }
     }
-    let https = scheme_headers.iter().any(|(hname, want)| {
-        headers.iter().any(|(n, v)| {
-            n.eq_ignore_ascii_case(hname)
-                && String::from_utf8_lossy(v).trim().eq_ignore_ascii_case(want)
-        })
-    });
+    // https only if a scheme header says so and none contradicts it. A proxy
+    // sets one of them (nginx: X-Forwarded-Proto) and passes the client's
+    // others through untouched, so believing any single one let a client of
+    // a plain-http site claim https with `X-Forwarded-Ssl: on`. gunicorn
+    // refuses contradictory scheme headers; here they resolve to http.
+    let mut https = false;
+    for (hname, want) in scheme_headers {
+        for (n, v) in headers {
+            if n.eq_ignore_ascii_case(hname) {
+                if String::from_utf8_lossy(v).trim().eq_ignore_ascii_case(want) {
+                    https = true;
+                } else {
+                    return ClientInfo { addr, https: false };
+                }
+            }
+        }
+    }
     ClientInfo { addr, https }
 }
 
@@ -197,7 +208,10 @@ const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 pub enum ProxyHeader {
     /// The proxy's own health check (`UNKNOWN` / `LOCAL`): keep the real peer.
     Local,
-    Proxied { source: SocketAddr, dest: SocketAddr },
+    Proxied {
+        source: SocketAddr,
+        dest: SocketAddr,
+    },
 }
 
 /// Parse a PROXY protocol header at the start of `buf`.
@@ -238,7 +252,9 @@ fn parse_v1(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, &'static str> {
         ["UNKNOWN", ..] => ProxyHeader::Local,
         [proto @ ("TCP4" | "TCP6"), src, dst, sport, dport] => {
             let src: IpAddr = src.parse().map_err(|_| "bad PROXY v1 source address")?;
-            let dst: IpAddr = dst.parse().map_err(|_| "bad PROXY v1 destination address")?;
+            let dst: IpAddr = dst
+                .parse()
+                .map_err(|_| "bad PROXY v1 destination address")?;
             if (*proto == "TCP4") != (src.is_ipv4() && dst.is_ipv4()) {
                 return Err("PROXY v1 address family mismatch");
             }
@@ -340,7 +356,11 @@ mod tests {
         assert!(t.trusts_ip("10.1.2.3".parse().unwrap()));
         assert!(t.trusts_ip("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!t.trusts_ip("11.0.0.1".parse().unwrap()));
-        assert!(TrustedProxies::parse("*").unwrap().trusts_ip("8.8.8.8".parse().unwrap()));
+        assert!(
+            TrustedProxies::parse("*")
+                .unwrap()
+                .trusts_ip("8.8.8.8".parse().unwrap())
+        );
         assert!(TrustedProxies::parse("1.2.3.4/33").is_err());
         assert!(TrustedProxies::parse("nope").unwrap_err().contains("nope"));
         assert!(t.trusts(&Peer::Unix));
@@ -350,13 +370,28 @@ mod tests {
     fn forwarded_for_is_believed_only_from_trusted_peers() {
         let t = TrustedProxies::parse("127.0.0.1").unwrap();
         let sh = parse_scheme_headers(DEFAULT_SECURE_SCHEME_HEADERS).unwrap();
-        let hdr = h(&[("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")]);
+        let hdr = h(&[
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("X-Forwarded-Proto", "https"),
+        ]);
         let c = client_info(&tcp("127.0.0.1:5000"), &hdr, &t, &sh);
         assert_eq!(c.addr, Some("203.0.113.7".parse().unwrap()));
         assert!(c.https);
         let c = client_info(&tcp("198.51.100.1:5000"), &hdr, &t, &sh);
         assert_eq!(c.addr, Some("198.51.100.1".parse().unwrap()));
         assert!(!c.https);
+    }
+
+    #[test]
+    fn contradictory_scheme_headers_mean_http() {
+        let t = TrustedProxies::parse("127.0.0.1").unwrap();
+        let sh = parse_scheme_headers(DEFAULT_SECURE_SCHEME_HEADERS).unwrap();
+        // nginx set X-Forwarded-Proto from its own $scheme; the client added
+        // X-Forwarded-Ssl, which nginx passed through.
+        let hdr = h(&[("X-Forwarded-Proto", "http"), ("X-Forwarded-Ssl", "on")]);
+        assert!(!client_info(&tcp("127.0.0.1:1"), &hdr, &t, &sh).https);
+        let hdr = h(&[("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "on")]);
+        assert!(client_info(&tcp("127.0.0.1:1"), &hdr, &t, &sh).https);
     }
 
     #[test]
@@ -384,7 +419,9 @@ mod tests {
         assert!(parse_proxy_protocol(b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\n").is_err());
         assert!(parse_proxy_protocol(b"GET / HTTP/1.1\r\n").is_err());
         let mut v2 = V2_SIGNATURE.to_vec();
-        v2.extend_from_slice(&[0x21, 0x11, 0, 12, 192, 0, 2, 1, 192, 0, 2, 2, 0x1f, 0x90, 0, 80]);
+        v2.extend_from_slice(&[
+            0x21, 0x11, 0, 12, 192, 0, 2, 1, 192, 0, 2, 2, 0x1f, 0x90, 0, 80,
+        ]);
         let (hdr, n) = parse_proxy_protocol(&v2).unwrap().unwrap();
         assert_eq!(n, 28);
         assert_eq!(

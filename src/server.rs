@@ -99,12 +99,21 @@ impl Server {
             log::error!("{e}");
             return 1;
         }
-        Arbiter::new(
+        let nofile = crate::sys::raise_nofile_limit();
+        let wanted = self.cfg.worker_connections as u64 + 64;
+        if nofile > 0 && nofile < wanted {
+            log::warn!(
+                "open file limit {nofile} is below --worker-connections {} (+64): raise LimitNOFILE",
+                self.cfg.worker_connections
+            );
+        }
+        let mut arbiter = Arbiter::new(
             self.cfg,
             |k| std::env::var(k).ok(),
             self.factory,
             self.hooks,
-        )
-        .run()
+        );
+        arbiter.set_reloadable(self.from_cli);
+        arbiter.run()
     }
 }

@@ -1,5 +1,7 @@
 //! The signals ferricorn understands: one table, read by the master to
-//! install its handlers and by the docs (`ferricorn --help-signals`).
+//! install its handlers and by the docs: the table in `docs/signals.md` is
+//! [`markdown`]'s output, kept current by a unit test (run it with
+//! `FERRICORN_BLESS=1` to rewrite the section after editing a row).
 //!
 //! Meanings are gunicorn's (so systemd's TERM is a graceful stop), with the
 //! nginx/unicorn upgrade sequence (USR2, WINCH, QUIT) on top.
@@ -48,7 +50,7 @@ pub const SIGNALS: &[SignalDoc] = &[
     SignalDoc {
         signal: Signal::SIGHUP,
         name: "HUP",
-        master: "reload: re-read the configuration, start new workers, retire each old worker once a new one accepts",
+        master: "reload: re-read the configuration (-c file, FERRICORN_CMD_ARGS), start new workers, retire each old worker only once a new one accepts; after WINCH, brings the workers back (upgrade rollback)",
         worker: "ignored",
     },
     SignalDoc {
@@ -72,19 +74,19 @@ pub const SIGNALS: &[SignalDoc] = &[
     SignalDoc {
         signal: Signal::SIGUSR2,
         name: "USR2",
-        master: "upgrade: re-execute the binary, handing over the listening sockets; the pid file becomes PIDFILE.oldbin",
+        master: "upgrade: re-execute the binary (argv[0]) with the listening sockets in FERRICORN_FD; the pid file becomes PIDFILE.oldbin and the new master writes PIDFILE; both masters serve until WINCH",
         worker: "ignored",
     },
     SignalDoc {
         signal: Signal::SIGWINCH,
         name: "WINCH",
-        master: "stop all workers gracefully, keep the master (step 2 of an upgrade); HUP brings them back",
+        master: "stop all workers gracefully, keep the master and its sockets (step 2 of an upgrade); HUP brings them back. Ignored unless a USR2 child is running (set FERRICORN_ALLOW_WINCH=1 to allow it anyway): without a successor it would be an outage",
         worker: "ignored",
     },
     SignalDoc {
         signal: Signal::SIGCHLD,
         name: "CHLD",
-        master: "reap exited workers, log how they ended, replace them",
+        master: "reap exited workers, log how each ended in words (exit code, signal name, 'Perhaps out of memory?' on SIGKILL), replace them; workers dying before they accept are restarted with a growing delay, and after 10 in a row the master exits 3",
         worker: "default",
     },
 ];
@@ -131,4 +133,57 @@ pub fn markdown() -> String {
 /// "SIGKILL" etc. for logs.
 pub fn name(sig: Signal) -> &'static str {
     sig.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEGIN: &str = "<!-- BEGIN signal table: generated from src/signals.rs -->\n";
+    const END: &str = "<!-- END signal table -->";
+
+    fn doc_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/signals.md")
+    }
+
+    #[test]
+    fn docs_name_every_signal() {
+        let doc = std::fs::read_to_string(doc_path()).expect("docs/signals.md");
+        for row in SIGNALS {
+            assert!(
+                doc.contains(&format!("SIG{}", row.name))
+                    && doc.contains(&format!("| {} |", row.name)),
+                "docs/signals.md does not document {}",
+                row.name
+            );
+        }
+    }
+
+    #[test]
+    fn docs_table_is_current() {
+        let path = doc_path();
+        let doc = std::fs::read_to_string(&path).expect("docs/signals.md");
+        let start = doc.find(BEGIN).expect("begin marker") + BEGIN.len();
+        let end = doc.find(END).expect("end marker");
+        let table = markdown();
+        if doc[start..end] != table {
+            if std::env::var_os("FERRICORN_BLESS").is_some() {
+                let new = format!("{}{}{}", &doc[..start], table, &doc[end..]);
+                std::fs::write(&path, new).unwrap();
+            } else {
+                panic!("docs/signals.md is stale: rerun with FERRICORN_BLESS=1");
+            }
+        }
+    }
+
+    #[test]
+    fn master_handles_and_workers_ignore_consistently() {
+        for s in WORKER_IGNORED {
+            assert!(!WORKER_HANDLED.contains(s));
+            assert!(master_signals().contains(s));
+        }
+        for s in WORKER_HANDLED {
+            assert!(master_signals().contains(s));
+        }
+    }
 }

@@ -624,3 +624,19 @@ pub fn drop_privileges(id: &Identity) -> io::Result<()> {
     setuid(id.uid).map_err(|e| io::Error::other(format!("setuid({}) failed: {e}", id.uid)))?;
     Ok(())
 }
+
+/// Raise the soft limit on open files to the hard limit (workers hold one
+/// descriptor per connection). Returns the new soft limit.
+pub fn raise_nofile_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 0,
+    }
+}

@@ -43,10 +43,10 @@ impl Notifier {
     }
 
     pub fn notify(&self, msg: &str) {
-        if let Some((s, addr)) = &self.sock {
-            if let Err(e) = s.send_to_addr(msg.as_bytes(), addr) {
-                log::debug!("sd_notify({msg:?}) failed: {e}");
-            }
+        if let Some((s, addr)) = &self.sock
+            && let Err(e) = s.send_to_addr(msg.as_bytes(), addr)
+        {
+            log::debug!("sd_notify({msg:?}) failed: {e}");
         }
     }
 }

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyString, PyTuple};
 
-use crate::app::{Body, Peer, Request};
+use std::io::Read;
+
+use crate::app::{Peer, Request};
 
 /// Cached `HTTP_*` keys are bounded: header names are client-chosen.
 const MAX_CACHED_KEYS: usize = 512;
@@ -69,10 +71,7 @@ impl EnvironBuilder {
         binds: &[String],
     ) -> PyResult<EnvironBuilder> {
         let template = PyDict::new(py);
-        template.set_item(
-            intern(py, "wsgi.version"),
-            PyTuple::new(py, [1, 0])?,
-        )?;
+        template.set_item(intern(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
         template.set_item(intern(py, "wsgi.errors"), errors)?;
         template.set_item(intern(py, "wsgi.multithread"), PyBool::new(py, false))?;
         template.set_item(intern(py, "wsgi.multiprocess"), PyBool::new(py, true))?;
@@ -102,8 +101,8 @@ impl EnvironBuilder {
         };
         let mut values = HashMap::new();
         for v in [
-            "", "GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "HTTP/1.1",
-            "HTTP/1.0", "http", "https", "/", "80", "443",
+            "", "GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "HTTP/1.1", "HTTP/1.0",
+            "http", "https", "/", "80", "443",
         ] {
             values.insert(v, intern(py, v));
         }
@@ -149,9 +148,7 @@ impl EnvironBuilder {
             ("", &path[..])
         } else {
             match path.strip_prefix(self.root_path.as_bytes()) {
-                Some(rest) if rest.is_empty() || rest[0] == b'/' => {
-                    (self.root_path.as_str(), rest)
-                }
+                Some(rest) if rest.is_empty() || rest[0] == b'/' => (self.root_path.as_str(), rest),
                 _ => return Ok(None),
             }
         };
@@ -164,13 +161,22 @@ impl EnvironBuilder {
         let target = latin1(py, req.target().as_bytes());
         env.set_item(k.raw_uri.bind(py), &target)?;
         env.set_item(k.request_uri.bind(py), &target)?;
-        env.set_item(k.server_protocol.bind(py), self.value(py, req.version_str()))?;
-        match req.peer() {
-            Peer::Tcp(a) => {
-                env.set_item(k.remote_addr.bind(py), a.ip().to_string())?;
+        env.set_item(
+            k.server_protocol.bind(py),
+            self.value(py, req.version_str()),
+        )?;
+        // The client: the peer, or the address a trusted proxy reported
+        // (--forwarded-allow-ips); its port only when it is the peer itself.
+        match (req.remote_addr(), req.peer()) {
+            (Some(ip), Peer::Tcp(a)) if ip == a.ip() => {
+                env.set_item(k.remote_addr.bind(py), ip.to_string())?;
                 env.set_item(k.remote_port.bind(py), a.port().to_string())?;
             }
-            Peer::Unix => {
+            (Some(ip), _) => {
+                env.set_item(k.remote_addr.bind(py), ip.to_string())?;
+                env.set_item(k.remote_port.bind(py), self.value(py, ""))?;
+            }
+            (None, _) => {
                 env.set_item(k.remote_addr.bind(py), self.value(py, ""))?;
                 env.set_item(k.remote_port.bind(py), self.value(py, ""))?;
             }
@@ -178,22 +184,14 @@ impl EnvironBuilder {
         let scheme = req.scheme();
         env.set_item(k.url_scheme.bind(py), self.value(py, scheme))?;
 
-        // The body: one copy into a bytes object; BytesIO shares its buffer.
-        let body = std::mem::replace(req.body(), Body::empty());
+        // The body: read (memory or spooled file) straight into one bytes
+        // object; BytesIO shares its buffer instead of copying it again.
+        let body = req.body();
         let len = body.len();
-        let data = match body.into_vec() {
-            Some(v) => v,
-            None => {
-                let mut b = body;
-                b.to_vec()?
-            }
-        };
-        let input = self
-            .bytes_io
-            .bind(py)
-            .call1((PyBytes::new(py, &data),))?;
-        // Give the buffer back for reuse by the connection.
-        *req.body() = Body::from_vec(data);
+        let data = PyBytes::new_with(py, len as usize, |buf| {
+            body.read_exact(buf).map_err(PyErr::from)
+        })?;
+        let input = self.bytes_io.bind(py).call1((data,))?;
         env.set_item(self.keys.input.bind(py), input)?;
 
         let mut has_length = false;
@@ -211,12 +209,9 @@ impl EnvironBuilder {
             }
             match env.get_item(key)? {
                 Some(prev) => {
+                    // prev came from latin1(): each char is one byte.
                     let prev: String = prev.extract()?;
-                    let mut joined = prev.into_bytes();
-                    // prev came from latin1(): re-encode its chars as bytes.
-                    joined = String::from_utf8(joined)
-                        .map(|s| s.chars().map(|c| c as u32 as u8).collect())
-                        .unwrap_or_default();
+                    let mut joined: Vec<u8> = prev.chars().map(|c| c as u32 as u8).collect();
                     joined.push(b',');
                     joined.extend_from_slice(value);
                     env.set_item(key, latin1(py, &joined))?;
@@ -261,10 +256,13 @@ pub(crate) fn environ_key(name: &str) -> Option<String> {
     }
     let mut k = String::with_capacity(5 + name.len());
     k.push_str("HTTP_");
-    k.extend(
-        name.chars()
-            .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }),
-    );
+    k.extend(name.chars().map(|c| {
+        if c == '-' {
+            '_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    }));
     Some(k)
 }
 
@@ -316,12 +314,13 @@ pub(crate) fn percent_decode(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'%' && i + 2 < s.len() + 0 && i + 2 <= s.len() - 1 {
-            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
+        if s[i] == b'%'
+            && i + 2 < s.len()
+            && let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
         }
         out.push(s[i]);
         i += 1;
@@ -335,7 +334,10 @@ mod tests {
 
     #[test]
     fn keys_follow_cgi_and_drop_underscores() {
-        assert_eq!(environ_key("X-Forwarded-For").unwrap(), "HTTP_X_FORWARDED_FOR");
+        assert_eq!(
+            environ_key("X-Forwarded-For").unwrap(),
+            "HTTP_X_FORWARDED_FOR"
+        );
         assert_eq!(environ_key("content-type").unwrap(), "CONTENT_TYPE");
         assert_eq!(environ_key("Content-Length").unwrap(), "CONTENT_LENGTH");
         assert_eq!(environ_key("X_Forwarded_For"), None);
@@ -345,10 +347,19 @@ mod tests {
     fn hosts_split() {
         assert_eq!(split_host(b"a.b:81"), Some((&b"a.b"[..], Some(&b"81"[..]))));
         assert_eq!(split_host(b"a.b"), Some((&b"a.b"[..], None)));
-        assert_eq!(split_host(b"[::1]:8000"), Some((&b"[::1]"[..], Some(&b"8000"[..]))));
+        assert_eq!(
+            split_host(b"[::1]:8000"),
+            Some((&b"[::1]"[..], Some(&b"8000"[..])))
+        );
         assert_eq!(split_host(b"[::1]"), Some((&b"[::1]"[..], None)));
-        assert_eq!(default_server(&["127.0.0.1:9000".into()]), ("127.0.0.1".into(), "9000".into()));
-        assert_eq!(default_server(&["unix:/run/x.sock".into()]).0, "/run/x.sock");
+        assert_eq!(
+            default_server(&["127.0.0.1:9000".into()]),
+            ("127.0.0.1".into(), "9000".into())
+        );
+        assert_eq!(
+            default_server(&["unix:/run/x.sock".into()]).0,
+            "/run/x.sock"
+        );
     }
 
     #[test]

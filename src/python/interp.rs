@@ -40,13 +40,13 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 
 /// Read `VIRTUAL_ENV` and check it can work with the linked libpython.
 pub(crate) fn venv_from_env() -> Result<Option<Venv>, String> {
-    if let Some(home) = std::env::var_os("PYTHONHOME") {
-        if Path::new(&home).join("pyvenv.cfg").exists() {
-            return Err(format!(
-                "PYTHONHOME={} points to a virtualenv; unset PYTHONHOME and set VIRTUAL_ENV instead",
-                Path::new(&home).display()
-            ));
-        }
+    if let Some(home) = std::env::var_os("PYTHONHOME")
+        && Path::new(&home).join("pyvenv.cfg").exists()
+    {
+        return Err(format!(
+            "PYTHONHOME={} points to a virtualenv; unset PYTHONHOME and set VIRTUAL_ENV instead",
+            Path::new(&home).display()
+        ));
     }
     let Some(root) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) else {
         return Ok(None);
@@ -134,7 +134,8 @@ fn init_from_config(executable: Option<&CStr>) -> Result<(), String> {
         config.install_signal_handlers = 0;
         config.parse_argv = 0;
         if let Some(exe) = executable {
-            let st = ffi::PyConfig_SetBytesString(&mut config, &mut config.executable, exe.as_ptr());
+            let st =
+                ffi::PyConfig_SetBytesString(&mut config, &mut config.executable, exe.as_ptr());
             if ffi::PyStatus_Exception(st) != 0 {
                 ffi::PyConfig_Clear(&mut config);
                 return Err(status_message(st));

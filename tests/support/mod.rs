@@ -453,13 +453,13 @@ pub fn children_of(pid: u32) -> Vec<u32> {
             let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-                if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
-                    let f: Vec<&str> = rest.split_whitespace().collect();
-                    // f[0] = state, f[1] = ppid
-                    if f.get(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) && f[0] != "Z" {
-                        out.push(p);
-                    }
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                && let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..])
+            {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // f[0] = state, f[1] = ppid
+                if f.get(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) && f[0] != "Z" {
+                    out.push(p);
                 }
             }
         }
@@ -525,7 +525,11 @@ pub fn read_to_eof(c: &mut Client, within: Duration) -> Result<Vec<u8>, String> 
             Ok(0) => break Ok(out),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => {
                 break Err(format!(
                     "read failed ({e}) instead of EOF; got {:?}",
@@ -603,7 +607,10 @@ impl LoadStats {
     }
     /// No request of any kind went wrong.
     pub fn clean(&self) -> bool {
-        self.failed == 0 && self.bad_status == 0 && self.write_errors == 0 && self.connect_errors == 0
+        self.failed == 0
+            && self.bad_status == 0
+            && self.write_errors == 0
+            && self.connect_errors == 0
     }
 }
 
@@ -651,6 +658,9 @@ impl Load {
     }
 }
 
+/// A load client's connection: write half, buffered read half.
+type LoadConn = (Box<dyn Write>, io::BufReader<Box<dyn Read>>);
+
 fn load_client(
     addr: &Addr,
     req: &[u8],
@@ -659,8 +669,8 @@ fn load_client(
 ) -> LoadStats {
     let mut st = LoadStats::default();
     let deadline = Instant::now() + max;
-    let mut conn: Option<(Box<dyn Write>, io::BufReader<Box<dyn Read>>)> = None;
-    let mut note = |st: &mut LoadStats, e: String| {
+    let mut conn: Option<LoadConn> = None;
+    let note = |st: &mut LoadStats, e: String| {
         if st.errors.len() < 10 {
             st.errors.push(e);
         }
@@ -668,13 +678,15 @@ fn load_client(
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         if conn.is_none() {
             let pair: io::Result<(Box<dyn Write>, Box<dyn Read>)> = match addr {
-                Addr::Tcp(a) => TcpStream::connect_timeout(a, Duration::from_secs(5)).and_then(|s| {
-                    s.set_read_timeout(Some(Duration::from_secs(15)))?;
-                    s.set_write_timeout(Some(Duration::from_secs(15)))?;
-                    s.set_nodelay(true)?;
-                    let r = s.try_clone()?;
-                    Ok((Box::new(s) as Box<dyn Write>, Box::new(r) as Box<dyn Read>))
-                }),
+                Addr::Tcp(a) => {
+                    TcpStream::connect_timeout(a, Duration::from_secs(5)).and_then(|s| {
+                        s.set_read_timeout(Some(Duration::from_secs(15)))?;
+                        s.set_write_timeout(Some(Duration::from_secs(15)))?;
+                        s.set_nodelay(true)?;
+                        let r = s.try_clone()?;
+                        Ok((Box::new(s) as Box<dyn Write>, Box::new(r) as Box<dyn Read>))
+                    })
+                }
                 Addr::Unix(p) => UnixStream::connect(p).and_then(|s| {
                     s.set_read_timeout(Some(Duration::from_secs(15)))?;
                     let r = s.try_clone()?;
@@ -716,7 +728,10 @@ fn load_client(
             }
             Err(e) => {
                 st.failed += 1;
-                note(&mut st, format!("request written, no complete response: {e}"));
+                note(
+                    &mut st,
+                    format!("request written, no complete response: {e}"),
+                );
                 conn = None;
             }
         }
@@ -756,6 +771,223 @@ pub fn wait_log(s: &Server, needle: &str, timeout: Duration) -> bool {
 pub fn get(addr: &Addr, target: &str) -> io::Result<HttpResponse> {
     let mut c = Client::connect(addr)?;
     c.set_timeout(Some(Duration::from_secs(10)));
-    c.write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())?;
+    c.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )?;
     c.read_response()
+}
+
+/// Wait until `master` has exactly `n` workers (a just-forked worker is
+/// counted once it has set its title); returns their pids.
+#[track_caller]
+pub fn wait_workers(master: u32, n: usize) -> Vec<u32> {
+    let mut last = Vec::new();
+    if wait_until(Duration::from_secs(10), || {
+        last = workers_of(master);
+        last.len() == n
+    }) {
+        return last;
+    }
+    panic!("master {master}: expected {n} workers, have {last:?}");
+}
+
+// ---------------------------------------------------------------------------
+// nginx helpers (tests/nginx_*.rs, tests/upload_*.rs).
+
+pub const NGINX: &str = "/usr/sbin/nginx";
+
+/// A real nginx (master + 1 worker) in front of ferricorn, running one of the
+/// `conf/nginx/*.conf` fragments with its `{{PLACEHOLDERS}}` filled in, under
+/// a private prefix in a temp dir. Stopped by pid (TERM, then KILL of its
+/// process group) on drop, even when the test fails.
+pub struct Nginx {
+    child: Option<Child>,
+    pub dir: TempDir,
+    pub port: u16,
+    /// `{{STATIC_ROOT}}`: `<dir>/static`, created empty.
+    pub static_root: PathBuf,
+}
+
+impl Nginx {
+    /// Start nginx with `conf/nginx/<fragment>`. `{{LISTEN}}` (a free port),
+    /// `{{SERVER_NAME}}` (`localhost`) and `{{STATIC_ROOT}}` are filled in
+    /// here; `fills` gives the others, e.g. `("SOCKET", "/tmp/x/s.sock")`.
+    /// Panics if a placeholder is left over.
+    #[track_caller]
+    pub fn start(fragment: &str, fills: &[(&str, String)]) -> Nginx {
+        assert!(
+            Path::new(NGINX).exists(),
+            "{NGINX} not found: these tests need nginx (apt-get install nginx-light)"
+        );
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let static_root = dir.join("static");
+        std::fs::create_dir_all(&static_root).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("conf/nginx")
+            .join(fragment);
+        let mut text = std::fs::read_to_string(&src)
+            .unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
+        let mut all: Vec<(&str, String)> = vec![
+            ("LISTEN", format!("127.0.0.1:{port}")),
+            ("SERVER_NAME", "localhost".into()),
+            ("STATIC_ROOT", static_root.display().to_string()),
+        ];
+        all.extend(fills.iter().cloned());
+        for (k, v) in &all {
+            text = text.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        if let Some(i) = text.find("{{") {
+            let end = text[i..].find("}}").map_or(text.len(), |e| i + e + 2);
+            panic!(
+                "{fragment}: placeholder {} not filled in by the test",
+                &text[i..end]
+            );
+        }
+        let filled = dir.join("fragment.conf");
+        std::fs::write(&filled, text).unwrap();
+        let d = dir.path().display().to_string();
+        let mut conf = format!(
+            "daemon off;\nmaster_process on;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\nhttp {{\n\
+             access_log {d}/access.log;\n"
+        );
+        for t in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            conf.push_str(&format!("{t}_temp_path {d}/{t};\n"));
+        }
+        conf.push_str(&format!("include {};\n}}\n", filled.display()));
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut cmd = Command::new(NGINX);
+        cmd.arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("stdout.log")).unwrap(),
+            ))
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("stderr.log")).unwrap(),
+            ));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn nginx");
+        let mut n = Nginx {
+            child: Some(child),
+            dir,
+            port,
+            static_root,
+        };
+        let addr = n.addr();
+        let up = wait_until(Duration::from_secs(10), || {
+            if let Some(Ok(Some(_))) = n.child.as_mut().map(|c| c.try_wait()) {
+                return true; // exited: reported below
+            }
+            TcpStream::connect(match &addr {
+                Addr::Tcp(a) => *a,
+                Addr::Unix(_) => unreachable!(),
+            })
+            .is_ok()
+        });
+        if !up || matches!(n.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_)))) {
+            panic!("nginx did not start:\n{}", n.logs());
+        }
+        n
+    }
+
+    pub fn addr(&self) -> Addr {
+        Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port)))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// nginx's stderr and error.log, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- nginx stderr:\n{}\n--- nginx error.log:\n{}",
+            std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+        )
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
+    /// Send raw bytes on a new connection to nginx and read one response.
+    #[track_caller]
+    pub fn request(&self, raw: &[u8]) -> HttpResponse {
+        let mut c = Client::connect(&self.addr()).expect("connect to nginx");
+        c.write_all(raw).unwrap();
+        c.read_response()
+            .unwrap_or_else(|e| panic!("no response from nginx: {e}\n{}", self.logs()))
+    }
+
+    /// `GET target` with `Connection: close` through nginx.
+    #[track_caller]
+    pub fn get(&self, target: &str) -> HttpResponse {
+        self.request(
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            use nix::sys::signal::{Signal, kill, killpg};
+            use nix::unistd::Pid;
+            let pid = Pid::from_raw(child.id() as i32);
+            // TERM: nginx's fast shutdown, which also stops its workers.
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Whatever is left of the group (a worker orphaned by a KILL).
+            let _ = killpg(pid, Signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Connect to `addr` (TCP) from the local address `from` (e.g. 127.0.0.2,
+/// so nginx sees a client that is not in ferricorn's trusted proxy list).
+pub fn connect_from(from: std::net::IpAddr, addr: &Addr) -> io::Result<Client> {
+    let Addr::Tcp(to) = addr else {
+        return Err(io::Error::other("connect_from: TCP only"));
+    };
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(from, 0).into())?;
+    s.connect_timeout(&(*to).into(), Duration::from_secs(5))?;
+    let c = Client::Tcp(s.into());
+    c.set_timeout(Some(Duration::from_secs(10)));
+    Ok(c)
+}
+
+/// Lines of a file (empty if missing).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Fail loudly unless the tests run as root (CI does): privilege and
+/// permission tests must never pass by skipping.
+#[track_caller]
+pub fn require_root(what: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{what}: this test must run as root (CI runs the suite as root); it \
+         switches users and changes file ownership. Not skipped: failing."
+    );
 }

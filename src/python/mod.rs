@@ -1,0 +1,246 @@
+//! WSGI (PEP 3333) applications on an embedded CPython: `ferricorn
+//! [OPTIONS] MODULE:CALLABLE`, built with `--features python`.
+//!
+//! By default every worker starts its own interpreter after fork, after its
+//! signal handlers are installed (Python installs none of its own, so a view
+//! never gets KeyboardInterrupt), and imports the app; nothing Python-side
+//! crosses a fork. With `--preload` the master imports the app once, freezes
+//! the GC, and the fork hooks keep the interpreter consistent across fork.
+//!
+//! Per request ([`PythonApp::call`]): attach to the interpreter, build the
+//! environ ([`environ`]), call the app with a fresh `start_response`, and
+//! turn the result into a [`Response`] ([`response`]). The request body is
+//! complete before the app runs, so `wsgi.input` is an `io.BytesIO`.
+//!
+//! Layout: [`interp`] (start-up, virtualenv, fork protocol: the only
+//! `unsafe`), [`environ`], [`response`].
+
+mod environ;
+mod interp;
+mod response;
+
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::app::{App, AppFactory, Request, Response, WorkerContext};
+use crate::config::Config;
+use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
+
+use environ::EnvironBuilder;
+use response::{ErrorStream, StartResponse};
+
+/// Split `pkg.module:callable` (`pkg.module` alone means `:application`).
+fn split_spec(spec: &str) -> (&str, &str) {
+    spec.split_once(':').unwrap_or((spec, "application"))
+}
+
+/// Import the app: `sys.path` gets the working directory, then `--pythonpath`.
+fn load(py: Python<'_>, spec: &str, pythonpath: &[String]) -> PyResult<Py<PyAny>> {
+    let sys_path = py.import("sys")?.getattr("path")?;
+    let sys_path = sys_path.cast::<PyList>()?;
+    for dir in pythonpath.iter().rev() {
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
+        sys_path.insert(0, abs.to_string_lossy())?;
+    }
+    let cwd = std::env::current_dir()?;
+    sys_path.insert(0, cwd.to_string_lossy())?;
+    let (module, attr) = split_spec(spec);
+    let mut obj = py.import(module)?.into_any();
+    let (attr, call) = match attr.strip_suffix("()") {
+        Some(a) => (a, true),
+        None => (attr, false),
+    };
+    for part in attr.split('.') {
+        obj = obj.getattr(part)?;
+    }
+    if call {
+        obj = obj.call0()?;
+    }
+    if !obj.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{spec} is not callable"
+        )));
+    }
+    Ok(obj.unbind())
+}
+
+/// Initialise the interpreter and import the app (in a worker, or in the
+/// master with `--preload`). Errors carry the Python traceback.
+fn start_and_load(
+    venv: Option<&interp::Venv>,
+    spec: &str,
+    pythonpath: &[String],
+) -> Result<Py<PyAny>, String> {
+    interp::initialize(venv)?;
+    Python::attach(|py| {
+        if let Some(v) = venv {
+            check_venv(py, v)?;
+        }
+        load(py, spec, pythonpath).map_err(|e| {
+            let tb = e
+                .traceback(py)
+                .and_then(|t| t.format().ok())
+                .unwrap_or_default();
+            format!("cannot import {spec}: {tb}{e}")
+        })
+    })
+}
+
+/// The interpreter found the venv through `PyConfig.executable`; if it did
+/// not (an unusual layout), add its site-packages by hand.
+fn check_venv(py: Python<'_>, v: &interp::Venv) -> Result<(), String> {
+    let prefix: String = py
+        .import("sys")
+        .and_then(|s| s.getattr("prefix"))
+        .and_then(|p| p.extract())
+        .map_err(|e| e.to_string())?;
+    if Path::new(&prefix) == v.root {
+        return Ok(());
+    }
+    let (major, minor) = interp::linked_version();
+    let site = v
+        .root
+        .join(format!("lib/python{major}.{minor}/site-packages"));
+    log::warn!(
+        "sys.prefix is {prefix}, not VIRTUAL_ENV={}; adding {} to sys.path",
+        v.root.display(),
+        site.display()
+    );
+    py.import("site")
+        .and_then(|s| s.call_method1("addsitedir", (site.to_string_lossy(),)))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A WSGI callable serving one worker's requests.
+pub struct PythonApp {
+    app: Py<PyAny>,
+    environ: EnvironBuilder,
+}
+
+impl PythonApp {
+    fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        cfg: &Config,
+        ctx: &WorkerContext,
+    ) -> PyResult<PythonApp> {
+        let ns = pyo3::types::PyDict::new(py);
+        py.run(response::FILE_WRAPPER_SRC, Some(&ns), Some(&ns))?;
+        let file_wrapper = ns
+            .get_item("FileWrapper")?
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("FileWrapper missing"))?;
+        let errors = Bound::new(py, ErrorStream::default())?.into_any();
+        let environ = EnvironBuilder::new(py, errors, file_wrapper, &cfg.root_path, &ctx.binds)?;
+        Ok(PythonApp { app, environ })
+    }
+
+    fn call_in(&mut self, py: Python<'_>, req: &mut Request) -> Response {
+        let context = format!("{} {}", req.method(), req.target());
+        let environ = match self.environ.build(py, req) {
+            Ok(Some(env)) => env,
+            Ok(None) => return Response::text(404, "Not Found\n"),
+            Err(e) => {
+                response::log_exception(py, &e, &format!("{context}: building the environ failed"));
+                return response::internal_error();
+            }
+        };
+        let sr = match Bound::new(py, StartResponse::default()) {
+            Ok(sr) => sr,
+            Err(e) => {
+                response::log_exception(py, &e, &context);
+                return response::internal_error();
+            }
+        };
+        match self.app.bind(py).call1((environ, &sr)) {
+            Ok(result) => response::finish(py, &sr, result, &context),
+            Err(e) => {
+                response::log_exception(py, &e, &format!("Error handling request {context}"));
+                response::internal_error()
+            }
+        }
+    }
+}
+
+impl App for PythonApp {
+    fn call(&mut self, req: &mut Request) -> Response {
+        Python::attach(|py| self.call_in(py, req))
+    }
+}
+
+/// Fork hooks for `--preload`: keep the interpreter's locks consistent
+/// across fork (PyOS_BeforeFork / PyOS_AfterFork_*).
+pub struct PreloadHooks;
+
+impl Hooks for PreloadHooks {
+    fn pre_fork(&self, _server: &ServerInfo, _worker: &WorkerInfo) {
+        // The previous fork's parent side, until the arbiter has a
+        // post-fork-in-parent hook (see `after_fork_parent`).
+        interp::after_fork_parent();
+        interp::before_fork();
+    }
+    fn post_fork(&self, _server: &ServerInfo, _worker: &WorkerInfo) {
+        interp::after_fork_child();
+    }
+}
+
+/// Everything the binary needs to serve the WSGI app named by `cfg.app`:
+/// the per-worker factory and, with `--preload`, the fork hooks. Errors are
+/// reported before any worker is forked (a bad virtualenv, an import error
+/// under `--preload`).
+pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String> {
+    let venv = interp::venv_from_env()?;
+    let spec = cfg.app.clone();
+    let cfg_rc = Rc::new(cfg.clone());
+    if cfg.preload_app {
+        let app = start_and_load(venv.as_ref(), &spec, &cfg.pythonpath)?;
+        Python::attach(|py| -> PyResult<()> {
+            // Objects that exist now are never collected: the GC does not
+            // touch (and so un-share) their pages in the workers.
+            let gc = py.import("gc")?;
+            gc.call_method0("collect")?;
+            gc.call_method0("freeze")?;
+            Ok(())
+        })
+        .map_err(|e| format!("gc.freeze() failed: {e}"))?;
+        let app = Rc::new(app);
+        let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
+            Python::attach(|py| {
+                let app = app.clone_ref(py);
+                PythonApp::new(py, app, &cfg_rc, ctx)
+                    .map(|a| Box::new(a) as Box<dyn App>)
+                    .map_err(|e| io::Error::other(e.to_string()))
+            })
+        });
+        return Ok((factory, Some(PreloadHooks)));
+    }
+    let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
+        let app =
+            start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath).map_err(io::Error::other)?;
+        Python::attach(|py| {
+            PythonApp::new(py, app, &cfg_rc, ctx)
+                .map(|a| Box::new(a) as Box<dyn App>)
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
+    });
+    Ok((factory, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_split() {
+        assert_eq!(
+            split_spec("app.wsgi:application"),
+            ("app.wsgi", "application")
+        );
+        assert_eq!(split_spec("app.wsgi"), ("app.wsgi", "application"));
+        assert_eq!(split_spec("m:create()"), ("m", "create()"));
+    }
+}

@@ -29,7 +29,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::app::{App, Body, Peer, Request, Response, ResponseBody};
 use crate::hooks::Hooks;
 use crate::http::{
-    BodyDecoder, Framing, Head, Limits, ParseError, ResponseFraming, Version, parse_head,
+    BodyDecoder, Framing, Head, Limits, ParseError, ResponseFraming, Version, parse_head_reusing,
     write_error_response, write_head,
 };
 use crate::logging::{AccessLog, AccessRecord};
@@ -180,6 +180,8 @@ pub struct Conn<S> {
     served: u64,
     /// Body buffer kept across requests.
     spare_body: Vec<u8>,
+    /// The previous request's head, refilled by the next parse.
+    spare_head: Option<Head>,
     /// `--proxy-protocol`: the PROXY header has not been read yet.
     pub awaiting_proxy_header: bool,
 }
@@ -202,6 +204,7 @@ impl<S: Stream> Conn<S> {
             served: 0,
             spare_body: Vec::new(),
             awaiting_proxy_header: false,
+            spare_head: None,
         }
     }
 
@@ -381,7 +384,11 @@ impl<S: Stream> Conn<S> {
                     if self.rpos == self.rbuf.len() {
                         return progress;
                     }
-                    match parse_head(&self.rbuf[self.rpos..], ctx.limits) {
+                    match parse_head_reusing(
+                        &self.rbuf[self.rpos..],
+                        ctx.limits,
+                        &mut self.spare_head,
+                    ) {
                         Ok(None) => {
                             if self.head_started_ms == 0 {
                                 self.head_started_ms = ctx.now_ms;
@@ -653,11 +660,13 @@ impl<S: Stream> Conn<S> {
                 response_headers: &resp.headers,
             });
         }
-        if let Some(v) = req.body.into_vec()
+        let Request { head, body, .. } = req;
+        if let Some(v) = body.into_vec()
             && v.capacity() <= 64 * 1024
         {
             self.spare_body = v;
         }
+        self.spare_head = Some(head);
     }
 
     /// Move streamed body bytes into the output buffer. Returns false when it

@@ -9,5 +9,5 @@ pub mod request;
 pub mod response;
 
 pub use body::BodyDecoder;
-pub use request::{Framing, Head, Limits, ParseError, Version, parse_head};
+pub use request::{Framing, Head, Limits, ParseError, Version, parse_head, parse_head_reusing};
 pub use response::{ResponseFraming, reason_phrase, write_error_response, write_head};

@@ -150,27 +150,45 @@ impl Eff {
 /// raw length from the first byte of the name to the last non-whitespace byte of
 /// the value (so `Name: value` for the usual single space).
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, ParseError> {
+    parse_head_reusing(buf, limits, &mut None)
+}
+
+/// [`parse_head`], refilling `spare` (a `Head` from an earlier request on the
+/// same connection) instead of allocating: its strings and header entries
+/// keep their capacity, so a keep-alive connection parses without touching
+/// the allocator once warm. `spare` is consumed when a head is returned.
+pub fn parse_head_reusing(
+    buf: &[u8],
+    limits: &Limits,
+    spare: &mut Option<Head>,
+) -> Result<Option<(Head, usize)>, ParseError> {
     let eff = Eff::new(limits);
     if eff.fields <= STACK_HEADERS {
         let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
-        return parse_with(buf, &eff, &mut slots[..eff.fields]);
+        return parse_with(buf, &eff, &mut slots[..eff.fields], spare);
     }
     // Common case first: most requests fit in the stack array. Only when
     // httparse runs out of slots do we pay for a heap array of the full size.
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_HEADERS];
-    match parse_with(buf, &eff, &mut slots) {
+    match parse_with(buf, &eff, &mut slots, spare) {
         Err(ParseError::TooManyHeaders) => {
             let mut heap = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); eff.fields];
-            parse_with(buf, &eff, &mut heap)
+            parse_with(buf, &eff, &mut heap, spare)
         }
         other => other,
     }
+}
+
+fn refill(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
 }
 
 fn parse_with<'b>(
     buf: &'b [u8],
     eff: &Eff,
     slots: &mut [MaybeUninit<httparse::Header<'b>>],
+    spare: &mut Option<Head>,
 ) -> Result<Option<(Head, usize)>, ParseError> {
     let mut req = httparse::Request::new(&mut []);
     let n = match req.parse_with_uninit_headers(buf, slots) {
@@ -229,7 +247,11 @@ fn parse_with<'b>(
     let (path, query) = split_target(method, target)?;
 
     // ---- one pass over the fields: copy them out and collect framing facts ----
-    let mut out = Vec::with_capacity(headers.len());
+    let mut out = match spare {
+        Some(h) => std::mem::take(&mut h.headers),
+        None => Vec::with_capacity(headers.len()),
+    };
+    let mut used = 0usize;
     let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
     let mut te = TeState::default();
@@ -269,8 +291,17 @@ fn parse_with<'b>(
             17 if name.eq_ignore_ascii_case("transfer-encoding") => te.add(value)?,
             _ => {}
         }
-        out.push((name.to_owned(), value.to_vec()));
+        match out.get_mut(used) {
+            Some((n, v)) => {
+                refill(n, name);
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => out.push((name.to_owned(), value.to_vec())),
+        }
+        used += 1;
     }
+    out.truncate(used);
 
     // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request that lacks
     // a Host field, and to any request with more than one Host field line.
@@ -330,8 +361,21 @@ fn parse_with<'b>(
         Version::Http10 => conn_keep_alive && !conn_close,
     };
 
-    Ok(Some((
-        Head {
+    let expect_continue = expect_continue && version == Version::Http11;
+    let head = match spare.take() {
+        Some(mut h) => {
+            refill(&mut h.method, method);
+            refill(&mut h.target, target);
+            refill(&mut h.path, path);
+            refill(&mut h.query, query);
+            h.version = version;
+            h.headers = out;
+            h.keep_alive = keep_alive;
+            h.expect_continue = expect_continue;
+            h.framing = framing;
+            h
+        }
+        None => Head {
             method: method.to_owned(),
             target: target.to_owned(),
             path: path.to_owned(),
@@ -339,11 +383,11 @@ fn parse_with<'b>(
             version,
             headers: out,
             keep_alive,
-            expect_continue: expect_continue && version == Version::Http11,
+            expect_continue,
             framing,
         },
-        n,
-    )))
+    };
+    Ok(Some((head, n)))
 }
 
 /// Transfer-Encoding codings seen so far, across all TE field lines.
@@ -1294,5 +1338,32 @@ mod tests {
         let (h, n) = parse_head(req, &l).unwrap().unwrap();
         assert_eq!(n, req.len());
         assert_eq!(h.framing, Framing::Length(100));
+    }
+
+    #[test]
+    fn reusing_a_spare_head_leaves_nothing_stale() {
+        let lim = Limits {
+            request_line: 8190,
+            fields: 100,
+            field_size: 8190,
+            body: 0,
+        };
+        let first = b"POST /a/long/path?x=1 HTTP/1.1\r\nHost: h\r\nX-One: 1\r\nX-Two: 2\r\nContent-Length: 0\r\n\r\n";
+        let (head, _) = parse_head(first, &lim).unwrap().unwrap();
+        let mut spare = Some(head);
+        let second = b"GET /b HTTP/1.0\r\nHost: z\r\n\r\n";
+        let (h, n) = parse_head_reusing(second, &lim, &mut spare)
+            .unwrap()
+            .unwrap();
+        assert!(spare.is_none());
+        assert_eq!(n, second.len());
+        assert_eq!(
+            (h.method.as_str(), h.path.as_str(), h.query.as_str()),
+            ("GET", "/b", "")
+        );
+        assert_eq!(h.headers, vec![("Host".to_string(), b"z".to_vec())]);
+        assert_eq!(h.framing, Framing::None);
+        assert_eq!(h.version, Version::Http10);
+        assert!(!h.keep_alive);
     }
 }

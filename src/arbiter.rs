@@ -272,8 +272,9 @@ impl Arbiter {
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         self.signals = Some(signals);
         // A master re-executed by USR2 starts with the mask its parent held
-        // while forking it (everything blocked); handlers are in place now.
-        sys::unblock_signals(&signals::master_signals());
+        // while forking it (everything blocked); handlers are in place now,
+        // and its workers must not inherit a blocked SIGABRT.
+        sys::unblock_all_signals();
         sys::ignore_signal(Signal::SIGPIPE);
         let (mut inherited, systemd) = listener::inherited_sockets()
             .map_err(|e| format!("cannot use inherited sockets: {e}"))?;
@@ -935,6 +936,13 @@ impl Arbiter {
         }
         match forked? {
             Fork::Parent(pid) => {
+                self.hooks.post_fork_parent(
+                    &info,
+                    &WorkerInfo {
+                        pid: pid.as_raw() as u32,
+                        age,
+                    },
+                );
                 self.scoreboard
                     .slot(slot)
                     .pid

@@ -12,6 +12,7 @@
 //! | `on_reload` | master | on HUP, after the config was re-read |
 //! | `pre_fork` | master | just before a worker is forked |
 //! | `post_fork` | worker | just after fork, before the app is built |
+//! | `post_fork_parent` | master | just after fork, in the master |
 //! | `post_worker_init` | worker | after the app is built, before accepting |
 //! | `worker_int` | worker | on INT or QUIT |
 //! | `pre_request` | worker | before the app is called |
@@ -48,6 +49,9 @@ pub trait Hooks {
     fn on_reload(&self, server: &ServerInfo) {}
     fn pre_fork(&self, server: &ServerInfo, worker: &WorkerInfo) {}
     fn post_fork(&self, server: &ServerInfo, worker: &WorkerInfo) {}
+    /// In the master, right after a worker was forked (pairs with `pre_fork`,
+    /// e.g. to release locks an embedded interpreter took for the fork).
+    fn post_fork_parent(&self, server: &ServerInfo, worker: &WorkerInfo) {}
     fn post_worker_init(&self, worker: &WorkerInfo) {}
     fn worker_int(&self, worker: &WorkerInfo) {}
     fn worker_abort(&self, worker: &WorkerInfo) {}

@@ -366,6 +366,43 @@ fn clf_time(t: SystemTime) -> String {
     )
 }
 
+/// gunicorn's `%(u)s`: the user name of HTTP Basic authentication (the part
+/// of the decoded credentials before the first `:`), if any.
+fn basic_auth_user(req: &Request) -> Option<String> {
+    let value = std::str::from_utf8(req.header("Authorization")?).ok()?;
+    let (scheme, cred) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_decode(cred.trim())?;
+    let user = decoded.split(|&b| b == b':').next()?;
+    Some(String::from_utf8_lossy(user).into_owned())
+}
+
+/// Standard base64 (padding optional); None if malformed.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>) {
     use std::fmt::Write as _;
     let req = r.request;
@@ -377,7 +414,10 @@ fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>) {
             None => out.push('-'),
         },
         Atom::Dash => out.push('-'),
-        Atom::User => out.push('-'),
+        Atom::User => match basic_auth_user(req) {
+            Some(u) if !u.is_empty() => out.push_str(&u),
+            _ => out.push('-'),
+        },
         Atom::Time => out.push_str(&clf_time(SystemTime::now())),
         Atom::RequestLine => {
             let _ = write!(
@@ -498,6 +538,14 @@ mod tests {
         assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
         assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
         assert_eq!(civil(1_795_621_518), (2026, 11, 25, 15, 45, 18));
+    }
+
+    #[test]
+    fn base64_decodes_basic_credentials() {
+        assert_eq!(base64_decode("YWxpY2U6czNjcjN0").unwrap(), b"alice:s3cr3t");
+        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(base64_decode("Zm9vYg").unwrap(), b"foob");
+        assert!(base64_decode("a*b").is_none());
     }
 
     #[test]

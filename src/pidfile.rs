@@ -17,8 +17,11 @@ impl PidFile {
         let tmp = tmp_path(path);
         {
             let mut f = std::fs::File::create(&tmp)?;
+            // No fsync: the rename alone makes the write atomic for readers,
+            // and a pid file is meaningless after a crash anyway. An fsync
+            // here can stall start-up (and a USR2 upgrade) for seconds on a
+            // busy disk.
             writeln!(f, "{pid}")?;
-            f.sync_all().ok();
         }
         std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);

@@ -422,15 +422,10 @@ pub fn restore_signal_mask(old: &SigSet) {
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(old), None);
 }
 
-/// Unblock `signals` (a re-executed master inherits the mask its parent had
-/// while forking it).
-pub fn unblock_signals(signals: &[Signal]) {
-    let mut set = SigSet::empty();
-    for &s in signals {
-        set.add(s);
-    }
-    let _ =
-        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+/// Unblock every signal (a re-executed master inherits the mask its parent
+/// had while forking it: everything blocked).
+pub fn unblock_all_signals() {
+    restore_signal_mask(&SigSet::empty());
 }
 
 // ---------------------------------------------------------------------------

@@ -178,10 +178,10 @@ pub struct PreloadHooks;
 
 impl Hooks for PreloadHooks {
     fn pre_fork(&self, _server: &ServerInfo, _worker: &WorkerInfo) {
-        // The previous fork's parent side, until the arbiter has a
-        // post-fork-in-parent hook (see `after_fork_parent`).
-        interp::after_fork_parent();
         interp::before_fork();
+    }
+    fn post_fork_parent(&self, _server: &ServerInfo, _worker: &WorkerInfo) {
+        interp::after_fork_parent();
     }
     fn post_fork(&self, _server: &ServerInfo, _worker: &WorkerInfo) {
         interp::after_fork_child();

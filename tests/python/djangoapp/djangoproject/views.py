@@ -1,0 +1,52 @@
+import zlib
+
+from django.http import HttpResponse, JsonResponse
+from django.template import engines
+from django.views.decorators.csrf import csrf_exempt
+
+FORM = engines["django"].from_string(
+    '<form method="post">{% csrf_token %}<input name="name"></form>'
+)
+
+
+def index(request):
+    return JsonResponse(
+        {
+            "path": request.path,
+            "path_info": request.path_info,
+            "script_name": request.META.get("SCRIPT_NAME"),
+            "host": request.get_host(),
+            "absolute": request.build_absolute_uri(),
+            "remote_addr": request.META.get("REMOTE_ADDR"),
+        }
+    )
+
+
+def form(request):
+    if request.method == "POST":
+        return HttpResponse("hello %s" % request.POST.get("name", ""), content_type="text/plain")
+    return HttpResponse(FORM.render({}, request))
+
+
+@csrf_exempt
+def upload(request):
+    f = request.FILES["file"]
+    crc = 0
+    size = 0
+    for chunk in f.chunks():
+        crc = zlib.crc32(chunk, crc)
+        size += len(chunk)
+    return JsonResponse(
+        {
+            "name": f.name,
+            "size": size,
+            "crc32": crc,
+            "class": type(f).__name__,
+            "on_disk": hasattr(f, "temporary_file_path"),
+            "field": request.POST.get("note"),
+        }
+    )
+
+
+def boom(request):
+    raise RuntimeError("django view failed")

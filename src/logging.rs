@@ -185,9 +185,17 @@ pub struct AccessRecord<'a> {
     pub response_headers: &'a [(String, Vec<u8>)],
 }
 
+/// Bytes a `write(2)` to a pipe delivers in one piece (POSIX PIPE_BUF on
+/// Linux): two workers' writes of at most this much never interleave.
+const PIPE_BUF: usize = 4096;
+
 /// A worker's access log: buffered lines, written once per loop turn.
 pub struct AccessLog {
     target: Option<(String, Option<File>)>,
+    /// The target is not a regular file (stdout as a pipe under docker or
+    /// systemd, a FIFO, a tty): writes are split at line ends into pieces of
+    /// at most PIPE_BUF bytes, the most a pipe takes atomically.
+    split_writes: bool,
     json: bool,
     pieces: Vec<Piece>,
     buf: Vec<u8>,
@@ -197,6 +205,7 @@ impl AccessLog {
     pub fn disabled() -> AccessLog {
         AccessLog {
             target: None,
+            split_writes: false,
             json: false,
             pieces: Vec::new(),
             buf: Vec::new(),
@@ -216,8 +225,10 @@ impl AccessLog {
             "combined" => (false, COMBINED_FORMAT),
             other => (false, other),
         };
+        let split_writes = !is_regular_file(file.as_ref());
         Ok(AccessLog {
             target: Some((path.to_string(), file)),
+            split_writes,
             json,
             pieces: parse_format(fmt)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
@@ -254,12 +265,28 @@ impl AccessLog {
             return;
         }
         if let Some((_, file)) = &mut self.target {
-            let res = match file {
-                Some(f) => f.write_all(&self.buf),
-                None => io::stdout().lock().write_all(&self.buf),
+            // A regular file is written with one write(2) of whole lines
+            // (O_APPEND, or one shared offset: writes of several workers do
+            // not interleave). A pipe only guarantees that for writes of at
+            // most PIPE_BUF bytes: a 64 KiB buffer written to stdout under
+            // docker arrived with other workers' lines spliced into it.
+            let limit = if self.split_writes {
+                PIPE_BUF
+            } else {
+                usize::MAX
             };
-            if let Err(e) = res {
-                log::warn!("access log write failed: {e}");
+            let mut out: Box<dyn Write> = match file {
+                Some(f) => Box::new(&*f),
+                None => Box::new(io::stdout().lock()),
+            };
+            let mut rest = &self.buf[..];
+            while !rest.is_empty() {
+                let n = line_piece(rest, limit);
+                if let Err(e) = out.write_all(&rest[..n]) {
+                    log::warn!("access log write failed: {e}");
+                    break;
+                }
+                rest = &rest[n..];
             }
         }
         self.buf.clear();
@@ -273,6 +300,30 @@ impl AccessLog {
         }
         Ok(())
     }
+}
+
+/// Length of the first piece of `buf` to write: as many whole lines as fit in
+/// `limit` bytes, or one whole line if even that one is longer.
+fn line_piece(buf: &[u8], limit: usize) -> usize {
+    if buf.len() <= limit {
+        return buf.len();
+    }
+    match buf[..limit].iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None => buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |i| i + 1),
+    }
+}
+
+/// Whether the access log goes to a regular file (`None`: stdout).
+fn is_regular_file(file: Option<&File>) -> bool {
+    let stat = match file {
+        Some(f) => nix::sys::stat::fstat(f),
+        None => nix::sys::stat::fstat(io::stdout()),
+    };
+    stat.is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFREG)
 }
 
 /// Parse gunicorn's `%(name)s` access-log format.
@@ -538,6 +589,13 @@ mod tests {
         assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
         assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
         assert_eq!(civil(1_795_621_518), (2026, 11, 25, 15, 45, 18));
+    }
+
+    #[test]
+    fn pipe_writes_are_split_at_line_ends() {
+        assert_eq!(line_piece(b"ab\ncd\n", 100), 6);
+        assert_eq!(line_piece(b"ab\ncd\nef\n", 7), 6);
+        assert_eq!(line_piece(b"abcdef\ngh\n", 4), 7, "a long line goes alone");
     }
 
     #[test]

@@ -815,6 +815,17 @@ impl Nginx {
     /// Panics if a placeholder is left over.
     #[track_caller]
     pub fn start(fragment: &str, fills: &[(&str, String)]) -> Nginx {
+        Nginx::start_edited(fragment, fills, |t| t)
+    }
+
+    /// Like [`Nginx::start`], with the fragment's text passed through `edit`
+    /// first (for a control experiment, e.g. without `keepalive`).
+    #[track_caller]
+    pub fn start_edited(
+        fragment: &str,
+        fills: &[(&str, String)],
+        edit: impl FnOnce(String) -> String,
+    ) -> Nginx {
         assert!(
             Path::new(NGINX).exists(),
             "{NGINX} not found: these tests need nginx (apt-get install nginx-light)"
@@ -826,8 +837,9 @@ impl Nginx {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("conf/nginx")
             .join(fragment);
-        let mut text = std::fs::read_to_string(&src)
-            .unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
+        let mut text = edit(
+            std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("read {}: {e}", src.display())),
+        );
         let mut all: Vec<(&str, String)> = vec![
             ("LISTEN", format!("127.0.0.1:{port}")),
             ("SERVER_NAME", "localhost".into()),
@@ -990,4 +1002,33 @@ pub fn require_root(what: &str) {
         "{what}: this test must run as root (CI runs the suite as root); it \
          switches users and changes file ownership. Not skipped: failing."
     );
+}
+
+/// The client-side ports of every TCP connection (any state, TIME_WAIT
+/// included) to or from local port `port` on IPv4, from /proc/net/tcp.
+pub fn tcp_peer_ports(port: u16) -> std::collections::BTreeSet<u16> {
+    let mut out = std::collections::BTreeSet::new();
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port_of = |a: &str| {
+        a.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 {
+            continue;
+        }
+        let (Some(l), Some(r)) = (port_of(f[1]), port_of(f[2])) else {
+            continue;
+        };
+        if f[3] == "0A" {
+            continue; // LISTEN
+        }
+        if l == port && r != 0 {
+            out.insert(r);
+        } else if r == port {
+            out.insert(l);
+        }
+    }
+    out
 }

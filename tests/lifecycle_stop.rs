@@ -1,0 +1,246 @@
+//! Stopping: TERM drains in-flight and queued connections, INT/QUIT stop
+//! at once, the pid file comes and goes, a dead master takes its workers
+//! along, a killed worker is replaced, `-D` detaches.
+mod support;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use support::*;
+
+fn req(target: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+}
+
+/// TERM while two requests sleep in the app and 20 more connections wait in
+/// the listen backlog behind them: every one is answered, the master exits 0.
+#[test]
+fn term_serves_in_flight_and_backlog_then_exits_zero() {
+    let pid = TempDir::new("pid");
+    let pidfile = pid.join("app.pid");
+    let mut s = Server::start(&["echo", "--workers", "1", "--pid", pidfile.to_str().unwrap()]);
+    assert_eq!(read_pidfile(&pidfile), Some(s.pid()));
+    // An idle keep-alive connection: it must not hold the stop up.
+    let mut idle = s.connect();
+    idle.write_all(&req("/idle")).unwrap();
+    assert_eq!(idle.read_response().unwrap().status, 200);
+
+    let mut sleeper = s.connect();
+    sleeper.write_all(&req("/?sleep=1")).unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the worker is in the app now
+    let mut queued: Vec<Client> = (0..20)
+        .map(|i| {
+            let mut c = s.connect();
+            c.write_all(&req(&format!("/queued/{i}"))).unwrap();
+            c
+        })
+        .collect();
+    let t0 = Instant::now();
+    s.signal(Signal::SIGTERM);
+
+    let r = sleeper.read_response().expect("in-flight request answered");
+    assert_eq!(r.status, 200);
+    for (i, c) in queued.iter_mut().enumerate() {
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("queued {i} lost: {e}\n{}", s.log_text()));
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body_str().contains(&format!("/queued/{i}")),
+            "{}",
+            r.body_str()
+        );
+        assert_eq!(r.header("Connection"), Some("close"));
+    }
+    // The idle connection is closed by the server, not left to time out.
+    assert!(idle.read_to_end_lossy().is_empty());
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        s.log_text()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+    assert!(!pidfile.exists(), "pid file removed at exit");
+    let log = s.log_text();
+    assert!(log.contains("Handling signal: term"), "{log}");
+}
+
+/// A request stuck longer than --graceful-timeout is cut off: exit 0 anyway,
+/// in about graceful-timeout seconds.
+#[test]
+fn term_kills_what_outlives_graceful_timeout() {
+    let mut s = Server::start(&["echo", "--workers", "1", "--graceful-timeout", "1"]);
+    let mut c = s.connect();
+    c.write_all(&req("/?sleep=20")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    s.signal(Signal::SIGTERM);
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(8)),
+        Some(0),
+        "{}",
+        s.log_text()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(c.read_response().is_err());
+    assert!(
+        s.log_text().contains("graceful timeout"),
+        "{}",
+        s.log_text()
+    );
+}
+
+/// INT and QUIT stop at once, even with a request in the app.
+#[test]
+fn int_and_quit_stop_quickly() {
+    for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+        let mut s = Server::start(&["echo", "--workers", "2"]);
+        let workers = wait_workers(s.pid(), 2);
+        let mut c = s.connect();
+        c.write_all(&req("/?sleep=20")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        s.signal(sig);
+        assert_eq!(
+            s.wait_exit(Duration::from_secs(5)),
+            Some(0),
+            "{sig}: {}",
+            s.log_text()
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "{sig}: {:?}",
+            t0.elapsed()
+        );
+        for w in workers {
+            assert!(
+                wait_gone(w, Duration::from_secs(2)),
+                "{sig}: worker {w} survived"
+            );
+        }
+    }
+}
+
+/// The master dies by SIGKILL: its workers notice (pipe EOF, and
+/// PR_SET_PDEATHSIG while one is inside the app) and exit within 5 s.
+#[test]
+fn workers_exit_when_master_is_killed() {
+    let mut s = Server::start(&["echo", "--workers", "2"]);
+    let workers = wait_workers(s.pid(), 2);
+    // One worker is busy in the app: only the death signal can reach it.
+    let mut c = s.connect();
+    c.write_all(&req("/?sleep=3")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.signal(Signal::SIGKILL);
+    let _ = s.wait_exit(Duration::from_secs(2));
+    let t0 = Instant::now();
+    for w in &workers {
+        assert!(
+            wait_gone(*w, Duration::from_secs(5)),
+            "worker {w} outlived its master"
+        );
+    }
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+/// kill -9 of a worker: reaped, logged in words, replaced.
+#[test]
+fn killed_worker_is_replaced() {
+    let s = Server::start(&["hello", "--workers", "2"]);
+    let before = wait_workers(s.pid(), 2);
+    send_signal(before[0], Signal::SIGKILL);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let now = s.worker_pids();
+            now.len() == 2 && !now.contains(&before[0])
+        }),
+        "workers: {:?}\n{}",
+        s.worker_pids(),
+        s.log_text()
+    );
+    assert!(get(&s.addr, "/").unwrap().status == 200);
+    let log = s.log_text();
+    assert!(
+        log.contains(&format!(
+            "Worker (pid:{}) was sent SIGKILL! Perhaps out of memory?",
+            before[0]
+        )),
+        "{log}"
+    );
+    assert!(
+        s.worker_pids().contains(&before[1]),
+        "the other worker is untouched"
+    );
+}
+
+/// -D: the launcher exits 0 once the daemon is bound, the pid file names
+/// the daemon (not the launcher), the daemon serves with stdio on /dev/null
+/// and removes the pid file when stopped.
+#[test]
+fn daemon_mode_detaches_and_writes_its_own_pid() {
+    let dir = TempDir::new("daemon");
+    let pidfile = dir.join("d.pid");
+    let port = free_port();
+    let addr = Addr::Tcp(([127, 0, 0, 1], port).into());
+    let out = std::process::Command::new(BIN)
+        .args(["hello", "-D", "--workers", "1", "--bind", &addr.bind_arg()])
+        .arg("--pid")
+        .arg(&pidfile)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ferricorn -D");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let daemon = read_pidfile(&pidfile).expect("pid file written before the launcher exits");
+    // Kill the daemon's whole process group at the end, whatever happens.
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.0 as i32),
+                Signal::SIGKILL,
+            );
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0 as i32), Signal::SIGKILL);
+        }
+    }
+    let _reap = Reap(daemon);
+    assert!(alive(daemon));
+    // Detached: its own session, and stdio on /dev/null.
+    let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(daemon as i32))).unwrap();
+    assert_ne!(sid, nix::unistd::getsid(None).unwrap());
+    for fd in 0..3 {
+        let target = std::fs::read_link(format!("/proc/{daemon}/fd/{fd}")).unwrap();
+        assert_eq!(target, std::path::Path::new("/dev/null"));
+    }
+    assert!(wait_until(Duration::from_secs(10), || get(&addr, "/").is_ok()));
+    assert_eq!(get(&addr, "/").unwrap().body, b"Hello, World!");
+    assert!(
+        cmdline(daemon).starts_with("ferricorn: master"),
+        "{}",
+        cmdline(daemon)
+    );
+    send_signal(daemon, Signal::SIGTERM);
+    assert!(wait_gone(daemon, Duration::from_secs(10)));
+    assert!(!pidfile.exists());
+
+    // A daemon that cannot bind: the launcher reports it and exits 1.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "hello",
+            "-D",
+            "--bind",
+            &blocker.local_addr().unwrap().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on"), "{err}");
+}

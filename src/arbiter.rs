@@ -231,6 +231,9 @@ impl Arbiter {
         sys::set_process_title(&self.title());
         self.notifier
             .notify(&format!("STATUS=Booting {} workers", self.num_workers));
+        // Fork the first workers now, not after the loop's first sleep: the
+        // time from exec to the first answered request is what users see.
+        self.manage_workers();
 
         loop {
             self.sleep();

@@ -1546,7 +1546,7 @@ fn sections() -> Vec<&'static str> {
 
 const DESCRIPTION: &str = "A pre-fork HTTP/1.1 application server with gunicorn's command line.";
 const APP_HELP: &str = "The application to serve. Built-in apps: `welcome` (the default; a \
-                        welcome page), `hello` (responds \"Hello, world!\") and `echo` \
+                        welcome page), `hello` (answers \"Hello, World!\") and `echo` \
                         (echoes the request back).";
 const SOURCES_HELP: &str = "Settings come from, in increasing precedence: built-in defaults, \
                             the -c TOML config file, FERRICORN_CMD_ARGS (split on whitespace), \

@@ -180,6 +180,8 @@ pub struct Conn<S> {
     served: u64,
     /// Body buffer kept across requests.
     spare_body: Vec<u8>,
+    /// Socket options for kept-alive connections are set (the event loop's).
+    pub nodelay: bool,
     /// The previous request's head, refilled by the next parse.
     spare_head: Option<Head>,
     /// `--proxy-protocol`: the PROXY header has not been read yet.
@@ -205,12 +207,18 @@ impl<S: Stream> Conn<S> {
             spare_body: Vec::new(),
             awaiting_proxy_header: false,
             spare_head: None,
+            nodelay: false,
         }
     }
 
     /// True when no request is in progress and nothing waits to be sent.
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Head) && self.rpos == self.rbuf.len() && self.pending() == 0
+    }
+
+    /// Requests answered on this connection so far.
+    pub fn served(&self) -> u64 {
+        self.served
     }
 
     /// Restart the idle clock (a graceful stop began: idle connections get

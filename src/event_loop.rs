@@ -397,6 +397,18 @@ impl EventLoop {
         } else {
             conn.drive(&mut ctx)
         };
+        // TCP_NODELAY only once a connection is kept alive past its first
+        // response (nginx's tcp_nodelay does the same): a one-request
+        // connection never has a write waiting behind an unacknowledged one,
+        // so the setsockopt would be a wasted syscall per connection.
+        if next != Next::Close
+            && !conn.nodelay
+            && conn.served() > 0
+            && let Sock::Tcp(s) = &conn.stream
+        {
+            let _ = s.set_nodelay(true);
+            conn.nodelay = true;
+        }
         match next {
             Next::Wait => {}
             Next::Again => self.again.push(i),
@@ -506,10 +518,7 @@ impl EventLoop {
 
     fn accept_one(&mut self, li: usize, now: u64) -> io::Result<Accepted> {
         let accepted = match &self.listeners[li] {
-            Some(AnyListener::Tcp(l)) => l.accept().map(|(s, a)| {
-                let _ = s.set_nodelay(true);
-                (Sock::Tcp(s), Peer::Tcp(a))
-            }),
+            Some(AnyListener::Tcp(l)) => l.accept().map(|(s, a)| (Sock::Tcp(s), Peer::Tcp(a))),
             Some(AnyListener::Unix(l)) => l.accept().map(|(s, _)| (Sock::Unix(s), Peer::Unix)),
             None => return Ok(Accepted::Empty),
         };

@@ -22,8 +22,12 @@
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
 //! - [`signals`]: the signal table and the upgrade procedure.
+//! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
 //! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
-//! - [`sys`]: the only module allowed `unsafe` (fork, signal handler, shared memory).
+//! - [`sys`]: the only module allowed `unsafe` for syscalls (fork, signal
+//!   handler, shared memory, environment). With the `python` feature,
+//!   `python::interp` holds the few CPython FFI calls (interpreter start,
+//!   the fork bracket), each with its own `SAFETY:` note.
 #![deny(unsafe_code)]
 
 pub mod app;

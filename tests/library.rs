@@ -1,0 +1,176 @@
+//! The library API, through a real server: `Server::new(factory)` with a Rust
+//! app and hooks, run in a child process (this test binary re-executed with
+//! `FERRICORN_LIBRARY_SERVE` set), driven over a real socket.
+//!
+//! Covers what the built-in apps cannot: a panicking app gives that client a
+//! 500 and the same worker keeps serving; per-worker state built by the
+//! factory after fork; a streamed response is sent chunked; hooks run.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ferricorn::{Hooks, Request, Response, Server, ServerInfo, WorkerContext, WorkerInfo};
+use support::*;
+
+const ENV: &str = "FERRICORN_LIBRARY_SERVE";
+
+struct FileHooks(std::path::PathBuf);
+
+impl FileHooks {
+    fn note(&self, what: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.0)
+            .unwrap();
+        writeln!(f, "{what}").unwrap();
+    }
+}
+
+impl Hooks for FileHooks {
+    fn when_ready(&self, _s: &ServerInfo) {
+        self.note("when_ready");
+    }
+    fn post_worker_init(&self, w: &WorkerInfo) {
+        self.note(&format!("post_worker_init {}", w.pid));
+    }
+    fn pre_request(&self, req: &Request) {
+        self.note(&format!("pre_request {}", req.path()));
+    }
+    fn post_request(&self, req: &Request, status: u16) {
+        self.note(&format!("post_request {} {status}", req.path()));
+    }
+    fn on_exit(&self, _s: &ServerInfo) {
+        self.note("on_exit");
+    }
+}
+
+/// Not a test of its own: the body of the child process.
+#[test]
+fn serve_when_asked() {
+    let Ok(spec) = std::env::var(ENV) else {
+        return;
+    };
+    let (addr, notes) = spec.split_once(',').unwrap();
+    ferricorn::logging::init_error_log("info", "-").unwrap();
+    let code = Server::new(|ctx: &WorkerContext| {
+        let pid = ctx.pid;
+        let mut hits = 0u64;
+        move |req: &mut Request| {
+            hits += 1;
+            match req.path() {
+                "/panic" => panic!("app bug"),
+                "/stream" => Response::new(200)
+                    .header("Content-Type", "text/plain")
+                    .stream(std::io::Cursor::new(b"streamed body".to_vec())),
+                _ => Response::ok("text/plain", format!("{pid} {hits}")),
+            }
+        }
+    })
+    .bind(addr)
+    .workers(1)
+    .hooks(FileHooks(notes.into()))
+    .run();
+    std::process::exit(code);
+}
+
+#[test]
+fn panicking_app_gives_500_and_the_worker_lives_on() {
+    let dir = TempDir::new("lib");
+    let port = free_port();
+    let notes = dir.join("hooks.log");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "serve_when_asked",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(ENV, format!("127.0.0.1:{port},{}", notes.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let guard = scopeguard(move || {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let addr = Addr::Tcp(([127, 0, 0, 1], port).into());
+    assert!(
+        wait_until(Duration::from_secs(20), || Client::connect(&addr).is_ok()),
+        "library server did not start"
+    );
+    let mut c = Client::connect(&addr).unwrap();
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let first = c.read_response().unwrap();
+    assert_eq!(first.status, 200);
+    let worker = first.body_str().split(' ').next().unwrap().to_string();
+    assert!(first.body_str().ends_with(" 1"), "{}", first.body_str());
+
+    // The panic: a 500 for this client, connection closed.
+    c.write_all(b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("Connection"), Some("close"));
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+
+    // Same worker, state intact (the counter counted the panicking call too).
+    let mut c = Client::connect(&addr).unwrap();
+    c.write_all(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_str(), format!("{worker} 3"));
+
+    // A streamed body is sent chunked and the connection stays usable.
+    c.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(r.body, b"streamed body");
+    c.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(c.read_response().unwrap().status, 200);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exited = wait_until(Duration::from_secs(10), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    assert!(exited, "library server did not stop on TERM");
+    drop(guard);
+    let log = std::fs::read_to_string(&notes).unwrap();
+    for want in [
+        "when_ready",
+        "post_worker_init",
+        "pre_request /a",
+        "post_request /a 200",
+        "post_request /panic 500",
+        "on_exit",
+    ] {
+        assert!(log.contains(want), "hook {want:?} missing from:\n{log}");
+    }
+}
+
+/// Runs `f` when dropped (kills the child even if an assertion fails).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct G<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for G<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    G(Some(f))
+}

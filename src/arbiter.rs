@@ -279,6 +279,13 @@ impl Arbiter {
         // and its workers must not inherit a blocked SIGABRT.
         sys::unblock_all_signals();
         sys::ignore_signal(Signal::SIGPIPE);
+        // Check names before anything is created: a bad --user must not
+        // leave a socket file behind.
+        let identity = sys::resolve_identity(self.cfg.user.as_deref(), self.cfg.group.as_deref())?;
+        let socket_gid = match &self.cfg.socket_group {
+            Some(g) => Some(sys::resolve_group(g)?),
+            None => None,
+        };
         let (mut inherited, systemd) = listener::inherited_sockets()
             .map_err(|e| format!("cannot use inherited sockets: {e}"))?;
         self.systemd_sockets = systemd;
@@ -324,16 +331,29 @@ impl Arbiter {
         // dropped that address from the configuration.
         drop(inherited);
         self.listeners = listeners;
-        let identity = sys::resolve_identity(self.cfg.user.as_deref(), self.cfg.group.as_deref())?;
-        let socket_gid = match &self.cfg.socket_group {
-            Some(g) => Some(sys::resolve_group(g)?),
-            None => None,
-        };
         listener::set_unix_permissions(&self.listeners, self.cfg.socket_mode, socket_gid)
             .map_err(|e| e.to_string())?;
         if let Some(path) = &self.cfg.pidfile {
             self.pidfile =
                 Some(PidFile::create(path, std::process::id()).map_err(|e| e.to_string())?);
+        }
+        // Log files are opened by the workers, after they dropped to --user:
+        // create them now and hand them to that user (gunicorn chowns its
+        // logs the same way), so a root-owned log directory still works.
+        if let Some(id) = &identity {
+            let logs = [
+                Some(self.cfg.errorlog.as_str()),
+                self.cfg.accesslog.as_deref(),
+            ];
+            for path in logs.into_iter().flatten().filter(|p| *p != "-") {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("cannot open log file {path}: {e}"))?;
+                nix::unistd::chown(path, Some(id.uid), Some(id.gid))
+                    .map_err(|e| format!("chown({path}) for --user failed: {e}"))?;
+            }
         }
         // Everything that needs root (low ports, socket ownership, the pid
         // file in /run) is done: run as --user/--group from here on.

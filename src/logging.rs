@@ -199,6 +199,11 @@ pub struct AccessLog {
     json: bool,
     pieces: Vec<Piece>,
     buf: Vec<u8>,
+    /// `[25/Nov/2026:15:35:18 +0000]` for the current second, formatted once
+    /// per second rather than once per line.
+    clock: (u64, String),
+    /// The line being formatted (kept for its capacity).
+    line: String,
 }
 
 impl AccessLog {
@@ -209,6 +214,8 @@ impl AccessLog {
             json: false,
             pieces: Vec::new(),
             buf: Vec::new(),
+            clock: (u64::MAX, String::new()),
+            line: String::new(),
         }
     }
 
@@ -233,6 +240,8 @@ impl AccessLog {
             pieces: parse_format(fmt)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             buf: Vec::with_capacity(4096),
+            clock: (u64::MAX, String::new()),
+            line: String::with_capacity(256),
         })
     }
 
@@ -241,19 +250,28 @@ impl AccessLog {
     }
 
     pub fn log(&mut self, r: &AccessRecord<'_>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if self.clock.0 != now {
+            self.clock = (now, clf_time(now));
+        }
+        let time = self.clock.1.as_str();
+        let line = &mut self.line;
+        line.clear();
         if self.json {
-            format_json(&mut self.buf, r);
+            format_json(line, r, time);
         } else {
-            let mut line = String::with_capacity(160);
             for piece in &self.pieces {
                 match piece {
                     Piece::Lit(s) => line.push_str(s),
-                    Piece::Atom(a) => render(&mut line, a, r),
+                    Piece::Atom(a) => render(line, a, r, time),
                 }
             }
             line.push('\n');
-            self.buf.extend_from_slice(line.as_bytes());
         }
+        self.buf.extend_from_slice(line.as_bytes());
         if self.buf.len() > 64 * 1024 {
             self.flush();
         }
@@ -405,11 +423,10 @@ fn push_bytes_or_dash(out: &mut String, v: Option<&[u8]>) {
 }
 
 /// `[25/Nov/2026:15:35:18 +0000]`
-fn clf_time(t: SystemTime) -> String {
+fn clf_time(secs: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let (y, mo, d, h, mi, s) = civil(secs);
     format!(
         "[{d:02}/{}/{y:04}:{h:02}:{mi:02}:{s:02} +0000]",
@@ -454,7 +471,8 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>) {
+/// Append `atom` for `r`; `time` is the current `%(t)s`.
+fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>, time: &str) {
     use std::fmt::Write as _;
     let req = r.request;
     match atom {
@@ -469,7 +487,7 @@ fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>) {
             Some(u) if !u.is_empty() => out.push_str(&u),
             _ => out.push('-'),
         },
-        Atom::Time => out.push_str(&clf_time(SystemTime::now())),
+        Atom::Time => out.push_str(time),
         Atom::RequestLine => {
             let _ = write!(
                 out,
@@ -522,9 +540,9 @@ fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>) {
     }
 }
 
-fn format_json(buf: &mut Vec<u8>, r: &AccessRecord<'_>) {
+/// One JSON line for `r` into `s`; `time` is the current `%(t)s`.
+fn format_json(s: &mut String, r: &AccessRecord<'_>, time: &str) {
     let req = r.request;
-    let mut s = String::with_capacity(256);
     let field = |s: &mut String, key: &str, val: &[u8], first: bool| {
         if !first {
             s.push_str(", ");
@@ -538,46 +556,33 @@ fn format_json(buf: &mut Vec<u8>, r: &AccessRecord<'_>) {
         .remote_addr()
         .map(|ip| ip.to_string())
         .unwrap_or_default();
-    field(&mut s, "remote_addr", remote.as_bytes(), true);
+    field(s, "remote_addr", remote.as_bytes(), true);
     field(
-        &mut s,
+        s,
         "time",
-        clf_time(SystemTime::now())
-            .trim_matches(|c| c == '[' || c == ']')
-            .as_bytes(),
+        time.trim_matches(|c| c == '[' || c == ']').as_bytes(),
         false,
     );
-    field(&mut s, "method", req.method().as_bytes(), false);
-    field(&mut s, "target", req.target().as_bytes(), false);
-    field(&mut s, "path", req.path().as_bytes(), false);
-    field(&mut s, "query", req.query().as_bytes(), false);
-    field(&mut s, "protocol", req.version_str().as_bytes(), false);
+    field(s, "method", req.method().as_bytes(), false);
+    field(s, "target", req.target().as_bytes(), false);
+    field(s, "path", req.path().as_bytes(), false);
+    field(s, "query", req.query().as_bytes(), false);
+    field(s, "protocol", req.version_str().as_bytes(), false);
     s.push_str(&format!(
         ", \"status\": {}, \"bytes\": {}, \"duration_us\": {}",
         r.status,
         r.body_bytes,
         r.elapsed.as_micros()
     ));
+    field(s, "referer", req.header("Referer").unwrap_or(b""), false);
     field(
-        &mut s,
-        "referer",
-        req.header("Referer").unwrap_or(b""),
-        false,
-    );
-    field(
-        &mut s,
+        s,
         "user_agent",
         req.header("User-Agent").unwrap_or(b""),
         false,
     );
-    field(
-        &mut s,
-        "pid",
-        std::process::id().to_string().as_bytes(),
-        false,
-    );
+    field(s, "pid", std::process::id().to_string().as_bytes(), false);
     s.push_str("}\n");
-    buf.extend_from_slice(s.as_bytes());
 }
 
 #[cfg(test)]

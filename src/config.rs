@@ -692,11 +692,15 @@ pub static SETTINGS: &[Setting] = &[
                l `-`, u user name, t date of the request, r request line, m method, \
                U path, q query string, H protocol, s status, b response length (`-` for \
                0), B response length, f referer, a user agent, T request time in \
-               seconds, D in microseconds, p process id.",
+               seconds, M in milliseconds, D in microseconds, L in decimal seconds, \
+               p process id, {name}i a request header, {name}o a response header, \
+               {name}e an environment variable. Or a named format: `combined` \
+               (nginx's) or `json` (one JSON object per line, every value escaped).",
         takes_value: true,
         repeatable: false,
         cli_only: false,
         set: |c, v| {
+            crate::logging::check_format(v)?;
             c.access_log_format = non_empty(v)?;
             Ok(())
         },

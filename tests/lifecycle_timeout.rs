@@ -69,28 +69,11 @@ fn slow_upload_longer_than_timeout_succeeds() {
     let text = r.body_str();
     // echo returns the body base64-encoded; compare against our own encoding.
     assert!(
-        text.contains(&format!("\"body_base64\": \"{}\"", b64(&body))),
+        text.contains(&format!("\"body_base64\": \"{}\"", base64(&body))),
         "{}",
         &text[..200.min(text.len())]
     );
     assert!(!s.log_text().contains("WORKER TIMEOUT"), "{}", s.log_text());
-}
-
-fn b64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for ch in data.chunks(3) {
-        let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= ch.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A worker that cannot boot (its access log cannot be opened) makes the

@@ -1032,3 +1032,23 @@ pub fn tcp_peer_ports(port: u16) -> std::collections::BTreeSet<u16> {
     }
     out
 }
+
+/// Standard base64 (RFC 4648, with padding), written independently of the
+/// server's encoder so that tests of the `echo` app check it, not trust it.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let mut group = [0u8; 3];
+        group[..chunk.len()].copy_from_slice(chunk);
+        let bits = u32::from_be_bytes([0, group[0], group[1], group[2]]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ALPHABET[((bits >> (18 - 6 * k)) & 0x3f) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -37,8 +37,10 @@ use crate::sys::Slot;
 
 /// Stop reading new requests while this many response bytes wait to be sent.
 pub const HIGH_WATER: usize = 256 * 1024;
-/// Bytes read per `read(2)`.
+/// Bytes read per `read(2)` once a connection has shown it sends a lot.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read per `read(2)` on a new connection.
+const SMALL_READ: usize = 4 * 1024;
 /// Buffered, unparsed input beyond which we stop reading (a body is moved out
 /// of this buffer as it is decoded, so this bounds heads and pipelines).
 const INPUT_CAP: usize = 1024 * 1024;
@@ -163,7 +165,12 @@ pub struct Conn<S> {
     pub stream: S,
     pub peer: Peer,
     state: State,
+    /// Input buffer: `rbuf[rpos..rend]` is unparsed input; beyond `rend`,
+    /// initialised spare room for the next read.
     rbuf: Vec<u8>,
+    rend: usize,
+    /// A read filled the small buffer: read `READ_CHUNK` at a time from now on.
+    big_reads: bool,
     rpos: usize,
     wbuf: Vec<u8>,
     wpos: usize,
@@ -195,6 +202,8 @@ impl<S: Stream> Conn<S> {
             peer,
             state: State::Head,
             rbuf: Vec::new(),
+            rend: 0,
+            big_reads: false,
             rpos: 0,
             wbuf: Vec::new(),
             wpos: 0,
@@ -213,7 +222,7 @@ impl<S: Stream> Conn<S> {
 
     /// True when no request is in progress and nothing waits to be sent.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Head) && self.rpos == self.rbuf.len() && self.pending() == 0
+        matches!(self.state, State::Head) && self.rpos == self.rend && self.pending() == 0
     }
 
     /// Requests answered on this connection so far.
@@ -262,7 +271,7 @@ impl<S: Stream> Conn<S> {
         match self.state {
             State::Lingering { since_ms, .. } if now >= since_ms + LINGER_MS => Next::Close,
             State::Head if self.pending() == 0 => {
-                if self.rpos < self.rbuf.len() && self.head_started_ms > 0 {
+                if self.rpos < self.rend && self.head_started_ms > 0 {
                     if now >= self.head_started_ms + ctx.header_timeout_ms {
                         log::debug!("closing {}: request head not complete in time", self.peer);
                         self.fail(408, ctx);
@@ -301,50 +310,67 @@ impl<S: Stream> Conn<S> {
             State::Lingering { .. } => true,
             State::Closing => false,
             State::Stream { .. } => false,
-            _ => self.pending() < HIGH_WATER && self.rbuf.len() - self.rpos < INPUT_CAP,
+            _ => self.pending() < HIGH_WATER && self.rend - self.rpos < INPUT_CAP,
         }
     }
 
     fn read_some(&mut self, now_ms: u64) -> io::Result<usize> {
-        if self.rpos == self.rbuf.len() {
-            self.rbuf.clear();
+        if self.rpos == self.rend {
             self.rpos = 0;
-        } else if self.rpos > 0 && self.rpos >= self.rbuf.len() / 2 {
-            self.rbuf.drain(..self.rpos);
+            self.rend = 0;
+            // A burst (a long pipeline, a big head) grew the buffer: give the
+            // memory back once it is drained, so idle connections stay small.
+            if self.rbuf.len() > 4 * READ_CHUNK {
+                self.rbuf.truncate(READ_CHUNK);
+                self.rbuf.shrink_to_fit();
+            }
+        } else if self.rpos > 0 && self.rpos >= self.rend / 2 {
+            self.rbuf.copy_within(self.rpos..self.rend, 0);
+            self.rend -= self.rpos;
             self.rpos = 0;
         }
-        // Read through a stack buffer rather than `resize`-ing `rbuf` by
-        // READ_CHUNK and truncating: that zero-filled 16 KiB of the heap on
-        // every read, whatever arrived. A client dribbling one byte at a time
-        // made every byte cost a 16 KiB fill, and with a thousand such
-        // connections the worker spent ~90% of its time there (unoptimised
-        // builds: an element-by-element loop), delaying everyone else.
-        // A fixed-size array is a plain memset and stays on the stack.
-        let mut buf = [0u8; READ_CHUNK];
-        let res = self.stream.read(&mut buf);
+        // `rbuf[..rend]` holds unparsed input; the rest of `rbuf` is spare
+        // room that was zeroed once when the buffer grew and is reused from
+        // then on, so a read costs no fill (zeroing 16 KiB per read used to be
+        // the worker's top user-space cost: a client dribbling one byte at a
+        // time made every byte cost a 16 KiB memset).
+        // Start small (most connections send small heads; a thousand idle
+        // keep-alive connections should not pin 16 KiB each) and read in
+        // bigger pieces once a read has filled the small buffer.
+        let want = if self.big_reads {
+            READ_CHUNK
+        } else {
+            SMALL_READ
+        };
+        if self.rbuf.len() - self.rend < want {
+            self.rbuf.resize(self.rend + want, 0);
+        }
+        let res = self
+            .stream
+            .read(&mut self.rbuf[self.rend..self.rend + want]);
         let n = match &res {
             Ok(n) => *n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(_) => return Err(res.unwrap_err()),
         };
-        self.rbuf.extend_from_slice(&buf[..n]);
+        self.rend += n;
         match res {
             Ok(0) => {
                 self.read_eof = true;
                 self.readable = false;
             }
             // A short read drained the socket: the next byte brings a new edge.
-            Ok(n) if n < READ_CHUNK => self.readable = false,
-            Ok(_) => {}
+            Ok(n) if n < want => self.readable = false,
+            Ok(_) => self.big_reads = true,
             Err(_) => self.readable = false,
         }
         if n > 0 {
             self.last_io_ms = now_ms;
             if let State::Lingering { discarded, .. } = &mut self.state {
                 *discarded += n;
-                self.rbuf.clear();
                 self.rpos = 0;
+                self.rend = 0;
             }
         }
         Ok(n)
@@ -359,10 +385,10 @@ impl<S: Stream> Conn<S> {
             }
             match &mut self.state {
                 State::Head if self.awaiting_proxy_header => {
-                    if self.rpos == self.rbuf.len() {
+                    if self.rpos == self.rend {
                         return progress;
                     }
-                    match crate::proxy::parse_proxy_protocol(&self.rbuf[self.rpos..]) {
+                    match crate::proxy::parse_proxy_protocol(&self.rbuf[self.rpos..self.rend]) {
                         Ok(None) => {
                             if self.head_started_ms == 0 {
                                 self.head_started_ms = ctx.now_ms;
@@ -382,18 +408,18 @@ impl<S: Stream> Conn<S> {
                             // Not an HTTP error: the peer is not speaking the
                             // protocol we were told to expect. Close, say nothing.
                             log::warn!("closing connection from {}: {why}", self.peer);
-                            self.rpos = self.rbuf.len();
+                            self.rpos = self.rend;
                             self.state = State::Closing;
                             return true;
                         }
                     }
                 }
                 State::Head => {
-                    if self.rpos == self.rbuf.len() {
+                    if self.rpos == self.rend {
                         return progress;
                     }
                     match parse_head_reusing(
-                        &self.rbuf[self.rpos..],
+                        &self.rbuf[self.rpos..self.rend],
                         ctx.limits,
                         &mut self.spare_head,
                     ) {
@@ -404,7 +430,7 @@ impl<S: Stream> Conn<S> {
                             if self.read_eof {
                                 // The client went away mid-head: nothing to answer.
                                 self.state = State::Closing;
-                                self.rpos = self.rbuf.len();
+                                self.rpos = self.rend;
                             }
                             return progress;
                         }
@@ -423,7 +449,7 @@ impl<S: Stream> Conn<S> {
                             if matches!(head.framing, Framing::None | Framing::Length(0)) {
                                 self.dispatch(head, Body::empty(), Vec::new(), ctx);
                             } else {
-                                if head.expect_continue && self.rpos == self.rbuf.len() {
+                                if head.expect_continue && self.rpos == self.rend {
                                     self.wbuf
                                         .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                                 }
@@ -448,13 +474,13 @@ impl<S: Stream> Conn<S> {
                     spool,
                     ..
                 } => {
-                    if self.rpos == self.rbuf.len() {
+                    if self.rpos == self.rend {
                         if self.read_eof {
                             self.state = State::Closing;
                         }
                         return progress;
                     }
-                    let input = &self.rbuf[self.rpos..];
+                    let input = &self.rbuf[self.rpos..self.rend];
                     match decoder.decode(input, body, trailers, ctx.limits.body) {
                         Err(e) => {
                             self.reject(&e, ctx);
@@ -520,7 +546,7 @@ impl<S: Stream> Conn<S> {
 
     fn fail(&mut self, status: u16, ctx: &mut Ctx<'_>) {
         write_error_response(&mut self.wbuf, status, ctx.date);
-        self.rpos = self.rbuf.len();
+        self.rpos = self.rend;
         self.state = State::Lingering {
             since_ms: ctx.now_ms,
             discarded: 0,
@@ -784,8 +810,8 @@ impl<S: Stream> Conn<S> {
                     None
                 }
             }
-            State::Head if self.read_eof && self.rpos == self.rbuf.len() => Some(Next::Close),
-            State::Head if ctx.draining && self.served > 0 && self.rpos == self.rbuf.len() => {
+            State::Head if self.read_eof && self.rpos == self.rend => Some(Next::Close),
+            State::Head if ctx.draining && self.served > 0 && self.rpos == self.rend => {
                 // Keep-alive connections that already got `Connection: close`
                 // are finished; ones that got nothing yet wait for the timer.
                 None

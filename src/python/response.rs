@@ -259,6 +259,12 @@ pub(crate) fn log_exception(py: Python<'_>, err: &PyErr, context: &str) {
 }
 
 fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>, context: &str) {
+    // Plain lists and tuples (the common `return [body]`) have no close():
+    // skip the lookup, which would raise and format an AttributeError on
+    // every request.
+    if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
+        return;
+    }
     if let Ok(c) = iterable.getattr(pyo3::intern!(py, "close"))
         && let Err(e) = c.call0()
     {

@@ -1,10 +1,20 @@
 """Minimal Django settings for ferricorn's integration tests (no database)."""
 
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
 SECRET_KEY = "ferricorn-tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
 ROOT_URLCONF = "djangoproject.urls"
-INSTALLED_APPS = []
+# staticfiles only for `collectstatic` (tests/python_nginx.rs): nginx serves
+# the collected files, Django never does (no static view in urls.py).
+INSTALLED_APPS = ["django.contrib.staticfiles"]
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = os.environ.get("FERRICORN_STATIC_ROOT") or None
 MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

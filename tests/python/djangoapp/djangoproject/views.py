@@ -7,6 +7,11 @@ from django.views.decorators.csrf import csrf_exempt
 FORM = engines["django"].from_string(
     '<form method="post">{% csrf_token %}<input name="name"></form>'
 )
+PAGE = engines["django"].from_string(
+    "{% load static %}<!doctype html><title>ferricorn</title>"
+    '<link rel="stylesheet" href="{% static \'ferricorn/app.css\' %}">'
+    "<p>rendered by Django for {{ remote_addr }}</p>"
+)
 
 
 def index(request):
@@ -18,8 +23,19 @@ def index(request):
             "host": request.get_host(),
             "absolute": request.build_absolute_uri(),
             "remote_addr": request.META.get("REMOTE_ADDR"),
+            "scheme": request.scheme,
+            "secure": request.is_secure(),
         }
     )
+
+
+def page(request):
+    return HttpResponse(PAGE.render({"remote_addr": request.META.get("REMOTE_ADDR")}, request))
+
+
+def hello(request):
+    """Benchmark view (benches/python.sh): through the middleware, no template."""
+    return HttpResponse(b"Hello, World!", content_type="text/plain")
 
 
 def form(request):

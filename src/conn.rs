@@ -566,11 +566,15 @@ impl<S: Stream> Conn<S> {
         let version = head.version;
         let started = std::time::Instant::now();
         if let Some(slot) = ctx.slot {
-            let mut what = Vec::with_capacity(64);
-            what.extend_from_slice(head.method.as_bytes());
-            what.push(b' ');
-            what.extend_from_slice(head.path.as_bytes());
-            slot.set_what(&what);
+            // "METHOD /path" for a WORKER TIMEOUT line, assembled on the
+            // stack: this runs for every request.
+            let mut what = [0u8; 64];
+            let m = head.method.len().min(63);
+            what[..m].copy_from_slice(&head.method.as_bytes()[..m]);
+            what[m] = b' ';
+            let p = head.path.len().min(63 - m);
+            what[m + 1..m + 1 + p].copy_from_slice(&head.path.as_bytes()[..p]);
+            slot.set_what(&what[..m + 1 + p]);
             slot.busy_since_ms
                 .store(ctx.now_ms.max(1), std::sync::atomic::Ordering::Relaxed);
         }

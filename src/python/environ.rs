@@ -40,6 +40,15 @@ pub(crate) struct EnvironBuilder {
     keys: Keys,
     /// Lower-case header name -> environ key (`None`: the header is dropped).
     header_keys: HashMap<Box<[u8]>, Option<Py<PyString>>>,
+    /// Interned keys of the commonest headers, matched without hashing.
+    common: Vec<(&'static str, Py<PyString>)>,
+    /// Reused buffer for a header name's lower-case form.
+    lower_buf: Vec<u8>,
+    /// The last client address / port seen, as environ values (a
+    /// keep-alive connection sends many requests from one peer).
+    last_ip: Option<(std::net::IpAddr, Py<PyString>)>,
+    last_port: Option<(u16, Py<PyString>)>,
+    empty: Py<PyString>,
     /// Small strings that recur in every request (methods, protocols, "").
     values: HashMap<&'static str, Py<PyString>>,
     bytes_io: Py<PyAny>,
@@ -106,10 +115,19 @@ impl EnvironBuilder {
         ] {
             values.insert(v, intern(py, v));
         }
+        let common = COMMON_HEADERS
+            .iter()
+            .map(|&n| (n, intern(py, &environ_key(n).unwrap_or_default())))
+            .collect();
         Ok(EnvironBuilder {
             template: template.unbind(),
             keys,
             header_keys: HashMap::new(),
+            common,
+            lower_buf: Vec::with_capacity(64),
+            last_ip: None,
+            last_port: None,
+            empty: intern(py, ""),
             values,
             bytes_io: py.import("io")?.getattr("BytesIO")?.unbind(),
             root_path: root_path.to_string(),
@@ -124,17 +142,49 @@ impl EnvironBuilder {
         }
     }
 
-    fn header_key(&mut self, py: Python<'_>, name: &str) -> Option<Py<PyString>> {
-        let lower: Box<[u8]> = name.bytes().map(|b| b.to_ascii_lowercase()).collect();
-        if let Some(k) = self.header_keys.get(&lower) {
-            return k.as_ref().map(|k| k.clone_ref(py));
+    fn header_key<'py>(&mut self, py: Python<'py>, name: &str) -> Option<Bound<'py, PyString>> {
+        for (n, k) in &self.common {
+            if n.len() == name.len() && n.eq_ignore_ascii_case(name) {
+                return Some(k.bind(py).clone());
+            }
+        }
+        self.lower_buf.clear();
+        self.lower_buf
+            .extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        if let Some(k) = self.header_keys.get(&self.lower_buf[..]) {
+            return k.as_ref().map(|k| k.bind(py).clone());
         }
         let key = environ_key(name).map(|k| intern(py, &k));
         if self.header_keys.len() < MAX_CACHED_KEYS {
-            self.header_keys
-                .insert(lower, key.as_ref().map(|k| k.clone_ref(py)));
+            self.header_keys.insert(
+                self.lower_buf[..].into(),
+                key.as_ref().map(|k| k.clone_ref(py)),
+            );
         }
-        key
+        key.map(|k| k.into_bound(py))
+    }
+
+    fn ip<'py>(&mut self, py: Python<'py>, ip: std::net::IpAddr) -> Bound<'py, PyString> {
+        match &self.last_ip {
+            Some((i, s)) if *i == ip => s.bind(py).clone(),
+            _ => {
+                let s = PyString::new(py, &ip.to_string());
+                self.last_ip = Some((ip, s.clone().unbind()));
+                s
+            }
+        }
+    }
+
+    fn port<'py>(&mut self, py: Python<'py>, port: u16) -> Bound<'py, PyString> {
+        match &self.last_port {
+            Some((p, s)) if *p == port => s.bind(py).clone(),
+            _ => {
+                let mut buf = [0u8; 5];
+                let s = PyString::new(py, format_u16(port, &mut buf));
+                self.last_port = Some((port, s.clone().unbind()));
+                s
+            }
+        }
     }
 
     /// The environ for `req`, or `None` when the path is outside `--root-path`.
@@ -143,7 +193,12 @@ impl EnvironBuilder {
         py: Python<'py>,
         req: &mut Request,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let path = percent_decode(req.path().as_bytes());
+        let raw_path = req.path().as_bytes();
+        let path: std::borrow::Cow<'_, [u8]> = if raw_path.contains(&b'%') {
+            percent_decode(raw_path).into()
+        } else {
+            raw_path.into()
+        };
         let (script_name, path_info) = if self.root_path.is_empty() {
             ("", &path[..])
         } else {
@@ -153,6 +208,7 @@ impl EnvironBuilder {
             }
         };
         let env = self.template.bind(py).copy()?;
+        let empty = self.empty.bind(py).clone();
         let k = &self.keys;
         env.set_item(k.request_method.bind(py), self.value(py, req.method()))?;
         env.set_item(k.script_name.bind(py), self.value(py, script_name))?;
@@ -167,20 +223,14 @@ impl EnvironBuilder {
         )?;
         // The client: the peer, or the address a trusted proxy reported
         // (--forwarded-allow-ips); its port only when it is the peer itself.
-        match (req.remote_addr(), req.peer()) {
-            (Some(ip), Peer::Tcp(a)) if ip == a.ip() => {
-                env.set_item(k.remote_addr.bind(py), ip.to_string())?;
-                env.set_item(k.remote_port.bind(py), a.port().to_string())?;
-            }
-            (Some(ip), _) => {
-                env.set_item(k.remote_addr.bind(py), ip.to_string())?;
-                env.set_item(k.remote_port.bind(py), self.value(py, ""))?;
-            }
-            (None, _) => {
-                env.set_item(k.remote_addr.bind(py), self.value(py, ""))?;
-                env.set_item(k.remote_port.bind(py), self.value(py, ""))?;
-            }
-        }
+        let (addr, port) = match (req.remote_addr(), req.peer()) {
+            (Some(ip), Peer::Tcp(a)) if ip == a.ip() => (self.ip(py, ip), self.port(py, a.port())),
+            (Some(ip), _) => (self.ip(py, ip), empty.clone()),
+            (None, _) => (empty.clone(), empty.clone()),
+        };
+        let k = &self.keys;
+        env.set_item(k.remote_addr.bind(py), addr)?;
+        env.set_item(k.remote_port.bind(py), port)?;
         let scheme = req.scheme();
         env.set_item(k.url_scheme.bind(py), self.value(py, scheme))?;
 
@@ -188,24 +238,29 @@ impl EnvironBuilder {
         // object; BytesIO shares its buffer instead of copying it again.
         let body = req.body();
         let len = body.len();
-        let data = PyBytes::new_with(py, len as usize, |buf| {
-            body.read_exact(buf).map_err(PyErr::from)
-        })?;
-        let input = self.bytes_io.bind(py).call1((data,))?;
+        let input = if len == 0 {
+            // BytesIO() and BytesIO(b"") are the same; skip the argument.
+            self.bytes_io.bind(py).call0()?
+        } else {
+            let data = PyBytes::new_with(py, len as usize, |buf| {
+                body.read_exact(buf).map_err(PyErr::from)
+            })?;
+            self.bytes_io.bind(py).call1((data,))?
+        };
         env.set_item(self.keys.input.bind(py), input)?;
 
         let mut has_length = false;
-        let mut host: Option<Vec<u8>> = None;
-        let headers: Vec<(String, Vec<u8>)> = req.headers().to_vec();
-        for (name, value) in &headers {
+        let mut host: Option<&[u8]> = None;
+        let req: &Request = req;
+        for (name, value) in req.headers() {
             let Some(key) = self.header_key(py, name) else {
                 continue;
             };
-            let key = key.bind(py);
+            let key = &key;
             if name.eq_ignore_ascii_case("content-length") {
                 has_length = true;
-            } else if name.eq_ignore_ascii_case("host") && host.is_none() {
-                host = Some(value.clone());
+            } else if host.is_none() && name.eq_ignore_ascii_case("host") {
+                host = Some(value);
             }
             match env.get_item(key)? {
                 Some(prev) => {
@@ -223,7 +278,7 @@ impl EnvironBuilder {
             // A chunked body was decoded: frameworks read CONTENT_LENGTH bytes.
             env.set_item(self.keys.content_length.bind(py), len.to_string())?;
         }
-        let (name, port) = match host.as_deref().and_then(split_host) {
+        let (name, port) = match host.and_then(split_host) {
             Some((n, p)) => (
                 latin1(py, n),
                 match p {
@@ -240,6 +295,41 @@ impl EnvironBuilder {
         env.set_item(self.keys.server_port.bind(py), port)?;
         Ok(Some(env))
     }
+}
+
+/// Headers whose environ key is interned up front (matched case-insensitively
+/// without hashing).
+const COMMON_HEADERS: &[&str] = &[
+    "host",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "connection",
+    "cookie",
+    "content-type",
+    "content-length",
+    "referer",
+    "origin",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "cache-control",
+    "authorization",
+];
+
+/// `n` in decimal, into `buf`.
+fn format_u16(mut n: u16, buf: &mut [u8; 5]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 /// `X-Forwarded-For` -> `HTTP_X_FORWARDED_FOR`; names with `_` are dropped
@@ -360,6 +450,14 @@ mod tests {
             default_server(&["unix:/run/x.sock".into()]).0,
             "/run/x.sock"
         );
+    }
+
+    #[test]
+    fn ports_format() {
+        for n in [0u16, 7, 10, 80, 443, 8000, 65535] {
+            let mut b = [0; 5];
+            assert_eq!(format_u16(n, &mut b), n.to_string());
+        }
     }
 
     #[test]

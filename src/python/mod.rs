@@ -140,8 +140,12 @@ impl PythonApp {
     }
 
     fn call_in(&mut self, py: Python<'_>, req: &mut Request) -> Response {
-        let context = format!("{} {}", req.method(), req.target());
-        let environ = match self.environ.build(py, req) {
+        let environ = self.environ.build(py, req);
+        let context = response::Context {
+            method: req.method(),
+            target: req.target(),
+        };
+        let environ = match environ {
             Ok(Some(env)) => env,
             Ok(None) => return Response::text(404, "Not Found\n"),
             Err(e) => {
@@ -157,7 +161,7 @@ impl PythonApp {
             }
         };
         match self.app.bind(py).call1((environ, &sr)) {
-            Ok(result) => response::finish(py, &sr, result, &context),
+            Ok(result) => response::finish(py, &sr, result, context),
             Err(e) => {
                 response::log_exception(py, &e, &format!("Error handling request {context}"));
                 response::internal_error()

@@ -45,6 +45,20 @@ pub(crate) struct StartResponse {
     error: Option<String>,
 }
 
+/// What a request is called in log lines ("GET /path"), formatted only
+/// when something is logged.
+#[derive(Clone, Copy)]
+pub(crate) struct Context<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+}
+
+impl std::fmt::Display for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.target)
+    }
+}
+
 fn native(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     let s = v.cast::<PyString>().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -56,6 +70,9 @@ fn native(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
         ))
     })?;
     let s = s.to_str()?;
+    if s.is_ascii() {
+        return Ok(s.as_bytes().to_vec());
+    }
     s.chars()
         .map(|c| u8::try_from(c as u32))
         .collect::<Result<Vec<u8>, _>>()
@@ -108,13 +125,12 @@ impl StartResponse {
                     "header {name} contains CR, LF or NUL"
                 )));
             }
-            let lower = name.to_ascii_lowercase();
-            if HOP_BY_HOP.contains(&lower.as_str()) {
+            if HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(&name)) {
                 return Err(PyAssertionError::new_err(format!(
                     "hop-by-hop header {name} is not allowed from a WSGI app"
                 )));
             }
-            if lower == "content-length" {
+            if name.eq_ignore_ascii_case("content-length") {
                 let v = std::str::from_utf8(&value).unwrap_or("").trim();
                 match v.parse::<u64>() {
                     Ok(n) if v.bytes().all(|b| b.is_ascii_digit()) => content_length = Some(n),
@@ -168,7 +184,7 @@ impl StartResponse {
                 return Err(e);
             }
         }
-        Ok(slf.getattr("write")?.unbind())
+        Ok(slf.getattr(pyo3::intern!(slf.py(), "write"))?.unbind())
     }
 
     /// The imperative `write(data)` callable returned by start_response.
@@ -243,7 +259,7 @@ class FileWrapper:
 "#;
 
 /// Log a Python exception with its traceback.
-pub(crate) fn log_exception(py: Python<'_>, err: &PyErr, context: &str) {
+pub(crate) fn log_exception(py: Python<'_>, err: &PyErr, context: &dyn std::fmt::Display) {
     let text = py
         .import("traceback")
         .and_then(|tb| {
@@ -258,7 +274,7 @@ pub(crate) fn log_exception(py: Python<'_>, err: &PyErr, context: &str) {
     log::error!("{context}:\n{}", text.trim_end());
 }
 
-fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>, context: &str) {
+fn close(py: Python<'_>, iterable: &Bound<'_, PyAny>, context: &dyn std::fmt::Display) {
     // Plain lists and tuples (the common `return [body]`) have no close():
     // skip the lookup, which would raise and format an AttributeError on
     // every request.
@@ -294,8 +310,9 @@ pub(crate) fn finish(
     py: Python<'_>,
     sr: &Bound<'_, StartResponse>,
     result: Bound<'_, PyAny>,
-    context: &str,
+    context: Context<'_>,
 ) -> Response {
+    let context: &dyn std::fmt::Display = &context;
     // Lists and tuples are in memory already: gather them (and send a
     // Content-Length even when the app gave none).
     let known = result.is_instance_of::<PyList>() || result.is_instance_of::<PyTuple>();

@@ -8,14 +8,24 @@
 //! tokens at the top of the range.
 //!
 //! # Accepting fairly
-//! All workers wait on the same listening sockets. Without `EPOLLEXCLUSIVE`
-//! (mio does not set it) every worker is woken for every new connection, and
-//! the first one to run would take the whole burst. So a worker accepts at
-//! most [`ACCEPT_BATCH`] connections per turn, and not at all while it holds
-//! clearly more connections than the least loaded worker that is not stuck in
-//! its app (read from the shared scoreboard): that worker was woken by the
-//! same edge and takes the connection instead. nginx's `ngx_accept_disabled`
-//! is the same idea.
+//! All workers wait on the same listening sockets. Registered the way mio
+//! does it (no `EPOLLEXCLUSIVE`), every worker is woken for every new
+//! connection and all but one fail their `accept4`: that herd cost shows in
+//! `Connection: close` throughput. So listeners are registered with
+//! `EPOLLEXCLUSIVE` ([`register_exclusive`]): the kernel wakes one idle
+//! worker. Left alone it wakes the same one each time, so a burst of
+//! connections would land on one worker (gunicorn's gthread lost 3-4x to
+//! this). Three rules keep the load even:
+//! - after accepting, a worker re-adds its listener, moving itself to the
+//!   back of the socket's wait queue (round robin among idle workers);
+//! - a worker accepts at most [`ACCEPT_BATCH`] connections per turn;
+//! - a worker holding clearly more connections than an idle peer (read from
+//!   the shared scoreboard) leaves what is queued to that peer for up to
+//!   [`DEFER_MS`], then takes it itself, so nothing waits longer than that.
+//!
+//! nginx's `ngx_accept_disabled` is the same idea as the last rule. On
+//! kernels without `EPOLLEXCLUSIVE` the herd returns, and the last rule
+//! alone keeps the balance.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -44,6 +54,9 @@ const ACCEPT_BATCH: usize = 8;
 /// How many more connections than the least loaded worker we may hold before
 /// leaving new ones to it.
 const BALANCE_SLACK: u64 = 2;
+/// How long a loaded worker leaves queued connections to a less loaded peer
+/// (exclusive wake-ups) before accepting them itself.
+const DEFER_MS: u64 = 3;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -59,6 +72,28 @@ enum Retry {
     Soon,
     Backoff,
     Idle,
+}
+
+/// Register a listening socket with `EPOLLEXCLUSIVE`, which mio does not
+/// offer: the kernel then wakes one worker that is waiting in `epoll_wait`
+/// per new connection instead of all of them (the thundering herd costs a
+/// wake-up and a failed `accept4` in every other worker, which shows in
+/// `Connection: close` throughput). A busy worker is not woken, so new
+/// connections go to idle workers, which keeps the load even. The event's
+/// data is the mio token, so mio reports it like any other readiness.
+fn register_exclusive(
+    registry: &mio::Registry,
+    listener: &impl std::os::fd::AsFd,
+    token: Token,
+) -> io::Result<()> {
+    use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+    use std::os::fd::AsFd;
+    // A duplicate of mio's epoll descriptor names the same epoll instance.
+    let epoll = Epoll(nix::unistd::dup(registry.as_fd()).map_err(io::Error::from)?);
+    let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET | EpollFlags::EPOLLEXCLUSIVE;
+    epoll
+        .add(listener.as_fd(), EpollEvent::new(flags, token.0 as u64))
+        .map_err(io::Error::from)
 }
 
 /// Outcome of one `accept(2)`.
@@ -167,6 +202,11 @@ pub struct EventLoop {
     again: Vec<usize>,
     /// Reused list of connections to drive this turn.
     ready_buf: Vec<usize>,
+    /// Listeners are registered with EPOLLEXCLUSIVE (see `register_exclusive`).
+    exclusive: bool,
+    /// When this worker first left queued connections to a less loaded peer.
+    deferred_since: u64,
+
     accept_retry: Retry,
     /// No accepts before this time (ms), after EMFILE and the like.
     accept_paused_until: u64,
@@ -198,6 +238,7 @@ impl EventLoop {
     ) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
+        let mut all_exclusive = true;
         for (i, sock) in listen_fds.into_iter().enumerate() {
             let unix = sock.local_addr().map(|a| a.is_unix()).unwrap_or(false);
             let mut l = if unix {
@@ -206,9 +247,21 @@ impl EventLoop {
                 AnyListener::Tcp(TcpListener::from_std(sock.into()))
             };
             let token = Token(LISTENER_BASE + i);
-            match &mut l {
-                AnyListener::Tcp(s) => poll.registry().register(s, token, Interest::READABLE)?,
-                AnyListener::Unix(s) => poll.registry().register(s, token, Interest::READABLE)?,
+            let exclusive = match &l {
+                AnyListener::Tcp(s) => register_exclusive(poll.registry(), s, token),
+                AnyListener::Unix(s) => register_exclusive(poll.registry(), s, token),
+            };
+            all_exclusive &= exclusive.is_ok();
+            if exclusive.is_err() {
+                // Kernels before 4.5: every worker is woken for every connection.
+                match &mut l {
+                    AnyListener::Tcp(s) => {
+                        poll.registry().register(s, token, Interest::READABLE)?
+                    }
+                    AnyListener::Unix(s) => {
+                        poll.registry().register(s, token, Interest::READABLE)?
+                    }
+                }
             }
             listeners.push(Some(l));
         }
@@ -228,6 +281,9 @@ impl EventLoop {
             active: 0,
             again: Vec::new(),
             ready_buf: Vec::new(),
+            exclusive: all_exclusive,
+            deferred_since: 0,
+
             accept_retry: Retry::Idle,
             accept_paused_until: 0,
             accept_error_logged: 0,
@@ -449,7 +505,7 @@ impl EventLoop {
                     // Full: a closing connection re-arms accepting (`close`).
                     break;
                 }
-                if !self.my_turn() {
+                if !self.my_turn(now) {
                     self.accept_retry = self.accept_retry.min(Retry::Soon);
                     break;
                 }
@@ -465,6 +521,7 @@ impl EventLoop {
                     Ok(Accepted::Refused) => batch += 1,
                     Ok(Accepted::Empty) => {
                         self.accept_pending[li] = false;
+                        self.deferred_since = 0;
                         break;
                     }
                     Err(e) => {
@@ -484,14 +541,43 @@ impl EventLoop {
                     }
                 }
             }
+            if self.exclusive && batch > 0 {
+                self.rotate(li);
+            }
         }
     }
 
     /// Whether this worker should take the next connection (see module docs).
-    fn my_turn(&self) -> bool {
+    fn my_turn(&mut self, now: u64) -> bool {
+        if !self.less_loaded_peer() {
+            self.deferred_since = 0;
+            return true;
+        }
+        if !self.exclusive {
+            // Every worker was woken by this connection's edge: a less loaded
+            // one will take it.
+            return false;
+        }
+        // With EPOLLEXCLUSIVE only this worker was told about what is queued;
+        // a less loaded peer hears of the queue only when the next connection
+        // arrives (and then drains it). Leave the queue to it for a moment,
+        // then take it ourselves: nothing waits more than DEFER_MS.
+        if self.deferred_since == 0 {
+            self.deferred_since = now.max(1);
+        }
+        if now >= self.deferred_since + DEFER_MS {
+            self.deferred_since = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Is another worker, able to accept right now (ready, not stuck in its
+    /// app, loop turning), holding clearly fewer connections than we do?
+    fn less_loaded_peer(&self) -> bool {
         let mine = self.active as u64;
         if mine < BALANCE_SLACK {
-            return true;
+            return false;
         }
         let now = now_ms();
         let sb = &self.scoreboard;
@@ -510,10 +596,35 @@ impl EventLoop {
                 && s.busy_since_ms.load(Ordering::Relaxed) == 0
                 && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500;
             if alive && s.active.load(Ordering::Relaxed) + BALANCE_SLACK < mine {
-                return false;
+                return true;
             }
         }
-        true
+        false
+    }
+
+    /// With exclusive wake-ups the kernel wakes the first *idle* worker in
+    /// the listening socket's wait queue, which is always the same one when
+    /// several are idle: a burst would all go to it. Re-adding the listener
+    /// after accepting moves this worker to the back of that queue, so the
+    /// next connection goes to another idle worker (round robin at the cost
+    /// of two `epoll_ctl` per wake-up, cheaper than waking every worker).
+    /// A listener with a non-empty queue is reported ready again on re-add,
+    /// so nothing is stranded.
+    fn rotate(&mut self, li: usize) {
+        let token = Token(LISTENER_BASE + li);
+        let registry = self.poll.registry();
+        let res = match &mut self.listeners[li] {
+            Some(AnyListener::Tcp(s)) => registry
+                .deregister(s)
+                .and_then(|()| register_exclusive(registry, s, token)),
+            Some(AnyListener::Unix(s)) => registry
+                .deregister(s)
+                .and_then(|()| register_exclusive(registry, s, token)),
+            None => Ok(()),
+        };
+        if let Err(e) = res {
+            log::error!("re-adding a listener to epoll failed: {e}");
+        }
     }
 
     fn accept_one(&mut self, li: usize, now: u64) -> io::Result<Accepted> {

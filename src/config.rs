@@ -90,7 +90,7 @@ pub struct Config {
     pub check_config: bool,
     /// `--print-config` was given.
     pub print_config: bool,
-    /// The original command-line args (without argv[0]), re-parsed by [`Config::reload`].
+    /// The original command-line args (without `argv[0]`), re-parsed by [`Config::reload`].
     pub args: Vec<String>,
     /// The working directory at startup: relative `-c`/`--chdir` paths are resolved
     /// against it, also on reload after the server has changed directory.
@@ -1401,7 +1401,7 @@ fn closest(key: &str) -> Option<&'static str> {
         .map(|(_, n)| n)
 }
 
-/// Parse the command line `args` (without argv[0]) plus the environment
+/// Parse the command line `args` (without `argv[0]`) plus the environment
 /// (`FERRICORN_CMD_ARGS`, `PORT`, `WEB_CONCURRENCY`) and the `-c` TOML file.
 /// Precedence (gunicorn's): defaults < config file < FERRICORN_CMD_ARGS < command line.
 /// Errors are one line naming the setting, e.g. "invalid value for --workers: '-1' (must be a positive integer)".

@@ -7,7 +7,7 @@
 //! [`Conn::on_timer`] about once a second; both return what should happen next.
 //!
 //! States (hyper's `proto/h1/conn.rs` keeps reading and writing apart; here the
-//! read side is the [`State`] and the write side is the output buffer):
+//! read side is the `State` and the write side is the output buffer):
 //!
 //! ```text
 //!   Head ──head parsed, body──▶ Body ──body complete──▶ (app) ─┐

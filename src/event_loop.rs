@@ -12,16 +12,16 @@
 //! does it (no `EPOLLEXCLUSIVE`), every worker is woken for every new
 //! connection and all but one fail their `accept4`: that herd cost shows in
 //! `Connection: close` throughput. So listeners are registered with
-//! `EPOLLEXCLUSIVE` ([`register_exclusive`]): the kernel wakes one idle
+//! `EPOLLEXCLUSIVE` (`register_exclusive`): the kernel wakes one idle
 //! worker. Left alone it wakes the same one each time, so a burst of
 //! connections would land on one worker (gunicorn's gthread lost 3-4x to
 //! this). Three rules keep the load even:
 //! - after accepting, a worker re-adds its listener, moving itself to the
 //!   back of the socket's wait queue (round robin among idle workers);
-//! - a worker accepts at most [`ACCEPT_BATCH`] connections per turn;
+//! - a worker accepts at most `ACCEPT_BATCH` connections per turn;
 //! - a worker holding clearly more connections than an idle peer (read from
 //!   the shared scoreboard) leaves what is queued to that peer for up to
-//!   [`DEFER_MS`], then takes it itself, so nothing waits longer than that.
+//!   `DEFER_MS`, then takes it itself, so nothing waits longer than that.
 //!
 //! nginx's `ngx_accept_disabled` is the same idea as the last rule. On
 //! kernels without `EPOLLEXCLUSIVE` the herd returns, and the last rule

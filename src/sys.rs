@@ -8,7 +8,7 @@
 //!   self-pipe (djb's self-pipe trick, as unicorn and nginx do).
 //! - [`Scoreboard`]: a `MAP_SHARED` anonymous mapping made by the master before
 //!   fork, in which each worker publishes its heartbeat and what it is doing.
-//! - [`adopt_fd`]: turning an inherited descriptor number (`fd://N`,
+//! - [`adopt_listener`]: turning an inherited descriptor number (`fd://N`,
 //!   `LISTEN_FDS`, `FERRICORN_FD`) into an owned socket.
 //!
 //! Process titles and parent-death signals need no `unsafe` but are OS edges

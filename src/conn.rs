@@ -187,6 +187,8 @@ pub struct Conn<S> {
     served: u64,
     /// Body buffer kept across requests.
     spare_body: Vec<u8>,
+    /// The event loop saw the peer shut its write side (EPOLLRDHUP).
+    pub peer_shut: bool,
     /// Socket options for kept-alive connections are set (the event loop's).
     pub nodelay: bool,
     /// The previous request's head, refilled by the next parse.
@@ -217,6 +219,7 @@ impl<S: Stream> Conn<S> {
             awaiting_proxy_header: false,
             spare_head: None,
             nodelay: false,
+            peer_shut: false,
         }
     }
 
@@ -360,8 +363,10 @@ impl<S: Stream> Conn<S> {
                 self.read_eof = true;
                 self.readable = false;
             }
-            // A short read drained the socket: the next byte brings a new edge.
-            Ok(n) if n < want => self.readable = false,
+            // A short read drained the socket: the next byte brings a new
+            // edge. Not so for a FIN that came with the data: its one edge
+            // is spent, so read on until read() says 0.
+            Ok(n) if n < want && !self.peer_shut => self.readable = false,
             Ok(_) => self.big_reads = true,
             Err(_) => self.readable = false,
         }

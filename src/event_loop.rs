@@ -203,6 +203,8 @@ pub struct EventLoop {
     exclusive: bool,
     /// `poll`'s epoll instance, for the `epoll_ctl` calls mio does not make.
     epoll: Epoll,
+    /// The listeners are in the epoll set (off while at `worker_connections`).
+    listening: bool,
     /// When this worker first left queued connections to a less loaded peer.
     deferred_since: u64,
 
@@ -285,6 +287,7 @@ impl EventLoop {
             ready_buf: Vec::new(),
             exclusive: all_exclusive,
             epoll,
+            listening: true,
             deferred_since: 0,
 
             accept_retry: Retry::Idle,
@@ -487,6 +490,9 @@ impl EventLoop {
             if self.draining.is_none() && self.accept_pending.iter().any(|&p| p) {
                 self.accept_retry = Retry::Now;
             }
+            if self.draining.is_none() && self.active < self.cfg.worker_connections {
+                self.set_listening(true);
+            }
             self.free.push(i);
         }
     }
@@ -509,6 +515,10 @@ impl EventLoop {
             loop {
                 if self.active >= self.cfg.worker_connections {
                     // Full: a closing connection re-arms accepting (`close`).
+                    // With exclusive wake-ups, also stop being the one the
+                    // kernel wakes, so new connections go to other workers
+                    // (gunicorn's gthread unregisters its listeners too).
+                    self.set_listening(false);
                     break;
                 }
                 if !self.my_turn(now) {
@@ -617,6 +627,9 @@ impl EventLoop {
     /// A listener with a non-empty queue is reported ready again on re-add,
     /// so nothing is stranded.
     fn rotate(&mut self, li: usize) {
+        if !self.listening {
+            return;
+        }
         let token = Token(LISTENER_BASE + li);
         let epoll = &self.epoll;
         let readd = |fd: std::os::fd::BorrowedFd<'_>| {
@@ -631,6 +644,33 @@ impl EventLoop {
         if let Err(e) = res {
             log::error!("re-adding a listener to epoll failed: {e}");
         }
+    }
+
+    /// Take the listeners out of (or put them back into) this worker's
+    /// epoll set; only with exclusive registration, where it matters who is
+    /// woken. Re-adding reports a non-empty queue at once.
+    fn set_listening(&mut self, on: bool) {
+        if !self.exclusive || self.listening == on {
+            return;
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let token = Token(LISTENER_BASE + i);
+            let res = match (l, on) {
+                (Some(AnyListener::Tcp(s)), true) => register_exclusive(&self.epoll, s, token),
+                (Some(AnyListener::Unix(s)), true) => register_exclusive(&self.epoll, s, token),
+                (Some(AnyListener::Tcp(s)), false) => {
+                    self.epoll.delete(s.as_fd()).map_err(io::Error::from)
+                }
+                (Some(AnyListener::Unix(s)), false) => {
+                    self.epoll.delete(s.as_fd()).map_err(io::Error::from)
+                }
+                (None, _) => Ok(()),
+            };
+            if let Err(e) = res {
+                log::error!("updating a listener's epoll registration failed: {e}");
+            }
+        }
+        self.listening = on;
     }
 
     fn accept_one(&mut self, li: usize, now: u64) -> io::Result<Accepted> {

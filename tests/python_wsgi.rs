@@ -11,32 +11,9 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::*;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The test virtualenv (created on first use).
-fn venv() -> &'static Path {
-    static V: OnceLock<PathBuf> = OnceLock::new();
-    V.get_or_init(|| {
-        let out = Command::new(repo().join("tests/python/setup-venv.sh"))
-            .output()
-            .expect("run tests/python/setup-venv.sh");
-        assert!(
-            out.status.success(),
-            "setup-venv.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-}
 
 fn py_server(dir: &str, app: &str, extra: &[&str]) -> ServerBuilder {
     Server::builder()

@@ -251,26 +251,6 @@ fn django_view_csrf_form_forwarded_client_and_static_files_behind_nginx() {
     );
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut table = [0u32; 256];
-    for (i, t) in table.iter_mut().enumerate() {
-        let mut c = i as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-        *t = c;
-    }
-    let mut crc = !0u32;
-    for &b in data {
-        crc = table[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
 /// POST `data` as a multipart file upload to `path` through nginx; the
 /// Django view's JSON answer.
 fn upload(nginx: &Nginx, path: &str, data: &[u8]) -> HttpResponse {

@@ -103,9 +103,8 @@ statuses! {
     511 => "Network Authentication Required",
 }
 
-/// Append the decimal form of `n`.
-pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
+/// The decimal form of `n`, written into `buf` (no allocation).
+pub fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -115,7 +114,14 @@ pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+}
+
+/// Append the decimal form of `n`.
+pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(format_u64(n, &mut buf).as_bytes());
 }
 
 fn write_status_line(out: &mut Vec<u8>, status: u16) {

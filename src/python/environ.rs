@@ -14,6 +14,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyString, PyTuple};
 use std::io::Read;
 
 use crate::app::{Peer, Request};
+use crate::http::response::format_u64;
 
 /// Cached `HTTP_*` keys are bounded: header names are client-chosen.
 const MAX_CACHED_KEYS: usize = 512;
@@ -179,8 +180,8 @@ impl EnvironBuilder {
         match &self.last_port {
             Some((p, s)) if *p == port => s.bind(py).clone(),
             _ => {
-                let mut buf = [0u8; 5];
-                let s = PyString::new(py, format_u16(port, &mut buf));
+                let mut buf = [0u8; 20];
+                let s = PyString::new(py, format_u64(port.into(), &mut buf));
                 self.last_port = Some((port, s.clone().unbind()));
                 s
             }
@@ -318,20 +319,6 @@ const COMMON_HEADERS: &[&str] = &[
     "authorization",
 ];
 
-/// `n` in decimal, into `buf`.
-fn format_u16(mut n: u16, buf: &mut [u8; 5]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or_default()
-}
-
 /// `X-Forwarded-For` -> `HTTP_X_FORWARDED_FOR`; names with `_` are dropped
 /// (as gunicorn does: `X_Forwarded_For` would otherwise spoof the same key).
 pub(crate) fn environ_key(name: &str) -> Option<String> {
@@ -455,8 +442,8 @@ mod tests {
     #[test]
     fn ports_format() {
         for n in [0u16, 7, 10, 80, 443, 8000, 65535] {
-            let mut b = [0; 5];
-            assert_eq!(format_u16(n, &mut b), n.to_string());
+            let mut b = [0; 20];
+            assert_eq!(format_u64(n.into(), &mut b), n.to_string());
         }
     }
 

@@ -76,6 +76,8 @@ pub struct Ctx<'a> {
     pub access_log: &'a mut AccessLog,
     /// Requests answered by this worker (for `--max-requests`).
     pub requests: &'a mut u64,
+    /// Queue responses without writing them (see `Next::Flush`).
+    pub defer_flush: bool,
 }
 
 /// Per-worker settings for proxies and request bodies.
@@ -131,6 +133,9 @@ pub enum Next {
     Again,
     /// Close and forget the connection.
     Close,
+    /// Output is queued and the caller asked to defer writing: drive again
+    /// (without deferral) after the rest of this round's connections.
+    Flush,
 }
 
 // One `State` per connection, replaced in place: the size of `Body` costs
@@ -254,6 +259,9 @@ impl<S: Stream> Conn<S> {
                 }
             }
             progress |= self.process(ctx);
+            if ctx.defer_flush && self.pending() > 0 {
+                return Next::Flush;
+            }
             match self.flush(ctx.now_ms) {
                 Ok(n) => progress |= n > 0,
                 Err(_) => return Next::Close,

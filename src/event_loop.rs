@@ -21,7 +21,10 @@
 //! - a worker accepts at most `ACCEPT_BATCH` connections per turn;
 //! - a worker holding clearly more connections than an idle peer (read from
 //!   the shared scoreboard) leaves what is queued to that peer for up to
-//!   `DEFER_MS`, then takes it itself, so nothing waits longer than that.
+//!   `DEFER_MS`, then takes it itself, so nothing waits longer than that;
+//!   it also steps to the back of the wait queue, so the next arrival wakes
+//!   the peer, which then takes the queue (else, under connection churn,
+//!   the same worker is woken again and the queue waits out `DEFER_MS`).
 //!
 //! nginx's `ngx_accept_disabled` is the same idea as the last rule. On
 //! kernels without `EPOLLEXCLUSIVE` the herd returns, and the last rule
@@ -587,6 +590,7 @@ impl EventLoop {
                 continue;
             }
             let mut batch = 0;
+            let mut stepped_back = false;
             loop {
                 if self.active >= self.cfg.worker_connections {
                     // Full: a closing connection re-arms accepting (`close`).
@@ -596,8 +600,13 @@ impl EventLoop {
                     self.set_listening(false);
                     break;
                 }
+                let was_deferring = self.deferred_since != 0;
                 if !self.my_turn(now) {
                     self.accept_retry = self.accept_retry.min(Retry::Soon);
+                    // Just began leaving the queue to a peer: step to the back
+                    // of the wait queue too, or the next arrival wakes this
+                    // worker again and the peer never hears of the queue.
+                    stepped_back = !was_deferring;
                     break;
                 }
                 if batch == ACCEPT_BATCH {
@@ -632,7 +641,7 @@ impl EventLoop {
                     }
                 }
             }
-            if self.exclusive && batch > 0 {
+            if self.exclusive && (batch > 0 || stepped_back) {
                 self.rotate(li);
             }
         }

@@ -133,8 +133,8 @@ pub enum Next {
     Again,
     /// Close and forget the connection.
     Close,
-    /// Output is queued and the caller asked to defer writing: drive again
-    /// (without deferral) after the rest of this round's connections.
+    /// Output is queued and the caller asked to defer writing: drive again,
+    /// without deferral, when the event loop writes its burst.
     Flush,
 }
 

@@ -87,6 +87,18 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Why a connection is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drive {
+    /// Readiness: read, answer, write.
+    Now,
+    /// Readiness in a burst: read and answer, but leave the writing to the
+    /// end of the burst (`Next::Flush`).
+    Deferred,
+    /// The per-second timer: deadlines only.
+    Timer,
+}
+
 /// When to look at the listeners again, from most to least urgent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Retry {
@@ -222,8 +234,6 @@ pub struct EventLoop {
     ready_buf: Vec<usize>,
     /// Connections whose responses wait for the end of the burst.
     to_flush: Vec<usize>,
-    /// Whether `drive` may queue a response instead of writing it.
-    defer_flush: bool,
     /// Running average of one `drive` that produced a response.
     drive_cost: Duration,
     /// Listeners are registered with EPOLLEXCLUSIVE (see `register_exclusive`).
@@ -313,7 +323,6 @@ impl EventLoop {
             again: Vec::new(),
             ready_buf: Vec::new(),
             to_flush: Vec::new(),
-            defer_flush: false,
             drive_cost: Duration::ZERO,
             exclusive: all_exclusive,
             epoll,
@@ -458,6 +467,7 @@ impl EventLoop {
         app: &'a mut dyn App,
         hooks: &'a dyn Hooks,
         now: u64,
+        how: Drive,
     ) -> (Ctx<'a>, &'a mut Vec<Option<Conn<Sock>>>) {
         let slot = self.scoreboard.slot(self.slot);
         (
@@ -475,18 +485,18 @@ impl EventLoop {
                 uploads: &self.cfg.conn,
                 access_log: &mut self.access_log,
                 requests: &mut self.requests,
-                defer_flush: self.defer_flush,
+                defer_flush: how == Drive::Deferred,
             },
             &mut self.conns,
         )
     }
 
-    fn drive(&mut self, i: usize, app: &mut dyn App, hooks: &dyn Hooks, now: u64, timer: bool) {
-        let (mut ctx, conns) = self.ctx(app, hooks, now);
+    fn drive(&mut self, i: usize, app: &mut dyn App, hooks: &dyn Hooks, now: u64, how: Drive) {
+        let (mut ctx, conns) = self.ctx(app, hooks, now, how);
         let Some(Some(conn)) = conns.get_mut(i) else {
             return;
         };
-        let next = if timer {
+        let next = if how == Drive::Timer {
             conn.on_timer(&mut ctx)
         } else {
             conn.drive(&mut ctx)
@@ -518,11 +528,10 @@ impl EventLoop {
         if ready.len() < 2 {
             // Nothing to batch with: write at once.
             for &i in ready {
-                self.drive(i, app, hooks, now, false);
+                self.drive(i, app, hooks, now, Drive::Now);
             }
             return;
         }
-        self.defer_flush = true;
         let mut oldest: Option<Instant> = None;
         for &i in ready {
             let start = Instant::now();
@@ -533,7 +542,7 @@ impl EventLoop {
                 oldest = None;
             }
             let queued = self.to_flush.len();
-            self.drive(i, app, hooks, now, false);
+            self.drive(i, app, hooks, now, Drive::Deferred);
             if self.to_flush.len() > queued {
                 let end = Instant::now();
                 self.drive_cost = (self.drive_cost * 7 + end.duration_since(start)) / 8;
@@ -541,7 +550,6 @@ impl EventLoop {
             }
         }
         self.flush_queued(app, hooks, now);
-        self.defer_flush = false;
     }
 
     /// Write the responses queued in this burst, oldest first.
@@ -549,14 +557,12 @@ impl EventLoop {
         if self.to_flush.is_empty() {
             return;
         }
-        let defer = std::mem::replace(&mut self.defer_flush, false);
         let queued = std::mem::take(&mut self.to_flush);
         for &i in &queued {
-            self.drive(i, app, hooks, now, false);
+            self.drive(i, app, hooks, now, Drive::Now);
         }
         self.to_flush = queued;
         self.to_flush.clear();
-        self.defer_flush = defer;
     }
 
     fn close(&mut self, i: usize) {
@@ -808,7 +814,7 @@ impl EventLoop {
     fn timers(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
         for i in 0..self.conns.len() {
             if self.conns[i].is_some() {
-                self.drive(i, app, hooks, now, true);
+                self.drive(i, app, hooks, now, Drive::Timer);
             }
         }
     }

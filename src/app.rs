@@ -203,6 +203,20 @@ pub enum ResponseBody {
     Bytes(Vec<u8>),
     /// Pulled as the client reads, sent chunked (HTTP/1.1) or until close (1.0).
     Stream(Box<dyn Read>),
+    /// A slice of an open file, sent with `Content-Length` by `sendfile(2)`:
+    /// the bytes go from the page cache to the socket without being copied
+    /// through the worker (nginx's `sendfile on`).
+    File(FileBody),
+}
+
+/// `len` bytes of `file` from `offset` ([`Response::file`]).
+pub struct FileBody {
+    pub(crate) file: std::fs::File,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    /// Dropped once the body is sent or the connection ends (the WSGI layer
+    /// calls the app's `close()` from it).
+    pub(crate) _guard: Option<Box<dyn std::any::Any>>,
 }
 
 impl fmt::Debug for ResponseBody {
@@ -210,6 +224,7 @@ impl fmt::Debug for ResponseBody {
         match self {
             ResponseBody::Bytes(b) => write!(f, "Bytes({})", b.len()),
             ResponseBody::Stream(_) => f.write_str("Stream"),
+            ResponseBody::File(b) => write!(f, "File({} bytes at {})", b.len, b.offset),
         }
     }
 }
@@ -251,6 +266,19 @@ impl Response {
     }
     pub fn stream(mut self, reader: impl Read + 'static) -> Response {
         self.body = ResponseBody::Stream(Box::new(reader));
+        self
+    }
+    /// Send `len` bytes of `file` starting at `offset`, with `sendfile(2)`.
+    /// The length is promised in `Content-Length`: if the file turns out
+    /// shorter, the connection is closed without the missing bytes (the
+    /// client sees a truncated body, never someone else's bytes).
+    pub fn file(mut self, file: std::fs::File, offset: u64, len: u64) -> Response {
+        self.body = ResponseBody::File(FileBody {
+            file,
+            offset,
+            len,
+            _guard: None,
+        });
         self
     }
 }

@@ -51,9 +51,34 @@ const LINGER_MS: u64 = 2_000;
 /// Bytes discarded while lingering before giving up.
 const LINGER_BYTES: usize = 1 << 20;
 
+/// Bytes of a file body sent per `sendfile(2)`: large enough to fill a
+/// socket buffer, small enough that one big download does not hold the
+/// worker's loop from its other connections.
+const SENDFILE_CHUNK: usize = 1 << 20;
+
 /// A byte stream that can also half-close (sockets; test doubles).
 pub trait Stream: Read + Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Write up to `count` bytes of `file` from `*offset`, advancing it by
+    /// what was written; 0 means the file ended. Sockets do it with
+    /// `sendfile(2)`; this default copies through a buffer.
+    fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: &mut u64,
+        count: usize,
+    ) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 16 * 1024];
+        let n = file.read_at(&mut buf[..count.min(16 * 1024)], *offset)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let w = self.write(&buf[..n])?;
+        *offset += w as u64;
+        Ok(w)
+    }
 }
 
 /// Worker-wide things a connection needs while it is driven.
@@ -157,6 +182,12 @@ enum State {
     Stream {
         reader: Box<dyn Read>,
         chunked: bool,
+        then_close: bool,
+    },
+    /// Sending a file body with `sendfile(2)`, once what is queued before it
+    /// (the head) is written.
+    SendFile {
+        body: crate::app::FileBody,
         then_close: bool,
     },
     /// Flush what is queued, then close.
@@ -320,7 +351,7 @@ impl<S: Stream> Conn<S> {
         match self.state {
             State::Lingering { .. } => true,
             State::Closing => false,
-            State::Stream { .. } => false,
+            State::Stream { .. } | State::SendFile { .. } => false,
             _ => self.pending() < HIGH_WATER && self.rend - self.rpos < INPUT_CAP,
         }
     }
@@ -545,6 +576,12 @@ impl<S: Stream> Conn<S> {
                     }
                     progress = true;
                 }
+                State::SendFile { .. } => {
+                    if self.pending() > 0 || !self.send_file(ctx.now_ms) {
+                        return progress;
+                    }
+                    progress = true;
+                }
                 State::Closing | State::Lingering { .. } => return progress,
             }
         }
@@ -697,6 +734,31 @@ impl<S: Stream> Conn<S> {
                 };
                 0
             }
+            ResponseBody::File(body) => {
+                write_head(
+                    &mut self.wbuf,
+                    version,
+                    status,
+                    &resp.headers,
+                    ResponseFraming::Length(body.len),
+                    keep_alive,
+                    ctx.date,
+                );
+                let len = if bodiless { 0 } else { body.len as usize };
+                self.state = if bodiless || body.len == 0 {
+                    if keep_alive {
+                        State::Head
+                    } else {
+                        State::Closing
+                    }
+                } else {
+                    State::SendFile {
+                        body,
+                        then_close: !keep_alive,
+                    }
+                };
+                len
+            }
         };
         self.served += 1;
         *ctx.requests += 1;
@@ -773,6 +835,47 @@ impl<S: Stream> Conn<S> {
             }
             Err(_) => {
                 log::error!("streamed response body panicked");
+                self.state = State::Closing;
+                true
+            }
+        }
+    }
+
+    /// Send the next piece of a file body (the head is written already).
+    /// Returns false when the socket is full.
+    fn send_file(&mut self, now_ms: u64) -> bool {
+        let State::SendFile { body, then_close } = &mut self.state else {
+            return false;
+        };
+        let count = body.len.min(SENDFILE_CHUNK as u64) as usize;
+        match self.stream.send_file(&body.file, &mut body.offset, count) {
+            Ok(0) => {
+                // The file shrank under us: the promised length cannot be
+                // kept, so end the connection rather than the response.
+                log::error!(
+                    "closing {}: the file being sent ended {} bytes short",
+                    self.peer,
+                    body.len
+                );
+                self.state = State::Closing;
+                true
+            }
+            Ok(n) => {
+                body.len -= n as u64;
+                self.last_io_ms = now_ms;
+                if body.len == 0 {
+                    self.state = if *then_close {
+                        State::Closing
+                    } else {
+                        State::Head
+                    };
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(e) => {
+                log::debug!("closing {}: sending a file failed: {e}", self.peer);
                 self.state = State::Closing;
                 true
             }

@@ -185,6 +185,22 @@ impl Stream for Sock {
             Sock::Unix(s) => s.shutdown(std::net::Shutdown::Write),
         }
     }
+
+    fn send_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: &mut u64,
+        count: usize,
+    ) -> io::Result<usize> {
+        let mut off = *offset as nix::libc::off_t;
+        let sent = match self {
+            Sock::Tcp(s) => nix::sys::sendfile::sendfile(&*s, file, Some(&mut off), count),
+            Sock::Unix(s) => nix::sys::sendfile::sendfile(&*s, file, Some(&mut off), count),
+        };
+        let n = sent.map_err(io::Error::from)?;
+        *offset = off as u64;
+        Ok(n)
+    }
 }
 
 impl mio::event::Source for Sock {

@@ -51,7 +51,7 @@ pub mod sys;
 pub mod systemd;
 pub mod worker;
 
-pub use app::{App, Body, Peer, Request, Response, ResponseBody, WorkerContext};
+pub use app::{App, Body, FileBody, Peer, Request, Response, ResponseBody, WorkerContext};
 pub use config::Config;
 pub use hooks::{Hooks, NoHooks, ServerInfo, WorkerInfo};
 pub use server::Server;

@@ -10,6 +10,8 @@
 //!   fork, in which each worker publishes its heartbeat and what it is doing.
 //! - [`adopt_listener`]: turning an inherited descriptor number (`fd://N`,
 //!   `LISTEN_FDS`, `FERRICORN_FD`) into an owned socket.
+//! - [`dup_file`]: a descriptor of our own for a file that Python code owns
+//!   (`wsgi.file_wrapper` bodies sent with `sendfile(2)`).
 //!
 //! Process titles and parent-death signals need no `unsafe` but are OS edges
 //! too, so they live here as well.
@@ -317,6 +319,20 @@ pub fn adopt_listener(fd: RawFd) -> io::Result<socket2::Socket> {
 }
 
 /// Set or clear FD_CLOEXEC (cleared on the listeners before a USR2 re-exec).
+/// A descriptor of our own (close-on-exec) for the open file behind `fd`,
+/// which its owner (a Python file object handed to `wsgi.file_wrapper`) may
+/// close at any time after this returns.
+pub fn dup_file(fd: RawFd) -> io::Result<std::fs::File> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(nix::libc::EBADF));
+    }
+    // SAFETY: `fd` stays open for the duration of this call: the caller holds
+    // a reference to the object that owns it, and the GIL, so no other Python
+    // thread can close it meanwhile. The borrow ends before we return.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    Ok(std::fs::File::from(borrowed.try_clone_to_owned()?))
+}
+
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: the caller owns `fd` for the duration of the call.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };

@@ -4,7 +4,9 @@
 //!
 //! Covers what the built-in apps cannot: a panicking app gives that client a
 //! 500 and the same worker keeps serving; per-worker state built by the
-//! factory after fork; a streamed response is sent chunked; hooks run.
+//! factory after fork; a streamed response is sent chunked; a file body
+//! (`Response::file`, sendfile) arrives whole and the connection goes on;
+//! hooks run.
 
 mod support;
 
@@ -48,6 +50,15 @@ impl Hooks for FileHooks {
     }
 }
 
+/// The file served at /file: bigger than a socket buffer and than one
+/// sendfile(2) piece, so it goes out over several writable events.
+const FILE_LEN: u64 = 3 << 20;
+const FILE_SKIP: u64 = 7;
+
+fn file_pattern() -> Vec<u8> {
+    (0..FILE_LEN).map(|i| (i % 251) as u8).collect()
+}
+
 /// Not a test of its own: the body of the child process.
 #[test]
 fn serve_when_asked() {
@@ -55,9 +66,12 @@ fn serve_when_asked() {
         return;
     };
     let (addr, notes) = spec.split_once(',').unwrap();
+    let big = std::path::Path::new(notes).with_file_name("big.bin");
+    std::fs::write(&big, file_pattern()).unwrap();
     ferricorn::logging::init_error_log("info", "-").unwrap();
-    let code = Server::new(|ctx: &WorkerContext| {
+    let code = Server::new(move |ctx: &WorkerContext| {
         let pid = ctx.pid;
+        let big = big.clone();
         let mut hits = 0u64;
         move |req: &mut Request| {
             hits += 1;
@@ -66,6 +80,10 @@ fn serve_when_asked() {
                 "/stream" => Response::new(200)
                     .header("Content-Type", "text/plain")
                     .stream(std::io::Cursor::new(b"streamed body".to_vec())),
+                "/file" => {
+                    let f = std::fs::File::open(&big).unwrap();
+                    Response::new(200).file(f, FILE_SKIP, FILE_LEN - FILE_SKIP)
+                }
                 _ => Response::ok("text/plain", format!("{pid} {hits}")),
             }
         }
@@ -137,6 +155,21 @@ fn panicking_app_gives_500_and_the_worker_lives_on() {
     assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
     assert_eq!(r.body, b"streamed body");
     c.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(c.read_response().unwrap().status, 200);
+
+    // A file body: the promised length, every byte from the offset, and the
+    // connection stays usable (the next request is pipelined behind it).
+    c.write_all(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    let want = (FILE_LEN - FILE_SKIP).to_string();
+    assert_eq!(r.header("Content-Length"), Some(want.as_str()));
+    assert!(
+        r.body == file_pattern()[FILE_SKIP as usize..],
+        "file body differs ({} bytes)",
+        r.body.len()
+    );
     assert_eq!(c.read_response().unwrap().status, 200);
 
     nix::sys::signal::kill(

@@ -216,6 +216,63 @@ fn write_callable_file_wrapper_lazy_start_response_and_exc_info() {
     assert_eq!((r.status, r.body_str().as_str()), (503, "replaced"));
 }
 
+/// tests/python/apps/wsgi_apps.py's /sendfile: byte i of the file is i % 251.
+fn sendfile_bytes(from: usize, to: usize) -> Vec<u8> {
+    (from..to).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn file_wrapper_over_a_real_file_goes_by_sendfile_and_close_is_called() {
+    const LEN: usize = 3 << 20;
+    let s = apps(&["--workers", "1"]);
+    let closed = |s: &Server| -> usize { get(s, "/closed").body_str().parse().unwrap() };
+    let before = closed(&s);
+    let mut c = s.connect();
+    // From where the app left the file (its buffered reader read ahead, so
+    // only tell() knows), to the end; the app's read() raises, so a whole
+    // body can only have come by sendfile.
+    c.write_all(b"GET /sendfile?skip=1000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", s.log_text());
+    let want = (LEN - 1000).to_string();
+    assert_eq!(r.header("Content-Length"), Some(want.as_str()));
+    assert!(
+        r.body == sendfile_bytes(1000, LEN),
+        "body differs ({} bytes)",
+        r.body.len()
+    );
+    // The app's Content-Length bounds it; the connection goes on, with the
+    // next request pipelined behind the file.
+    c.write_all(
+        b"GET /sendfile?skip=5&cl=70000 HTTP/1.1\r\nHost: h\r\n\r\n\
+          HEAD /sendfile HTTP/1.1\r\nHost: h\r\n\r\n",
+    )
+    .unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.header("Content-Length"), Some("70000"));
+    assert!(r.body == sendfile_bytes(5, 70005), "capped body differs");
+    // HEAD: the length, no body.
+    let r = c.read_head_response().unwrap();
+    assert_eq!(r.header("Content-Length"), Some(LEN.to_string().as_str()));
+    c.write_all(b"GET /closed HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        c.read_response().unwrap().body_str(),
+        (before + 3).to_string()
+    );
+    // HTTP/1.0: Content-Length framing, then the server closes.
+    let raw = s.exchange(b"GET /sendfile?cl=10 HTTP/1.0\r\n\r\n");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("Content-Length: 10\r\nConnection: close\r\n"),
+        "{text}"
+    );
+    assert!(raw.ends_with(&sendfile_bytes(0, 10)), "{text}");
+    assert!(!s.log_text().contains("read() called"), "{}", s.log_text());
+}
+
 #[test]
 fn non_ascii_header_values_survive_both_ways() {
     let s = apps(&[]);

@@ -120,6 +120,8 @@ fn check_venv(py: Python<'_>, v: &interp::Venv) -> Result<(), String> {
 pub struct PythonApp {
     app: Py<PyAny>,
     environ: EnvironBuilder,
+    /// The `wsgi.file_wrapper` class, to recognise its instances.
+    file_wrapper: Py<PyAny>,
 }
 
 impl PythonApp {
@@ -135,8 +137,13 @@ impl PythonApp {
             .get_item("FileWrapper")?
             .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("FileWrapper missing"))?;
         let errors = Bound::new(py, ErrorStream::default())?.into_any();
+        let file_wrapper_class = file_wrapper.clone().unbind();
         let environ = EnvironBuilder::new(py, errors, file_wrapper, &cfg.root_path, &ctx.binds)?;
-        Ok(PythonApp { app, environ })
+        Ok(PythonApp {
+            app,
+            environ,
+            file_wrapper: file_wrapper_class,
+        })
     }
 
     fn call_in(&mut self, py: Python<'_>, req: &mut Request) -> Response {
@@ -161,7 +168,14 @@ impl PythonApp {
             }
         };
         match self.app.bind(py).call1((environ, &sr)) {
-            Ok(result) => response::finish(py, &sr, result, context),
+            Ok(result) => {
+                if result.get_type().is(self.file_wrapper.bind(py))
+                    && let Some(resp) = response::file_response(py, &sr, &result, context)
+                {
+                    return resp;
+                }
+                response::finish(py, &sr, result, context)
+            }
             Err(e) => {
                 response::log_exception(py, &e, &format!("Error handling request {context}"));
                 response::internal_error()

@@ -1,7 +1,8 @@
 //! `start_response`, `write`, `wsgi.errors`, and turning the app's iterable
 //! into a [`Response`]: buffered (`Bytes`, with Content-Length) when the body
 //! is known to be small, else pulled chunk by chunk as the client reads
-//! (`Stream`: chunked on HTTP/1.1, close-delimited on HTTP/1.0).
+//! (`Stream`: chunked on HTTP/1.1, close-delimited on HTTP/1.0), or, for a
+//! `wsgi.file_wrapper` over a regular file, sent with `sendfile(2)` (`File`).
 
 use std::io::{self, Read};
 
@@ -9,7 +10,7 @@ use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyString, PyTuple};
 
-use crate::app::{Response, ResponseBody};
+use crate::app::{FileBody, Response, ResponseBody};
 
 /// With a Content-Length up to this, the body is gathered and sent in one
 /// piece; bigger bodies are streamed.
@@ -238,6 +239,8 @@ impl ErrorStream {
 }
 
 /// `wsgi.file_wrapper` (PEP 3333 "Optional Platform-Specific File Handling").
+/// Its instances over regular files never get iterated: [`file_response`]
+/// sends the file by descriptor. The iteration below serves the rest.
 pub(crate) const FILE_WRAPPER_SRC: &std::ffi::CStr = cr#"
 class FileWrapper:
     """Iterate over a file-like object in blocks; close() closes it."""
@@ -257,6 +260,76 @@ class FileWrapper:
             return data
         raise StopIteration
 "#;
+
+/// The body of a `wsgi.file_wrapper` over a regular file, sent from the
+/// file's current position with `sendfile(2)` (as gunicorn does): up to the
+/// app's Content-Length, else to the end of the file. The app's `close()`
+/// runs once the body is sent or the connection ends. None (iterate the
+/// wrapper instead) for anything else: an object without a descriptor
+/// (BytesIO), a pipe or socket, `start_response` not called yet, or bytes
+/// already given to `write()`.
+pub(crate) fn file_response(
+    py: Python<'_>,
+    sr: &Bound<'_, StartResponse>,
+    wrapper: &Bound<'_, PyAny>,
+    context: Context<'_>,
+) -> Option<Response> {
+    let me = sr.borrow();
+    let status = me.status?;
+    if me.error.is_some() || !me.written.is_empty() {
+        return None;
+    }
+    let filelike = wrapper.getattr(pyo3::intern!(py, "filelike")).ok()?;
+    let fd: i32 = filelike
+        .call_method0(pyo3::intern!(py, "fileno"))
+        .ok()?
+        .extract()
+        .ok()?;
+    // tell(), not the descriptor's offset: a buffered reader may have read
+    // ahead of the position the app sees.
+    let offset: u64 = filelike
+        .call_method0(pyo3::intern!(py, "tell"))
+        .ok()?
+        .extract()
+        .ok()?;
+    let file = crate::sys::dup_file(fd).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let left = meta.len().saturating_sub(offset);
+    let len = me.content_length.map_or(left, |n| n.min(left));
+    let headers = me.headers.clone();
+    drop(me);
+    let closer = Closer {
+        iterable: Some(wrapper.clone().unbind()),
+        context: context.to_string(),
+    };
+    Some(Response {
+        status,
+        headers,
+        body: ResponseBody::File(FileBody {
+            file,
+            offset,
+            len,
+            _guard: Some(Box::new(closer)),
+        }),
+    })
+}
+
+/// Calls the app's `close()` when dropped.
+struct Closer {
+    iterable: Option<Py<PyAny>>,
+    context: String,
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if let Some(it) = self.iterable.take() {
+            Python::attach(|py| close(py, it.bind(py), &self.context));
+        }
+    }
+}
 
 /// Log a Python exception with its traceback.
 pub(crate) fn log_exception(py: Python<'_>, err: &PyErr, context: &dyn std::fmt::Display) {

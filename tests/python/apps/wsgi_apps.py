@@ -147,6 +147,52 @@ def file_wrapper(environ, start_response):
     return environ["wsgi.file_wrapper"](io.BytesIO(b"x" * 20000), 4096)
 
 
+SENDFILE_LEN = 3 << 20
+
+
+class _DescriptorOnly:
+    """A file the server can only send by its descriptor: read() fails, so
+    a body that arrives whole came by sendfile, not by iteration."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def tell(self):
+        return self.f.tell()
+
+    def read(self, *args):
+        raise RuntimeError("read() called: the server iterated instead of sendfile")
+
+    def close(self):
+        self.f.close()
+        CLOSED.append(1)
+
+
+def sendfile(environ, start_response):
+    """A 3 MiB file (byte i is i % 251), already unlinked, from ?skip=N
+    (read by the app first, so its buffered reader reads ahead of tell()),
+    with Content-Length ?cl=M if given."""
+    import tempfile
+    from urllib.parse import parse_qs
+
+    q = {k: int(v[0]) for k, v in parse_qs(environ["QUERY_STRING"]).items()}
+    fd, path = tempfile.mkstemp()
+    with os.fdopen(fd, "wb") as out:
+        out.write(bytes(i % 251 for i in range(251)) * (SENDFILE_LEN // 251 + 1))
+        out.truncate(SENDFILE_LEN)
+    f = open(path, "rb")
+    os.unlink(path)
+    f.read(q.get("skip", 0))
+    headers = [("Content-Type", "application/octet-stream")]
+    if "cl" in q:
+        headers.append(("Content-Length", str(q["cl"])))
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](_DescriptorOnly(f), 8192)
+
+
 def head(environ, start_response):
     return _text(start_response, "body that HEAD must not get")
 

@@ -103,6 +103,11 @@ pub struct Ctx<'a> {
     pub requests: &'a mut u64,
     /// Queue responses without writing them (see `Next::Flush`).
     pub defer_flush: bool,
+    /// Set by the event loop when this worker holds far more connections
+    /// than a peer: the next keep-alive response with no further request
+    /// buffered behind it says `Connection: close` instead (and clears
+    /// it), so the client's next connection can go to the peer.
+    pub shed: &'a mut bool,
 }
 
 /// Per-worker settings for proxies and request bodies.
@@ -611,7 +616,11 @@ impl<S: Stream> Conn<S> {
         trailers: Vec<(String, Vec<u8>)>,
         ctx: &mut Ctx<'_>,
     ) {
-        let keep_alive = head.keep_alive && !ctx.draining && ctx.keepalive_ms > 0;
+        let mut keep_alive = head.keep_alive && !ctx.draining && ctx.keepalive_ms > 0;
+        if keep_alive && *ctx.shed && self.rpos == self.rend {
+            *ctx.shed = false;
+            keep_alive = false;
+        }
         let is_head = head.method == "HEAD";
         let version = head.version;
         let started = std::time::Instant::now();

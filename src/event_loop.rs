@@ -37,9 +37,23 @@
 //! (Django view, `Connection: close`: +16% from this order alone; the
 //! keep-alive spread stayed at 32-34 of 64 per worker).
 //!
-//! nginx's `ngx_accept_disabled` is the same idea as the last rule. On
-//! kernels without `EPOLLEXCLUSIVE` the herd returns, and the last rule
-//! alone keeps the balance.
+//! Accepting well only places new connections. A keep-alive connection
+//! lives long, so an uneven start would last: a peer that was woken but
+//! not given a core for longer than `DEFER_MS` (two cores shared with the
+//! load generator), a worker started by TTIN or after a crash into a pool
+//! of established proxy connections. So a worker holding far more
+//! connections than a live peer (more than `SHED_SLACK` above it, or a
+//! quarter) answers one keep-alive request per `SHED_CHECK_MS` with
+//! `Connection: close`, as nginx's `keepalive_requests` does after a count.
+//! The client reconnects, and the rules above send the new connection to
+//! the peer. Nothing is lost: the request is answered, closing after a
+//! response is always allowed in HTTP/1.1, and a connection with a further
+//! request already buffered (pipelining) is not chosen, as closing it
+//! would reset the client before it read its answer.
+//!
+//! nginx's `ngx_accept_disabled` is the same idea as the deferral rule. On
+//! kernels without `EPOLLEXCLUSIVE` the herd returns, and the deferral rule
+//! and shedding alone keep the balance.
 //!
 //! # Writing in bursts
 //! When a turn has several connections ready, their responses are queued
@@ -87,6 +101,13 @@ const BALANCE_SLACK: u64 = 2;
 /// How long a loaded worker leaves queued connections to a less loaded peer
 /// (exclusive wake-ups) before accepting them itself.
 const DEFER_MS: u64 = 3;
+/// A worker holding more than this many connections above a peer's (or a
+/// quarter more, when that is larger) closes one kept-alive connection per
+/// turn, so that the client reconnects to the peer (module docs).
+const SHED_SLACK: u64 = 8;
+/// How often a worker compares its load with its peers' for shedding (a
+/// scan of the scoreboard); at most one connection is shed per check.
+const SHED_CHECK_MS: u64 = 10;
 /// How long a finished response may wait for the rest of its turn's
 /// responses before it is written (module docs: writing in bursts).
 const COALESCE: Duration = Duration::from_millis(1);
@@ -271,6 +292,10 @@ pub struct EventLoop {
     listening: bool,
     /// When this worker first left queued connections to a less loaded peer.
     deferred_since: u64,
+    /// The next keep-alive response closes its connection instead
+    /// (`Ctx::shed`).
+    shed: bool,
+    shed_checked_ms: u64,
 
     accept_retry: Retry,
     /// No accepts before this time (ms), after EMFILE and the like.
@@ -355,6 +380,8 @@ impl EventLoop {
             epoll,
             listening: true,
             deferred_since: 0,
+            shed: false,
+            shed_checked_ms: 0,
 
             accept_retry: Retry::Idle,
             accept_paused_until: 0,
@@ -455,6 +482,11 @@ impl EventLoop {
 
             ready.sort_unstable();
             ready.dedup();
+            if now >= self.shed_checked_ms + SHED_CHECK_MS {
+                self.shed_checked_ms = now;
+                self.shed = self.draining.is_none()
+                    && self.lighter_peer(SHED_SLACK.max(self.active as u64 / 4));
+            }
             self.drive_ready(&ready, app, hooks, now);
             // Accept after the turn's work, not before: the balance rule then
             // counts only connections that outlived their request (module
@@ -517,6 +549,7 @@ impl EventLoop {
                 access_log: &mut self.access_log,
                 requests: &mut self.requests,
                 defer_flush: how == Drive::Deferred,
+                shed: &mut self.shed,
             },
             &mut self.conns,
         )
@@ -682,7 +715,7 @@ impl EventLoop {
 
     /// Whether this worker should take the next connection (see module docs).
     fn my_turn(&mut self, now: u64) -> bool {
-        if !self.less_loaded_peer() {
+        if !self.lighter_peer(BALANCE_SLACK) {
             self.deferred_since = 0;
             return true;
         }
@@ -706,10 +739,11 @@ impl EventLoop {
     }
 
     /// Is another worker, able to accept right now (ready, not stuck in its
-    /// app, loop turning), holding clearly fewer connections than we do?
-    fn less_loaded_peer(&self) -> bool {
+    /// app, loop turning), holding more than `margin` connections fewer than
+    /// we do?
+    fn lighter_peer(&self, margin: u64) -> bool {
         let mine = self.active as u64;
-        if mine < BALANCE_SLACK {
+        if mine <= margin {
             return false;
         }
         let now = now_ms();
@@ -728,7 +762,7 @@ impl EventLoop {
             let alive = s.ready.load(Ordering::Relaxed) == 1
                 && s.busy_since_ms.load(Ordering::Relaxed) == 0
                 && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500;
-            if alive && s.active.load(Ordering::Relaxed) + BALANCE_SLACK < mine {
+            if alive && s.active.load(Ordering::Relaxed) + margin < mine {
                 return true;
             }
         }

@@ -2,10 +2,17 @@
 //! new connection (event_loop's "Accepting fairly"). What must hold: a burst
 //! of keep-alive connections, such as wrk or a proxy's pool opens at start,
 //! ends up spread over the workers, not on whichever was woken first, and
-//! each connection stays with the worker that accepted it.
+//! each connection stays with the worker that accepted it; and when one
+//! worker holds them all anyway (its peer was not running), the load evens
+//! out while the clients keep working, instead of lasting for the life of
+//! the connections.
 mod support;
 use std::collections::HashMap;
 use std::io::Write;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use support::*;
 
 const CONNS: usize = 64;
@@ -75,4 +82,56 @@ fn one_burst() -> usize {
     // cores the second is woken but not yet running while the first
     // accepts everything.
     per_worker.values().copied().max().unwrap()
+}
+
+#[test]
+fn connections_piled_on_one_worker_spread_out_while_in_use() {
+    let s = Server::start(&["welcome", "--workers", "2"]);
+    let workers = s.worker_pids();
+    assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
+    let stopped = Pid::from_raw(workers[1] as i32);
+    let mut reconnects = 0;
+    // One request; a connection the server closes (it answered
+    // `Connection: close`) is opened again, as clients and proxies do.
+    let mut use_once = |c: &mut Client, i: usize| -> u32 {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        let resp = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", s.log_text()));
+        assert_eq!(resp.status, 200, "connection {i}");
+        if resp.header("Connection") == Some("close") {
+            *c = s.connect();
+            reconnects += 1;
+        }
+        served_by(&resp)
+    };
+    // With one worker stopped, every connection lands on the other.
+    kill(stopped, Signal::SIGSTOP).unwrap();
+    let mut clients: Vec<Client> = (0..CONNS).map(|_| s.connect()).collect();
+    let mut owner: Vec<u32> = Vec::with_capacity(CONNS);
+    for (i, c) in clients.iter_mut().enumerate() {
+        owner.push(use_once(c, i));
+    }
+    assert!(
+        owner.iter().all(|&p| p == workers[0]),
+        "a stopped worker served requests: {owner:?}"
+    );
+    kill(stopped, Signal::SIGCONT).unwrap();
+    // Keep every connection busy until the load is even (or time is up).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let busiest = loop {
+        for (i, c) in clients.iter_mut().enumerate() {
+            owner[i] = use_once(c, i);
+        }
+        let on_first = owner.iter().filter(|&&p| p == workers[0]).count();
+        let busiest = on_first.max(CONNS - on_first);
+        if busiest <= 40 || Instant::now() > deadline {
+            break busiest;
+        }
+    };
+    // 40 of 64: shedding stops at a difference of 8, or of a quarter.
+    assert!(
+        busiest <= 40,
+        "still {busiest} of {CONNS} on one worker after 5 s ({reconnects} reconnects)"
+    );
 }

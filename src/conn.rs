@@ -586,6 +586,12 @@ impl<S: Stream> Conn<S> {
                         return progress;
                     }
                     progress = true;
+                    // One piece per call: a fast reader of a big file must
+                    // not hold the worker from its other connections
+                    // (`drive` bounds its rounds, this bounds a round).
+                    if matches!(self.state, State::SendFile { .. }) {
+                        return progress;
+                    }
                 }
                 State::Closing | State::Lingering { .. } => return progress,
             }

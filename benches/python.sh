@@ -16,6 +16,9 @@
 #              fork 2 processes that all run bjoern on the socket; best effort:
 #              left out if `pip install bjoern` fails, e.g. no libev-dev)
 #   gunicorn   gunicorn --worker-class sync --workers $((2 * nproc + 1)) --chdir DIR APP
+#   ferricorn1 (only when named in SERVERS) ferricorn with --workers 1: the
+#              layout a peer ends up with when one of its processes takes
+#              every connection (see the spread line of the summary)
 # ferricorn, granian and bjoern get WORKERS (2) processes, gunicorn sync the
 # count its docs recommend. gunicorn's sync worker does not keep connections
 # alive, so its keep-alive row measures a connection per request.
@@ -98,7 +101,7 @@ case " $SERVERS " in *" bjoern "*) ;; *) REF=granian ;; esac
 
 RUN=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ferricorn-python-bench.XXXXXX")}
 mkdir -p "$RUN/raw" "$RUN/logs"
-RES="$RUN/results.tsv"        # server app workload round rps p99_ms errors
+RES="$RUN/results.tsv"        # server app workload round rps p99_ms errors busiest_pct
 : >"$RES"
 
 # ------------------------------------------------------------ processes ----
@@ -169,8 +172,10 @@ start_server() {  # start_server NAME APP PORT (returns at once)
     spec=$(app_spec "$app")
     logf="$RUN/logs/$name-$app.log"
     case $name in
-        ferricorn)
-            VIRTUAL_ENV="$VENV" "$FERRICORN_BIN" --bind "127.0.0.1:$port" --workers "$WORKERS" \
+        ferricorn | ferricorn1)
+            local n=$WORKERS
+            [ "$name" = ferricorn1 ] && n=1
+            VIRTUAL_ENV="$VENV" "$FERRICORN_BIN" --bind "127.0.0.1:$port" --workers "$n" \
                 --chdir "$dir" "$spec" >>"$logf" 2>&1 &
             ;;
         granian)
@@ -219,8 +224,11 @@ to_ms() {
         else printf "" }'
 }
 
+# conn_share PORT: the busiest process's share of the connections to PORT.
+. "$HERE/common.sh"
+
 run_wrk() {  # run_wrk SERVER APP WORKLOAD ROUND SECONDS
-    local name=$1 app=$2 wl=$3 round=$4 secs=$5 out rps p99 errs
+    local name=$1 app=$2 wl=$3 round=$4 secs=$5 out rps p99 errs spread=
     local -a args
     case $wl in
         ka) args=(-t1 -c64 --latency) ;;
@@ -230,14 +238,22 @@ run_wrk() {  # run_wrk SERVER APP WORKLOAD ROUND SECONDS
     out="$RUN/raw/$name-$app-$wl-$round.txt"
     wrk "${args[@]}" -d "${secs}s" "http://127.0.0.1:${PORT[$name]}$(app_path "$app")" >"$out" 2>&1 &
     WRK_PID=$!
+    if [ "$wl" = ka ] && [ "$round" != warmup ]; then
+        # Mid-run, once all 64 connections are up: how they are spread over
+        # the server's processes (a peer that leaves one process with all
+        # of them has the other core to itself, next to wrk on this box).
+        sleep "$(awk -v d="$secs" 'BEGIN { print d / 2 }')"
+        spread=$(conn_share "${PORT[$name]}")
+    fi
     wait "$WRK_PID" || log "warning: wrk exited non-zero ($out)"
     WRK_PID=""
     [ "$round" = warmup ] && return 0
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
     errs=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } /Non-2xx/ { n += $NF } END { print n + 0 }' "$out")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$app" "$wl" "$round" "${rps:-}" "${p99:-}" "${errs:-0}" >>"$RES"
-    log "$(printf '%-9s %-6s %-5s round %s: %10s req/s  p99 %8s ms  errors %s' "$name" "$app" "$wl" "$round" "${rps:-?}" "${p99:-?}" "$errs")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$app" "$wl" "$round" "${rps:-}" "${p99:-}" "${errs:-0}" "${spread%% *}" >>"$RES"
+    log "$(printf '%-9s %-6s %-5s round %s: %10s req/s  p99 %8s ms  errors %s%s' "$name" "$app" "$wl" "$round" "${rps:-?}" "${p99:-?}" "$errs" \
+        "${spread:+  busiest process: ${spread%% *}% of the connections}")"
 }
 
 # ============================================================== the run ====
@@ -287,7 +303,7 @@ for app in $APPS; do
 done
 
 # ============================================================== summary ====
-col() {  # col SERVER APP WORKLOAD FIELD(5=rps 6=p99 7=errors)
+col() {  # col SERVER APP WORKLOAD FIELD(5=rps 6=p99 7=errors 8=busiest process %)
     awk -F'\t' -v s="$1" -v a="$2" -v w="$3" -v f="$4" '$1 == s && $2 == a && $3 == w && $f != "" { print $f }' "$RES"
 }
 ratios() {  # ratios PEER APP WORKLOAD -> per-round ferricorn/PEER requests/s
@@ -330,6 +346,18 @@ PEERS=$(printf '%s\n' $SERVERS | grep -vx ferricorn | tr '\n' ' ')
             printf '\n'
         done
     done
+    if printf '%s\n' $WORKLOADS | grep -qx ka; then
+        echo
+        echo "keep-alive: the busiest process's share of wrk's 64 connections (ss mid-run;"
+        echo "50% = even over 2 processes), min-max over rounds:"
+        for app in $APPS; do
+            printf '  %-6s ka    |' "$app"
+            for name in $SERVERS; do
+                printf ' %s %s;' "$name" "$(col "$name" "$app" ka 8 | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%s-%s%%", lo, hi; else print "-" }')"
+            done
+            printf '\n'
+        done
+    fi
     echo
     echo "$VERSIONS; $("$VENV/bin/python" -V 2>&1)"
     echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cpus); $((SECONDS - T0)) s"

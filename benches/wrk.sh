@@ -215,13 +215,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print ""; exit } i
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
-# The busiest process's share (in %) of the established connections to PORT.
-conn_share() {
-    { ss -Htnp state established "( sport = :$1 )" 2>/dev/null || true; } \
-        | grep -o 'pid=[0-9]*' | sort | uniq -c \
-        | awk '{ n += $1; k++; if ($1 > m) { m = $1; p = $2 } }
-               END { if (n) printf "%.1f %d %d %d\n", 100 * m / n, m, n, k; else print "" }'
-}
+# conn_share PORT: the busiest process's share of the connections to PORT.
+. "$HERE/common.sh"
 
 to_ms() {  # wrk latency ("812.00us", "1.23ms", "2.00s", "1.00m") -> ms
     awk -v x="$1" 'BEGIN {

@@ -1,0 +1,13 @@
+# benches/common.sh: helpers shared by wrk.sh and python.sh (sourced).
+
+# conn_share PORT: the busiest process's share (in %) of the established
+# connections to PORT, then its count, the total and the number of
+# processes ("62.5 40 64 2"); empty when none are seen. Needs root for
+# `ss -p` to name the owning processes.
+conn_share() {
+    { ss -Htnp state established "( sport = :$1 )" 2>/dev/null || true; } \
+        | grep -o 'pid=[0-9]*' | sort | uniq -c \
+        | awk '{ n += $1; k++; if ($1 > m) { m = $1; p = $2 } }
+               END { if (n) printf "%.1f %d %d %d\n", 100 * m / n, m, n, k; else print "" }' \
+        || true  # no connections (gunicorn sync between requests): empty, not an error
+}

@@ -975,3 +975,116 @@ fn check_headers(resp: &Response) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::NoHooks;
+
+    /// A socket double: reads `input`, then WouldBlock; a write takes at most
+    /// `room` bytes before WouldBlock, as a full socket buffer does.
+    struct Pipe {
+        input: Vec<u8>,
+        pos: usize,
+        out: Vec<u8>,
+        room: usize,
+    }
+
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.pos == self.input.len() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len() - self.pos);
+            buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Stream for Pipe {
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_body_waits_for_a_full_socket_and_the_pipelined_request_follows() {
+        let pattern: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = crate::sys::anonymous_file(&std::env::temp_dir()).unwrap();
+        file.write_all(&pattern).unwrap();
+        let mut app = move |req: &mut Request| match req.path() {
+            "/f" => Response::new(200).file(file.try_clone().unwrap(), 10, 99_990),
+            _ => Response::ok("text/plain", "next"),
+        };
+        let limits = Limits {
+            request_line: 8190,
+            fields: 100,
+            field_size: 8190,
+            body: 1 << 20,
+        };
+        let uploads = ConnConfig::default();
+        let mut access_log = AccessLog::disabled();
+        let (mut requests, mut shed) = (0, false);
+        let mut ctx = Ctx {
+            app: &mut app,
+            hooks: &NoHooks,
+            limits: &limits,
+            date: b"Thu, 01 Jan 2026 00:00:00 GMT",
+            now_ms: 1,
+            keepalive_ms: 75_000,
+            header_timeout_ms: 10_000,
+            draining: false,
+            drain_idle_ms: 1000,
+            slot: None,
+            uploads: &uploads,
+            access_log: &mut access_log,
+            requests: &mut requests,
+            defer_flush: false,
+            shed: &mut shed,
+        };
+        let pipe = Pipe {
+            input: b"GET /f HTTP/1.1\r\nHost: h\r\n\r\nGET /n HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
+            pos: 0,
+            out: Vec::new(),
+            room: 0,
+        };
+        let mut conn = Conn::new(pipe, Peer::Unix, 1);
+        let mut turns = 0;
+        while !conn.stream.out.ends_with(b"next") {
+            turns += 1;
+            assert!(turns < 100, "stuck after {} bytes", conn.stream.out.len());
+            // Each turn the socket has room for 8 KiB more ("writable").
+            conn.stream.room = 8192;
+            assert_eq!(conn.drive(&mut ctx), Next::Wait);
+        }
+        let out = &conn.stream.out;
+        let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&out[..end]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("Content-Length: 99990\r\n"), "{head}");
+        assert!(out[end..end + 99_990] == pattern[10..], "file body differs");
+        let second = String::from_utf8_lossy(&out[end + 99_990..]);
+        assert!(
+            second.starts_with("HTTP/1.1 200") && second.ends_with("\r\n\r\nnext"),
+            "{second}"
+        );
+        assert!(turns > 10, "the socket never filled: {turns} turns");
+        assert_eq!(requests, 2);
+    }
+}

@@ -103,7 +103,7 @@ const BALANCE_SLACK: u64 = 2;
 const DEFER_MS: u64 = 3;
 /// A worker holding more than this many connections above a peer's (or a
 /// quarter more, when that is larger) closes one kept-alive connection per
-/// turn, so that the client reconnects to the peer (module docs).
+/// `SHED_CHECK_MS`, so that the client reconnects to the peer (module docs).
 const SHED_SLACK: u64 = 8;
 /// How often a worker compares its load with its peers' for shedding (a
 /// scan of the scoreboard); at most one connection is shed per check.

@@ -91,13 +91,26 @@ fn connections_piled_on_one_worker_spread_out_while_in_use() {
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
     let stopped = Pid::from_raw(workers[1] as i32);
     let mut reconnects = 0;
-    // One request; a connection the server closes (it answered
-    // `Connection: close`) is opened again, as clients and proxies do.
+    // Two pipelined requests: a connection the server sheds must not be one
+    // with a request still buffered (closing it would lose that answer), so
+    // the first answer never says close and the second always arrives. A
+    // connection the server closes (`Connection: close`) is opened again,
+    // as clients and proxies do.
     let mut use_once = |c: &mut Client, i: usize| -> u32 {
-        c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
-        let resp = c
+        c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap();
+        let first = c
             .read_response()
             .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", s.log_text()));
+        assert_eq!(first.status, 200, "connection {i}");
+        assert_ne!(
+            first.header("Connection"),
+            Some("close"),
+            "connection {i}: closed with a pipelined request behind"
+        );
+        let resp = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("connection {i}, second request: {e}"));
         assert_eq!(resp.status, 200, "connection {i}");
         if resp.header("Connection") == Some("close") {
             *c = s.connect();

@@ -274,7 +274,7 @@ pub(crate) fn file_response(
     wrapper: &Bound<'_, PyAny>,
     context: Context<'_>,
 ) -> Option<Response> {
-    let me = sr.borrow();
+    let mut me = sr.borrow_mut();
     let status = me.status?;
     if me.error.is_some() || !me.written.is_empty() {
         return None;
@@ -299,7 +299,7 @@ pub(crate) fn file_response(
     }
     let left = meta.len().saturating_sub(offset);
     let len = me.content_length.map_or(left, |n| n.min(left));
-    let headers = me.headers.clone();
+    let headers = std::mem::take(&mut me.headers);
     drop(me);
     let closer = Closer {
         iterable: Some(wrapper.clone().unbind()),

@@ -274,11 +274,13 @@ pub(crate) fn file_response(
     wrapper: &Bound<'_, PyAny>,
     context: Context<'_>,
 ) -> Option<Response> {
-    let mut me = sr.borrow_mut();
-    let status = me.status?;
-    if me.error.is_some() || !me.written.is_empty() {
-        return None;
-    }
+    let (status, content_length) = {
+        let me = sr.borrow();
+        if me.error.is_some() || !me.written.is_empty() {
+            return None;
+        }
+        (me.status?, me.content_length)
+    };
     let filelike = wrapper.getattr(pyo3::intern!(py, "filelike")).ok()?;
     let fd: i32 = filelike
         .call_method0(pyo3::intern!(py, "fileno"))
@@ -298,13 +300,9 @@ pub(crate) fn file_response(
         return None;
     }
     let left = meta.len().saturating_sub(offset);
-    let len = me.content_length.map_or(left, |n| n.min(left));
-    let headers = std::mem::take(&mut me.headers);
-    drop(me);
-    let closer = Closer {
-        iterable: Some(wrapper.clone().unbind()),
-        context: context.to_string(),
-    };
+    let len = content_length.map_or(left, |n| n.min(left));
+    let headers = std::mem::take(&mut sr.borrow_mut().headers);
+    let closer = Closer::new(wrapper.clone().unbind(), &context);
     Some(Response {
         status,
         headers,
@@ -317,16 +315,37 @@ pub(crate) fn file_response(
     })
 }
 
-/// Calls the app's `close()` when dropped.
+/// The app's iterable, whose `close()` (PEP 3333) is called once: by
+/// [`Closer::close`], or when dropped at the latest.
 struct Closer {
     iterable: Option<Py<PyAny>>,
+    /// The request, for log lines.
     context: String,
+}
+
+impl Closer {
+    fn new(iterable: Py<PyAny>, context: &dyn std::fmt::Display) -> Closer {
+        Closer {
+            iterable: Some(iterable),
+            context: context.to_string(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.iterable.is_some()
+    }
+
+    fn close(&mut self, py: Python<'_>) {
+        if let Some(it) = self.iterable.take() {
+            close(py, it.bind(py), &self.context);
+        }
+    }
 }
 
 impl Drop for Closer {
     fn drop(&mut self) {
-        if let Some(it) = self.iterable.take() {
-            Python::attach(|py| close(py, it.bind(py), &self.context));
+        if self.is_open() {
+            Python::attach(|py| self.close(py));
         }
     }
 }
@@ -492,12 +511,11 @@ pub(crate) fn finish(
     }
     let stream = PyStream {
         iter: Some(iter.unbind()),
-        iterable: Some(result.unbind()),
+        closer: Closer::new(result.unbind(), context),
         sr: sr.clone().unbind(),
         remaining: limit.map(|n| n - body.len() as u64),
         pending: body,
         pos: 0,
-        context: context.to_string(),
     };
     Response {
         status,
@@ -511,21 +529,20 @@ pub(crate) fn finish(
 /// drops the stream early (client gone, HEAD).
 struct PyStream {
     iter: Option<Py<PyIterator>>,
-    iterable: Option<Py<PyAny>>,
+    /// Closes the iterable at the end, on error, or when the stream is
+    /// dropped early.
+    closer: Closer,
     sr: Py<StartResponse>,
     pending: Vec<u8>,
     pos: usize,
     /// Bytes left under the app's Content-Length (extra bytes are dropped).
     remaining: Option<u64>,
-    context: String,
 }
 
 impl PyStream {
     fn close(&mut self, py: Python<'_>) {
         self.iter = None;
-        if let Some(it) = self.iterable.take() {
-            close(py, it.bind(py), &self.context);
-        }
+        self.closer.close(py);
     }
 
     /// Refill `pending`; Ok(false) at the end of the body.
@@ -556,13 +573,17 @@ impl PyStream {
                         return Ok(true);
                     }
                     Err(e) => {
-                        log_exception(py, &e, &self.context);
+                        log_exception(py, &e, &self.closer.context);
                         self.close(py);
                         return Err(io::Error::other("the app's iterable failed"));
                     }
                 },
                 Some(Err(e)) => {
-                    log_exception(py, &e, &format!("Error handling request {}", self.context));
+                    log_exception(
+                        py,
+                        &e,
+                        &format!("Error handling request {}", self.closer.context),
+                    );
                     self.close(py);
                     return Err(io::Error::other("the app's iterable failed"));
                 }
@@ -574,7 +595,7 @@ impl PyStream {
 impl Read for PyStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == Some(0) {
-            if self.iterable.is_some() {
+            if self.closer.is_open() {
                 Python::attach(|py| self.close(py));
             }
             return Ok(0);
@@ -590,13 +611,5 @@ impl Read for PyStream {
         buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-impl Drop for PyStream {
-    fn drop(&mut self) {
-        if self.iterable.is_some() {
-            Python::attach(|py| self.close(py));
-        }
     }
 }

@@ -1,0 +1,210 @@
+//! Process control: start the real `ferricorn` binary on a free port, a
+//! temporary Unix socket or a listener the test holds (`fd://3`), wait until it
+//! answers, and always stop it by pid (the guard's `Drop` runs even when a
+//! test fails).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::procfs::{children_of, cmdline};
+use super::{Addr, Client, HttpResponse, TempDir, free_port, wait_until};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
+
+/// A running ferricorn master, killed (with its process group) on drop.
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: Addr,
+    pub dir: TempDir,
+    /// stderr of the server, written to a file in `dir`.
+    pub log: PathBuf,
+}
+
+pub struct ServerBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    unix: bool,
+    wait: bool,
+}
+
+impl ServerBuilder {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, it: I) -> Self {
+        self.args.extend(it.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    /// Listen on a temporary Unix socket instead of TCP.
+    pub fn unix(mut self) -> Self {
+        self.unix = true;
+        self
+    }
+    /// Do not wait for the server to answer before returning.
+    pub fn no_wait(mut self) -> Self {
+        self.wait = false;
+        self
+    }
+    pub fn start(self) -> Server {
+        let dir = TempDir::new("srv");
+        let addr = if self.unix {
+            Addr::Unix(dir.join("s.sock"))
+        } else {
+            Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())))
+        };
+        let log = dir.join("stderr.log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--bind").arg(addr.bind_arg());
+        cmd.args(&self.args);
+        cmd.env_remove("FERRICORN_CMD_ARGS")
+            .env_remove("PORT")
+            .env_remove("WEB_CONCURRENCY")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("stdout.log")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn ferricorn");
+        let server = Server {
+            child: Some(child),
+            addr,
+            dir,
+            log,
+        };
+        if self.wait {
+            server.wait_ready();
+        }
+        server
+    }
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            args: Vec::new(),
+            env: Vec::new(),
+            unix: false,
+            wait: true,
+        }
+    }
+
+    /// Start with `args` on a free TCP port and wait until it answers.
+    pub fn start(args: &[&str]) -> Server {
+        Server::builder().args(args.iter().copied()).start()
+    }
+
+    pub fn start_unix(args: &[&str]) -> Server {
+        Server::builder().args(args.iter().copied()).unix().start()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.addr).expect("connect to ferricorn")
+    }
+
+    /// Wait until a connection succeeds (the master bound) and a request is
+    /// answered (a worker accepts).
+    #[track_caller]
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = Client::connect(&self.addr) {
+                c.set_timeout(Some(Duration::from_secs(5)));
+                if c.write_all(b"GET /__ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                    && c.read_response().is_ok()
+                {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("ferricorn did not become ready; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send raw bytes on a new connection and read one response.
+    pub fn request(&self, raw: &[u8]) -> HttpResponse {
+        let mut c = self.connect();
+        c.write_all(raw).unwrap();
+        c.read_response()
+            .unwrap_or_else(|e| panic!("no response: {e}; log:\n{}", self.log_text()))
+    }
+
+    /// Send raw bytes, half-close, read everything until the server closes.
+    pub fn exchange(&self, raw: &[u8]) -> Vec<u8> {
+        let mut c = self.connect();
+        c.write_all(raw).unwrap();
+        c.read_to_end_lossy()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
+    }
+
+    /// Wait for the master to exit; returns its exit status code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pids of this master's worker processes (children named "worker").
+    pub fn worker_pids(&self) -> Vec<u32> {
+        children_of(self.pid())
+            .into_iter()
+            .filter(|p| cmdline(*p).contains("worker"))
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            // The whole process group: master and workers (and a USR2 child).
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Wait for `needle` to appear in the server's log.
+pub fn wait_log(s: &Server, needle: &str, timeout: Duration) -> bool {
+    wait_until(timeout, || s.log_text().contains(needle))
+}

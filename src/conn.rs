@@ -1037,6 +1037,7 @@ mod tests {
             fields: 100,
             field_size: 8190,
             body: 1 << 20,
+            allow_connect: false,
         };
         let uploads = ConnConfig::default();
         let mut access_log = AccessLog::disabled();

@@ -26,8 +26,11 @@ fn term_serves_in_flight_and_backlog_then_exits_zero() {
     assert_eq!(idle.read_response().unwrap().status, 200);
 
     let mut sleeper = s.connect();
-    sleeper.write_all(&req("/?sleep=1")).unwrap();
-    std::thread::sleep(Duration::from_millis(200)); // the worker is in the app now
+    let inside = Mark::new(&s.dir, "sleeper");
+    sleeper
+        .write_all(&req(&format!("/?sleep=1&{}", inside.param())))
+        .unwrap();
+    inside.wait(); // the worker is in the app now
     let mut queued: Vec<Client> = (0..20)
         .map(|i| {
             let mut c = s.connect();
@@ -72,8 +75,10 @@ fn term_serves_in_flight_and_backlog_then_exits_zero() {
 fn term_kills_what_outlives_graceful_timeout() {
     let mut s = Server::start(&["echo", "--workers", "1", "--graceful-timeout", "1"]);
     let mut c = s.connect();
-    c.write_all(&req("/?sleep=20")).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let inside = Mark::new(&s.dir, "stuck");
+    c.write_all(&req(&format!("/?sleep=20&{}", inside.param())))
+        .unwrap();
+    inside.wait();
     let t0 = Instant::now();
     s.signal(Signal::SIGTERM);
     assert_eq!(
@@ -98,8 +103,10 @@ fn int_and_quit_stop_quickly() {
         let mut s = Server::start(&["echo", "--workers", "2"]);
         let workers = wait_workers(s.pid(), 2);
         let mut c = s.connect();
-        c.write_all(&req("/?sleep=20")).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        let inside = Mark::new(&s.dir, "stuck");
+        c.write_all(&req(&format!("/?sleep=20&{}", inside.param())))
+            .unwrap();
+        inside.wait();
         let t0 = Instant::now();
         s.signal(sig);
         assert_eq!(
@@ -128,10 +135,15 @@ fn int_and_quit_stop_quickly() {
 fn workers_exit_when_master_is_killed() {
     let mut s = Server::start(&["echo", "--workers", "2"]);
     let workers = wait_workers(s.pid(), 2);
-    // One worker is busy in the app: only the death signal can reach it.
+    // One worker is busy in the app, and sees neither signal nor pipe EOF until it returns.
     let mut c = s.connect();
-    c.write_all(&req("/?sleep=3")).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The death signal is TERM (src/worker.rs), a graceful stop: it does not
+    // cut the app call short, so the call must end within the 5 s allowed
+    // below; the worker must then exit instead of serving on.
+    let inside = Mark::new(&s.dir, "busy");
+    c.write_all(&req(&format!("/?sleep=3&{}", inside.param())))
+        .unwrap();
+    inside.wait();
     s.signal(Signal::SIGKILL);
     let _ = s.wait_exit(Duration::from_secs(2));
     let t0 = Instant::now();

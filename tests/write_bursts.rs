@@ -18,10 +18,17 @@ fn many_ready_connections_each_get_their_own_responses_in_order() {
     // Keep the worker busy for a moment so that every request below is
     // already queued when it next looks: one turn, many ready connections.
     let mut blocker = s.connect();
+    let inside = Mark::new(&s.dir, "blocker");
     blocker
-        .write_all(b"GET /?sleep=0.3 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .write_all(
+            format!(
+                "GET /?sleep=0.5&{} HTTP/1.1\r\nHost: h\r\n\r\n",
+                inside.param()
+            )
+            .as_bytes(),
+        )
         .unwrap();
-    thread::sleep(Duration::from_millis(100));
+    inside.wait();
     for (c, client) in clients.iter_mut().enumerate() {
         let mut raw = Vec::new();
         for r in 0..PIPELINED {
@@ -51,10 +58,17 @@ fn a_slow_apps_response_is_written_before_its_next_call() {
     let mut blocker = s.connect();
     let mut a = s.connect();
     let mut b = s.connect();
+    let inside = Mark::new(&s.dir, "blocker");
     blocker
-        .write_all(b"GET /?sleep=0.3 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .write_all(
+            format!(
+                "GET /?sleep=0.5&{} HTTP/1.1\r\nHost: h\r\n\r\n",
+                inside.param()
+            )
+            .as_bytes(),
+        )
         .unwrap();
-    thread::sleep(Duration::from_millis(100));
+    inside.wait();
     // Both arrive while the worker is busy: its next turn has both ready.
     let req = format!("GET /?sleep={SLOW_S} HTTP/1.1\r\nHost: h\r\n\r\n");
     a.write_all(req.as_bytes()).unwrap();

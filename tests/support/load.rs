@@ -54,6 +54,8 @@ impl LoadStats {
 /// writing) reconnects. Bounded: every thread stops after `max` at the latest.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Successful responses so far, across threads (live, unlike `LoadStats`).
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
     threads: Vec<std::thread::JoinHandle<LoadStats>>,
     pub started: Instant,
 }
@@ -67,22 +69,42 @@ impl Load {
         use std::sync::Arc;
         use std::sync::atomic::AtomicBool;
         let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let threads = (0..clients)
             .map(|_| {
                 let stop = stop.clone();
+                let ok = ok.clone();
                 let addr = addr.clone();
                 let req = format!("GET {target} HTTP/1.1\r\nHost: load\r\n\r\n").into_bytes();
-                std::thread::spawn(move || load_client(&addr, &req, &stop, max))
+                std::thread::spawn(move || load_client(&addr, &req, &stop, &ok, max))
             })
             .collect();
         Load {
             stop,
+            ok,
             threads,
             started: Instant::now(),
         }
     }
 
-    /// Total successes so far are not tracked live; wait a little for traffic.
+    /// Successful responses so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    /// Wait until `n` more requests have succeeded than when called (the
+    /// load is really flowing, e.g. before and after a signal): instead of
+    /// sleeping and hoping traffic ran meanwhile.
+    #[track_caller]
+    pub fn wait_more(&self, n: u64) {
+        let want = self.ok() + n;
+        assert!(
+            super::wait_until(Duration::from_secs(30), || self.ok() >= want),
+            "load: {} successes, waited for {want}",
+            self.ok()
+        );
+    }
+
     pub fn stop(self) -> LoadStats {
         self.stop.store(true, Ordering::SeqCst);
         let mut total = LoadStats::default();
@@ -100,6 +122,7 @@ fn load_client(
     addr: &Addr,
     req: &[u8],
     stop: &std::sync::atomic::AtomicBool,
+    ok: &std::sync::atomic::AtomicU64,
     max: Duration,
 ) -> LoadStats {
     let mut st = LoadStats::default();
@@ -149,6 +172,7 @@ fn load_client(
             Ok(resp) => {
                 if resp.status == 200 {
                     st.ok += 1;
+                    ok.fetch_add(1, Ordering::SeqCst);
                 } else {
                     st.bad_status += 1;
                     note(&mut st, format!("status {}", resp.status_line));

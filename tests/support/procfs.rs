@@ -136,3 +136,13 @@ pub fn tcp_peer_ports(port: u16) -> std::collections::BTreeSet<u16> {
     }
     out
 }
+
+/// Where the open file descriptors of `pid` point (`/proc/<pid>/fd/*`).
+pub fn open_files(pid: u32) -> Vec<std::path::PathBuf> {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .collect()
+}

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::procfs::{children_of, cmdline};
 use super::{Addr, Client, HttpResponse, TempDir, free_port, wait_until};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
 
@@ -27,6 +29,8 @@ pub struct ServerBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     unix: bool,
+    /// TCP: bind the port here and pass the listener as `--bind fd://3`.
+    inherit: bool,
     wait: bool,
 }
 
@@ -48,6 +52,14 @@ impl ServerBuilder {
         self.unix = true;
         self
     }
+    /// Let the server bind its TCP port itself (`--bind 127.0.0.1:PORT` on a
+    /// port found free and released: racy against other tests). Default: the
+    /// test binds the listener and passes it as `--bind fd://3`, so no other
+    /// process can take the port in between.
+    pub fn bind_port(mut self) -> Self {
+        self.inherit = false;
+        self
+    }
     /// Do not wait for the server to answer before returning.
     pub fn no_wait(mut self) -> Self {
         self.wait = false;
@@ -55,14 +67,28 @@ impl ServerBuilder {
     }
     pub fn start(self) -> Server {
         let dir = TempDir::new("srv");
+        let mut listener = None;
         let addr = if self.unix {
             Addr::Unix(dir.join("s.sock"))
+        } else if self.inherit {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind a test listener");
+            let a = l.local_addr().unwrap();
+            listener = Some(l);
+            Addr::Tcp(a)
         } else {
             Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())))
         };
         let log = dir.join("stderr.log");
         let mut cmd = Command::new(BIN);
-        cmd.arg("--bind").arg(addr.bind_arg());
+        match &listener {
+            Some(l) => {
+                pass_as_fd3(&mut cmd, l);
+                cmd.arg("--bind").arg("fd://3");
+            }
+            None => {
+                cmd.arg("--bind").arg(addr.bind_arg());
+            }
+        }
         cmd.args(&self.args);
         cmd.env_remove("FERRICORN_CMD_ARGS")
             .env_remove("PORT")
@@ -80,6 +106,9 @@ impl ServerBuilder {
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().expect("spawn ferricorn");
+        // The child has its copy; ours would keep the port accepting (into
+        // the backlog) after the server is gone.
+        drop(listener);
         let server = Server {
             child: Some(child),
             addr,
@@ -99,6 +128,7 @@ impl Server {
             args: Vec::new(),
             env: Vec::new(),
             unix: false,
+            inherit: true,
             wait: true,
         }
     }
@@ -207,4 +237,64 @@ impl Drop for Server {
 /// Wait for `needle` to appear in the server's log.
 pub fn wait_log(s: &Server, needle: &str, timeout: Duration) -> bool {
     wait_until(timeout, || s.log_text().contains(needle))
+}
+
+/// A marker file the echo app creates as a request enters the app
+/// (`?mark=PATH`, src/apps.rs): wait on it instead of sleeping and hoping
+/// the request got there.
+pub struct Mark(pub PathBuf);
+
+impl Mark {
+    /// A fresh marker path in `dir` (nothing is created).
+    pub fn new(dir: &TempDir, name: &str) -> Mark {
+        Mark(dir.join(&format!("{name}.mark")))
+    }
+
+    /// The query parameter to add to an echo request: `mark=PATH`.
+    pub fn param(&self) -> String {
+        format!("mark={}", self.0.display())
+    }
+
+    /// Wait until the app has been entered; returns the pid of the worker
+    /// that entered it. Panics after 20 s (a loaded machine is slow, but not
+    /// that slow).
+    #[track_caller]
+    pub fn wait(&self) -> u32 {
+        let mut pid = None;
+        let entered = wait_until(Duration::from_secs(20), || {
+            pid = std::fs::read_to_string(&self.0)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            pid.is_some()
+        });
+        assert!(
+            entered,
+            "no request entered the app ({} never appeared)",
+            self.0.display()
+        );
+        pid.unwrap()
+    }
+}
+
+/// Make `listener` the child's fd 3 (for `--bind fd://3`). Our copy stays
+/// close-on-exec, so concurrently spawned children do not inherit it.
+pub fn pass_as_fd3(cmd: &mut Command, listener: &TcpListener) {
+    // A close-on-exec duplicate numbered above 3: dup2 onto 3 in the child
+    // then always makes a new descriptor, without close-on-exec.
+    let high = nix::fcntl::fcntl(listener, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+        .expect("dup the test listener");
+    // SAFETY: fcntl just returned `high`, a new descriptor nobody else
+    // owns; the OwnedFd closes it when `cmd` (which keeps the closure) drops.
+    let dup = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) };
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it calls dup2 alone, with no
+    // allocation and no lock; `dup` is open there (fork copied it).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if nix::libc::dup2(dup.as_raw_fd(), 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }

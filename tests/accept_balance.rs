@@ -49,7 +49,7 @@ fn a_burst_of_keep_alive_connections_is_spread_over_the_workers() {
 /// requests on each, and return how many the busiest worker holds.
 fn one_burst() -> usize {
     let s = Server::start(&["welcome", "--workers", "2"]);
-    let workers = s.worker_pids();
+    let workers = wait_workers(s.pid(), 2); // the second may still be booting
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
     // Connect all first, then send: every connection is queued before the
     // first request, as with a load generator's or a proxy's start.
@@ -87,7 +87,7 @@ fn one_burst() -> usize {
 #[test]
 fn connections_piled_on_one_worker_spread_out_while_in_use() {
     let s = Server::start(&["welcome", "--workers", "2"]);
-    let workers = s.worker_pids();
+    let workers = wait_workers(s.pid(), 2); // the second may still be booting
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
     let stopped = Pid::from_raw(workers[1] as i32);
     let mut reconnects = 0;

@@ -7,7 +7,10 @@ use support::*;
 #[test]
 fn welcome_page_names_worker_and_binds() {
     // The server binds its own port: the page names the `--bind` addresses.
-    let s = Server::builder().args(["--workers", "2"]).bind_port().start();
+    let s = Server::builder()
+        .args(["--workers", "2"])
+        .bind_port()
+        .start();
     let r = s.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));

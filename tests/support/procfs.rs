@@ -77,6 +77,7 @@ pub fn read_pidfile(path: &Path) -> Option<u32> {
 }
 
 /// Send `sig` to an arbitrary pid.
+#[track_caller]
 pub fn send_signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
 }

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::procfs::{children_of, cmdline};
 use super::{Addr, Client, HttpResponse, TempDir, free_port, wait_until};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -146,6 +145,7 @@ impl Server {
         self.child.as_ref().unwrap().id()
     }
 
+    #[track_caller]
     pub fn connect(&self) -> Client {
         Client::connect(&self.addr).expect("connect to ferricorn")
     }
@@ -177,6 +177,7 @@ impl Server {
     }
 
     /// Send raw bytes on a new connection and read one response.
+    #[track_caller]
     pub fn request(&self, raw: &[u8]) -> HttpResponse {
         let mut c = self.connect();
         c.write_all(raw).unwrap();
@@ -185,14 +186,16 @@ impl Server {
     }
 
     /// Send raw bytes, half-close, read everything until the server closes.
+    #[track_caller]
     pub fn exchange(&self, raw: &[u8]) -> Vec<u8> {
         let mut c = self.connect();
         c.write_all(raw).unwrap();
         c.read_to_end_lossy()
     }
 
+    #[track_caller]
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
+        super::send_signal(self.pid(), sig);
     }
 
     /// Wait for the master to exit; returns its exit status code.
@@ -212,10 +215,7 @@ impl Server {
 
     /// Pids of this master's worker processes (children named "worker").
     pub fn worker_pids(&self) -> Vec<u32> {
-        children_of(self.pid())
-            .into_iter()
-            .filter(|p| cmdline(*p).contains("worker"))
-            .collect()
+        super::workers_of(self.pid())
     }
 }
 

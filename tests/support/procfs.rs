@@ -147,3 +147,23 @@ pub fn open_files(pid: u32) -> Vec<std::path::PathBuf> {
         .filter_map(|e| std::fs::read_link(e.path()).ok())
         .collect()
 }
+
+/// Bytes waiting in the receive queue of the IPv4 TCP socket with local
+/// port `local` and remote port `remote` (/proc/net/tcp), None if there is
+/// no such socket. On the server's side of a test connection, 0 after the
+/// client wrote means the server has read what was sent.
+pub fn tcp_rx_queue(local: u16, remote: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |a: &str| {
+        a.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 || port_of(f[1]) != Some(local) || port_of(f[2]) != Some(remote) {
+            return None;
+        }
+        let (_, rx) = f[4].split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}

@@ -42,8 +42,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use crate::app::AppFactory;
+use crate::clock::monotonic_ms;
 use crate::config::Config;
-use crate::event_loop::now_ms;
 use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
 use crate::listener::{self, BindOptions, Listener};
 use crate::pidfile::PidFile;
@@ -255,7 +255,7 @@ impl Arbiter {
                 if self.workers.is_empty() {
                     break;
                 }
-                if now_ms() >= deadline_ms {
+                if monotonic_ms() >= deadline_ms {
                     if graceful {
                         log::warn!("graceful timeout: killing {} worker(s)", self.workers.len());
                     }
@@ -503,7 +503,7 @@ impl Arbiter {
         };
         self.phase = Phase::Stopping {
             graceful,
-            deadline_ms: now_ms() + grace_ms,
+            deadline_ms: monotonic_ms() + grace_ms,
         };
         // The master's copies of the listeners are closed now; the workers
         // keep theirs until they drained what the kernel had queued.
@@ -753,7 +753,7 @@ impl Arbiter {
             if !was_ready && !clean_exit && matches!(self.phase, Phase::Running) {
                 self.boot_failures += 1;
                 let delay = boot_backoff_ms(self.boot_failures);
-                self.next_spawn_ms = now_ms() + delay.unwrap_or(0);
+                self.next_spawn_ms = monotonic_ms() + delay.unwrap_or(0);
                 if let Some(delay) = delay {
                     log::warn!(
                         "worker died before accepting ({} in a row); next start in {} ms",
@@ -789,7 +789,7 @@ impl Arbiter {
     /// whose loop stopped turning. Time spent reading a slow upload is not in
     /// the app, so it never counts.
     fn murder_workers(&mut self) {
-        let now = now_ms();
+        let now = monotonic_ms();
         let timeout_ms = self.cfg.timeout * 1000;
         let mut aborted = Vec::new();
         for (&pid, w) in self.workers.iter_mut() {
@@ -844,7 +844,7 @@ impl Arbiter {
     /// Start or retire workers until the current generation has
     /// `num_workers` of them and no older worker is needed any more.
     fn manage_workers(&mut self) {
-        let now = now_ms();
+        let now = monotonic_ms();
         let generation_now = self.generation;
         let current: Vec<Pid> = self
             .workers
@@ -896,7 +896,7 @@ impl Arbiter {
     }
 
     fn retire(&mut self, pid: Pid) {
-        let deadline_ms = now_ms() + self.cfg.graceful_timeout * 1000;
+        let deadline_ms = monotonic_ms() + self.cfg.graceful_timeout * 1000;
         if let Some(w) = self.workers.get_mut(&pid) {
             w.state = WorkerState::Retiring { deadline_ms };
             let _ = kill(pid, Signal::SIGTERM);
@@ -930,7 +930,7 @@ impl Arbiter {
     /// stop must not be mistaken for a hang).
     fn ping_watchdog(&mut self) {
         if let Some(interval) = self.notifier.watchdog_ms {
-            let now = now_ms();
+            let now = monotonic_ms();
             if now >= self.last_watchdog_ms + interval {
                 self.last_watchdog_ms = now;
                 self.notifier.notify("WATCHDOG=1");
@@ -947,7 +947,7 @@ impl Arbiter {
             .ok_or_else(|| std::io::Error::other("no free scoreboard slot"))?;
         self.age += 1;
         let age = self.age;
-        let now = now_ms();
+        let now = monotonic_ms();
         self.scoreboard.slot(slot).reset(u32::MAX, now);
         let info = self.info();
         self.hooks.pre_fork(&info, &WorkerInfo { pid: 0, age });

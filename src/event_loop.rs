@@ -74,7 +74,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -83,6 +83,7 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
 
 use crate::app::{App, Peer};
+use crate::clock::{monotonic_ms, unix_secs};
 use crate::conn::{Conn, ConnConfig, Ctx, Next, Stream};
 use crate::hooks::Hooks;
 use crate::http::Limits;
@@ -111,13 +112,6 @@ const SHED_CHECK_MS: u64 = 10;
 /// How long a finished response may wait for the rest of its turn's
 /// responses before it is written (module docs: writing in bursts).
 const COALESCE: Duration = Duration::from_millis(1);
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Why a connection is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,11 +398,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(256);
         {
             let s = self.scoreboard.slot(self.slot);
-            s.tick_ms.store(now_ms(), Ordering::Relaxed);
+            s.tick_ms.store(monotonic_ms(), Ordering::Relaxed);
             s.ready.store(1, Ordering::Release);
         }
-        let mut last_timer = now_ms();
-        self.date.refresh(last_timer / 1000);
+        let mut last_timer = monotonic_ms();
+        self.date.refresh(unix_secs());
         loop {
             let timeout = if !self.again.is_empty() {
                 Duration::ZERO
@@ -431,8 +425,8 @@ impl EventLoop {
                 log::error!("epoll_wait() failed: {e}");
                 return Exit::Quick;
             }
-            let now = now_ms();
-            self.date.refresh(now / 1000);
+            let now = monotonic_ms();
+            self.date.refresh(unix_secs());
             self.scoreboard
                 .slot(self.slot)
                 .tick_ms
@@ -492,7 +486,7 @@ impl EventLoop {
             // counts only connections that outlived their request (module
             // docs), and nothing is lost, as a new connection's first bytes
             // are reported by the next poll either way.
-            self.accept(now_ms());
+            self.accept(monotonic_ms());
             self.ready_buf = ready;
             if now >= last_timer + 1000 || self.draining.is_some() && now >= last_timer + 100 {
                 last_timer = now;
@@ -746,7 +740,7 @@ impl EventLoop {
         if mine <= margin {
             return false;
         }
-        let now = now_ms();
+        let now = monotonic_ms();
         let sb = &self.scoreboard;
         for j in 0..sb.len() {
             if j == self.slot {

@@ -23,6 +23,7 @@
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
+//! - [`clock`]: the monotonic clock for every deadline, the wall clock for `Date` and logs.
 //! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
 //! - [`sys`]: the only module allowed `unsafe` for syscalls (fork, signal
 //!   handler, shared memory, environment). With the `python` feature,
@@ -34,6 +35,7 @@ pub mod app;
 pub mod apps;
 pub mod arbiter;
 pub mod bind;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod event_loop;

@@ -175,9 +175,10 @@ pub fn install_abort_exit() {
 pub struct Slot {
     /// Pid of the worker using this row; 0 = free.
     pub pid: AtomicU64,
-    /// Milliseconds since the epoch at the worker's last loop iteration.
+    /// [`crate::clock::monotonic_ms`] at the worker's last loop iteration.
     pub tick_ms: AtomicU64,
-    /// When the current app call began (ms since epoch), 0 when not in the app.
+    /// When the current app call began ([`crate::clock::monotonic_ms`]), 0
+    /// when not in the app.
     pub busy_since_ms: AtomicU64,
     /// Open client connections.
     pub active: AtomicU64,

@@ -106,7 +106,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
 
     let jitter = if cfg.max_requests_jitter > 0 {
         // Spread restarts: no RNG dependency, the pid and clock are enough.
-        (crate::event_loop::now_ms() ^ (pid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        (crate::clock::monotonic_ms() ^ (pid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             % (cfg.max_requests_jitter + 1)
     } else {
         0

@@ -109,6 +109,10 @@ const SHED_SLACK: u64 = 8;
 /// How often a worker compares its load with its peers' for shedding (a
 /// scan of the scoreboard); at most one connection is shed per check.
 const SHED_CHECK_MS: u64 = 10;
+/// How long a worker that asked to be retired (--max-requests) keeps
+/// serving while the master starts its replacement, before it drains on its
+/// own (a master stopped or unable to fork).
+const RETIRE_WAIT_MS: u64 = 30_000;
 /// How long a finished response may wait for the rest of its turn's
 /// responses before it is written (module docs: writing in bursts).
 const COALESCE: Duration = Duration::from_millis(1);
@@ -402,6 +406,8 @@ impl EventLoop {
             s.ready.store(1, Ordering::Release);
         }
         let mut last_timer = monotonic_ms();
+        // When this worker asked the master to retire it (--max-requests).
+        let mut retire_asked: Option<u64> = None;
         self.date.refresh(unix_secs());
         loop {
             let timeout = if !self.again.is_empty() {
@@ -502,7 +508,20 @@ impl EventLoop {
                 && self.requests >= self.cfg.max_requests
                 && self.draining.is_none()
             {
-                self.begin_drain(now, "max requests reached");
+                // Ask the master to replace us and keep serving: it sends TERM
+                // once the replacement accepts, so the number of accepting
+                // workers never dips. Drain on our own only if it does not.
+                let asked = *retire_asked.get_or_insert_with(|| {
+                    self.scoreboard.slot(self.slot).request_retire();
+                    now
+                });
+                if now >= asked + RETIRE_WAIT_MS {
+                    log::warn!(
+                        "max requests reached and the master did not retire this worker in {} s: draining",
+                        RETIRE_WAIT_MS / 1000
+                    );
+                    self.begin_drain(now, "max requests reached");
+                }
             }
             if let Some((_, deadline)) = self.draining {
                 if self.active == 0 {
@@ -882,7 +901,18 @@ impl EventLoop {
         if self.draining.is_some() {
             return;
         }
-        log::info!("Worker exiting (pid: {}): {why}", std::process::id());
+        // The master logs this worker's exit, with its cause; the worker says
+        // only what the master cannot know (why it stops when not told to).
+        let level = if why == "received TERM" {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
+            "Worker (pid:{}) stops accepting: {why}",
+            std::process::id()
+        );
         for li in 0..self.listeners.len() {
             loop {
                 match self.accept_one(li, now) {

@@ -606,7 +606,7 @@ impl Arbiter {
                 log::debug!("Worker (pid:{pid}) is accepting");
             }
             if row.retire_requested() && self.workers.request_retire(pid) {
-                log::info!("Worker (pid:{pid}) asks to be retired (max requests): replacing it");
+                log::info!("Worker (pid:{pid}) asks to be retired: starting its replacement");
             }
         }
     }

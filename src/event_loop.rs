@@ -512,6 +512,11 @@ impl EventLoop {
                 // once the replacement accepts, so the number of accepting
                 // workers never dips. Drain on our own only if it does not.
                 let asked = *retire_asked.get_or_insert_with(|| {
+                    log::info!(
+                        "Worker (pid:{}) served {} requests (--max-requests): asking for a replacement",
+                        std::process::id(),
+                        self.requests
+                    );
                     self.scoreboard.slot(self.slot).request_retire();
                     now
                 });

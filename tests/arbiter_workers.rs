@@ -88,7 +88,7 @@ fn max_requests_recycles_without_losing_an_accepting_worker() {
     // Every worker that left was retired by the master at its request.
     for line in log.lines().filter(|l| l.contains("exited")) {
         assert!(
-            line.contains("exited, status 0: retired at its request (max requests)"),
+            line.contains("exited, status 0: retired at its request"),
             "{line}\n{log}"
         );
     }
@@ -140,4 +140,39 @@ fn each_worker_exit_is_logged_once_by_the_master() {
             "{line}"
         );
     }
+}
+
+/// A worker past --max-requests keeps serving while its master cannot act
+/// (here: stopped), and drains on its own once the bound (30 s) is up.
+#[test]
+fn max_requests_worker_serves_on_until_the_master_acts_or_the_bound() {
+    let s = Server::start(&["echo", "--workers", "1", "--max-requests", "5"]);
+    let worker = wait_workers(s.pid(), 1)[0];
+    s.signal(Signal::SIGSTOP);
+    for i in 0..10 {
+        let r = get(&s.addr, &format!("/{i}"))
+            .unwrap_or_else(|e| panic!("request {i}: {e}\n{}", s.log_text()));
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || s
+            .log_text()
+            .contains("did not retire this worker in 30 s: draining")),
+        "{}",
+        s.log_text()
+    );
+    assert!(
+        wait_gone(worker, Duration::from_secs(10)),
+        "{}",
+        s.log_text()
+    );
+    s.signal(Signal::SIGCONT);
+    assert_eq!(get(&s.addr, "/after").unwrap().status, 200);
+    let log = s.log_text();
+    assert!(
+        log.contains(&format!(
+            "Worker (pid:{worker}) exited, status 0: left on its own"
+        )),
+        "{log}"
+    );
 }

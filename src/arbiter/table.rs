@@ -35,7 +35,8 @@ pub enum Retire {
     Reload,
     /// Fewer workers wanted (TTOU, WINCH).
     Shrink,
-    /// The worker asked (its scoreboard row's `retire` flag: --max-requests).
+    /// The worker asked (its scoreboard row's `retire` flag: --max-requests,
+    /// or whatever else makes a worker want a fresh successor).
     Requested,
 }
 
@@ -442,7 +443,7 @@ pub fn classify_exit(
         WorkerState::Retiring { why, .. } => match why {
             Retire::Reload => "retired: replaced by a new generation",
             Retire::Shrink => "retired: fewer workers wanted",
-            Retire::Requested => "retired at its request (max requests)",
+            Retire::Requested => "retired at its request",
         },
         WorkerState::Aborted { .. } => "aborted after WORKER TIMEOUT",
         WorkerState::Running if stopping => "server stopping",

@@ -394,7 +394,7 @@ fn a_worker_asking_to_retire_is_replaced_first() {
     let e = t.exited(pid(101), &exited(0), false, 0).unwrap();
     assert_eq!(
         e.report.message,
-        "Worker (pid:101) exited, status 0: retired at its request (max requests)"
+        "Worker (pid:101) exited, status 0: retired at its request"
     );
 }
 

@@ -77,6 +77,9 @@ enum Phase {
         graceful: bool,
         deadline_ms: u64,
     },
+    /// Workers cannot run (boot error, app load error, crash loop): kill
+    /// them and exit with this code.
+    Halting(i32),
 }
 
 pub struct Arbiter {
@@ -103,7 +106,6 @@ pub struct Arbiter {
     last_watchdog_ms: u64,
     launch_dir: PathBuf,
     argv: Vec<String>,
-    exit_code: i32,
     /// Settings came from the command line and config file (HUP re-reads them).
     reloadable: bool,
 }
@@ -145,7 +147,6 @@ impl Arbiter {
             notifier: Notifier::from_env(),
             announced_ready: false,
             last_watchdog_ms: 0,
-            exit_code: 0,
             reloadable: true,
         }
     }
@@ -220,31 +221,40 @@ impl Arbiter {
             }
             self.note_ready_workers();
             self.reap_workers();
-            if self.exit_code != 0 {
-                self.halt();
-                break;
-            }
-            if let Phase::Stopping {
-                graceful,
-                deadline_ms,
-            } = self.phase
-            {
-                if self.workers.is_empty() {
-                    break;
+            match self.phase {
+                Phase::Halting(code) => {
+                    self.halt(code);
+                    return self.finish(code);
                 }
-                if monotonic_ms() >= deadline_ms {
-                    if graceful {
-                        log::warn!("graceful timeout: killing {} worker(s)", self.workers.len());
+                Phase::Stopping {
+                    graceful,
+                    deadline_ms,
+                } => {
+                    if self.stopped(graceful, deadline_ms) {
+                        return self.finish(0);
                     }
-                    self.kill_all(Signal::SIGKILL);
                 }
-                continue;
+                Phase::Running => {
+                    self.murder_workers();
+                    self.manage_workers();
+                    self.report_ready();
+                }
             }
-            self.murder_workers();
-            self.manage_workers();
-            self.report_ready();
         }
-        self.finish()
+    }
+
+    /// Are all workers gone? SIGKILL what is left past the deadline.
+    fn stopped(&mut self, graceful: bool, deadline_ms: u64) -> bool {
+        if self.workers.is_empty() {
+            return true;
+        }
+        if monotonic_ms() >= deadline_ms {
+            if graceful {
+                log::warn!("graceful timeout: killing {} worker(s)", self.workers.len());
+            }
+            self.kill_all(Signal::SIGKILL);
+        }
+        false
     }
 
     fn setup(&mut self) -> Result<(), String> {
@@ -378,12 +388,12 @@ impl Arbiter {
 
     fn stop(&mut self, graceful: bool) {
         // A second TERM changes nothing; QUIT during a graceful stop hurries it.
-        if let Phase::Stopping {
-            graceful: already, ..
-        } = self.phase
-            && (!already || graceful)
-        {
-            return;
+        match self.phase {
+            Phase::Stopping {
+                graceful: already, ..
+            } if !already || graceful => return,
+            Phase::Halting(_) => return,
+            _ => {}
         }
         if self.sole_master() {
             // After a USR2 hand-over (or during a rollback) the service's
@@ -556,15 +566,11 @@ impl Arbiter {
     }
 
     /// Exit because workers cannot run (boot error, app load error, crash loop).
-    fn halt(&mut self) {
-        log::error!(
-            "Shutting down: workers cannot run (exit code {}; see the errors above)",
-            self.exit_code
-        );
+    fn halt(&mut self, code: i32) {
+        log::error!("Shutting down: workers cannot run (exit code {code}; see the errors above)");
         if self.sole_master() {
             self.notifier.notify(&format!(
-                "STOPPING=1\nSTATUS=Workers cannot run (exit code {})",
-                self.exit_code
+                "STOPPING=1\nSTATUS=Workers cannot run (exit code {code})"
             ));
         }
         self.kill_all(Signal::SIGKILL);
@@ -580,14 +586,14 @@ impl Arbiter {
         }
     }
 
-    fn finish(mut self) -> i32 {
+    fn finish(mut self, code: i32) -> i32 {
         self.close_listeners();
         if let Some(pf) = &self.pidfile {
             pf.remove(std::process::id());
         }
         self.hooks.on_exit(&self.info());
         log::info!("Shutting down: Master");
-        self.exit_code
+        code
     }
 
     // ---------------------------------------------------------------------
@@ -652,9 +658,9 @@ impl Arbiter {
                 None => {}
             }
             if let Some(code) = gone.report.halt
-                && self.exit_code == 0
+                && !matches!(self.phase, Phase::Halting(_))
             {
-                self.exit_code = code;
+                self.phase = Phase::Halting(code);
             }
             self.hooks.child_exit(
                 &self.info(),

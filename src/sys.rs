@@ -188,30 +188,16 @@ pub struct Slot {
     pub ready: AtomicU64,
     /// Length of the text in `what`.
     pub what_len: AtomicU64,
-    /// 1 once the worker asked the master to retire it (`request_retire`).
+    /// Set by a worker that wants to be replaced (`--max-requests` served,
+    /// or a `--threads` request overran `--timeout`): the master starts a
+    /// replacement and retires this worker once the replacement accepts;
+    /// the worker keeps accepting meanwhile.
     pub retire: AtomicU64,
     /// "METHOD /path" of the request in the app (for WORKER TIMEOUT logs).
     pub what: [AtomicU64; 8],
 }
 
 impl Slot {
-    /// Is the worker's event loop accepting?
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) == 1
-    }
-
-    /// Ask the master to retire this worker: it starts a replacement and
-    /// sends TERM once the replacement accepts, as for an old generation
-    /// (`--max-requests`; a per-request timeout with threads). The worker
-    /// keeps accepting meanwhile.
-    pub fn request_retire(&self) {
-        self.retire.store(1, Ordering::Release);
-    }
-
-    pub fn retire_requested(&self) -> bool {
-        self.retire.load(Ordering::Acquire) == 1
-    }
-
     /// Record the request now in the app (truncated to 64 bytes).
     pub fn set_what(&self, text: &[u8]) {
         let n = text.len().min(64);
@@ -237,6 +223,11 @@ impl Slot {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
+    /// Ask the master to replace this worker (see `retire`).
+    pub fn request_retire(&self) {
+        self.retire.store(1, Ordering::Release);
+    }
+
     pub fn reset(&self, pid: u32, now_ms: u64) {
         self.tick_ms.store(now_ms, Ordering::Relaxed);
         self.busy_since_ms.store(0, Ordering::Relaxed);
@@ -246,6 +237,16 @@ impl Slot {
         self.what_len.store(0, Ordering::Relaxed);
         self.retire.store(0, Ordering::Relaxed);
         self.pid.store(pid as u64, Ordering::Release);
+    }
+
+    /// Is the worker's event loop accepting?
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) == 1
+    }
+
+    /// Has the worker asked to be replaced ([`Slot::request_retire`])?
+    pub fn retire_requested(&self) -> bool {
+        self.retire.load(Ordering::Acquire) == 1
     }
 }
 

@@ -331,7 +331,7 @@ impl Arbiter {
         }
         self.notifier.notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=Reloading",
-            sys::monotonic_usec()
+            crate::clock::monotonic_usec()
         ));
         self.reload();
     }

@@ -466,23 +466,6 @@ pub fn unblock_all_signals() {
 }
 
 // ---------------------------------------------------------------------------
-// Clocks.
-
-/// CLOCK_MONOTONIC in microseconds (sd_notify's `MONOTONIC_USEC=`).
-pub fn monotonic_usec() -> u64 {
-    let mut ts = nix::libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec on this stack frame.
-    let rc = unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
-}
-
-// ---------------------------------------------------------------------------
 // Daemon mode (`-D/--daemon`).
 
 /// Held by a daemonized master until its sockets are bound and its pid file

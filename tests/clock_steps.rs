@@ -134,3 +134,73 @@ fn step_backward_keeps_the_header_timeout() {
     // --header-timeout 2, checked by a once-a-second timer, on a loaded machine.
     assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
 }
+
+/// A graceful stop keeps its deadline across steps: a step forward does not
+/// cut an in-flight request short, a step backward does not stretch the
+/// stop past --graceful-timeout.
+#[test]
+fn graceful_stop_deadline_ignores_steps_both_ways() {
+    let tmp = TempDir::new("clock-d");
+    let clock = tmp.join("faketime");
+    let mut s = start_faked(
+        &clock,
+        &["echo", "--workers", "1", "--graceful-timeout", "8"],
+    );
+    let worker = s.worker_pids()[0];
+    let mut c = s.connect();
+    c.set_timeout(Some(Duration::from_secs(15)));
+    c.write_all(b"GET /slow?sleep=3 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || in_nanosleep(worker)),
+        "{}",
+        s.log_text()
+    );
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        wait_log(&s, "Handling signal: term", Duration::from_secs(10)),
+        "{}",
+        s.log_text()
+    );
+    step(&clock, "+2h");
+    let r = c.read_response().unwrap_or_else(|e| {
+        panic!(
+            "in-flight request cut short by a +2h step during a graceful stop: {e}\n{}",
+            s.log_text()
+        )
+    });
+    assert_eq!(r.status, 200);
+    assert_eq!(s.wait_exit(Duration::from_secs(15)), Some(0));
+
+    // Backward: a request that outlives --graceful-timeout is cut at the
+    // deadline, not two hours later.
+    let clock = tmp.join("faketime2");
+    let mut s = start_faked(
+        &clock,
+        &["echo", "--workers", "1", "--graceful-timeout", "2"],
+    );
+    let worker = s.worker_pids()[0];
+    let mut c = s.connect();
+    c.write_all(b"GET /stuck?sleep=60 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || in_nanosleep(worker)),
+        "{}",
+        s.log_text()
+    );
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    let t0 = Instant::now();
+    assert!(
+        wait_log(&s, "Handling signal: term", Duration::from_secs(10)),
+        "{}",
+        s.log_text()
+    );
+    step(&clock, "-2h");
+    let code = s.wait_exit(Duration::from_secs(15));
+    assert!(
+        code.is_some(),
+        "master still running 15 s after TERM with --graceful-timeout 2\n{}",
+        s.log_text()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+}

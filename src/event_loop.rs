@@ -111,7 +111,7 @@ const SHED_SLACK: u64 = 8;
 const SHED_CHECK_MS: u64 = 10;
 /// How long a worker that asked to be retired (--max-requests) keeps
 /// serving while the master starts its replacement, before it drains on its
-/// own (a master stopped or unable to fork).
+/// own (a master stopped or unable to fork). The drain's log line says 30 s.
 const RETIRE_WAIT_MS: u64 = 30_000;
 /// How long a finished response may wait for the rest of its turn's
 /// responses before it is written (module docs: writing in bursts).
@@ -521,11 +521,10 @@ impl EventLoop {
                     now
                 });
                 if now >= asked + RETIRE_WAIT_MS {
-                    log::warn!(
-                        "max requests reached and the master did not retire this worker in {} s: draining",
-                        RETIRE_WAIT_MS / 1000
+                    self.begin_drain(
+                        now,
+                        "max requests reached and the master did not retire this worker in 30 s",
                     );
-                    self.begin_drain(now, "max requests reached");
                 }
             }
             if let Some((_, deadline)) = self.draining {

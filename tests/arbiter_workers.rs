@@ -155,9 +155,11 @@ fn max_requests_worker_serves_on_until_the_master_acts_or_the_bound() {
         assert_eq!(r.status, 200);
     }
     assert!(
-        wait_until(Duration::from_secs(60), || s
+        wait_until(Duration::from_secs(60), || {
+            s
             .log_text()
-            .contains("did not retire this worker in 30 s: draining")),
+            .contains("stops accepting: max requests reached and the master did not retire this worker in 30 s")
+        }),
         "{}",
         s.log_text()
     );

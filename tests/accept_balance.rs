@@ -58,14 +58,21 @@ fn one_burst() -> usize {
     for c in clients.iter_mut() {
         c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
     }
+    let mut shed = Vec::with_capacity(CONNS);
     for (i, c) in clients.iter_mut().enumerate() {
         let resp = c.read_response().unwrap();
         assert_eq!(resp.status, 200, "connection {i}");
         owner.push(served_by(&resp));
+        // A worker over the slack sheds (answers with Connection: close):
+        // on a loaded machine that can happen during the burst itself.
+        shed.push(resp.header("Connection") == Some("close"));
     }
     // Kept alive: the second request on a connection is served by the same
     // worker.
     for (i, c) in clients.iter_mut().enumerate() {
+        if shed[i] {
+            continue;
+        }
         c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
         let resp = c.read_response().unwrap();
         assert_eq!(served_by(&resp), owner[i], "connection {i} changed worker");

@@ -83,10 +83,12 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
 
 use crate::app::{App, Peer};
+use crate::balance::{self, BALANCE_SLACK, DEFER_MS, Deferral, PARK_MS, PeerLoad};
 use crate::conn::{Conn, ConnConfig, Ctx, Next, Stream};
 use crate::hooks::Hooks;
 use crate::http::Limits;
 use crate::http::date::DateCache;
+use crate::incidents::Incidents;
 use crate::logging::AccessLog;
 use crate::sys::{Scoreboard, SignalPipe};
 
@@ -95,16 +97,10 @@ const MASTER: Token = Token(usize::MAX - 2);
 const LISTENER_BASE: usize = usize::MAX - 1024;
 /// Connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 8;
-/// How many more connections than the least loaded worker we may hold before
-/// leaving new ones to it.
-const BALANCE_SLACK: u64 = 2;
-/// How long a loaded worker leaves queued connections to a less loaded peer
-/// (exclusive wake-ups) before accepting them itself.
-const DEFER_MS: u64 = 3;
-/// A worker holding more than this many connections above a peer's (or a
-/// quarter more, when that is larger) closes one kept-alive connection per
-/// `SHED_CHECK_MS`, so that the client reconnects to the peer (module docs).
-const SHED_SLACK: u64 = 8;
+/// Freed connection buffers worth returning to the kernel at the next
+/// timer sweep (`sys::release_free_heap`, a walk of the allocator's free
+/// lists: not worth it for a few connections).
+const RELEASE_TRIM_BYTES: usize = 1 << 20;
 /// How often a worker compares its load with its peers' for shedding (a
 /// scan of the scoreboard); at most one connection is shed per check.
 const SHED_CHECK_MS: u64 = 10;
@@ -290,8 +286,15 @@ pub struct EventLoop {
     epoll: Epoll,
     /// The listeners are in the epoll set (off while at `worker_connections`).
     listening: bool,
-    /// When this worker first left queued connections to a less loaded peer.
-    deferred_since: u64,
+    /// Since when this worker leaves queued connections to a lighter peer.
+    deferral: Deferral,
+    /// Open connections idle for `PARK_MS` or more at the last timer sweep
+    /// (not counted as load; `balance`).
+    parked: usize,
+    /// Rejected requests and connections closed at capacity, for the log.
+    incidents: Incidents,
+    /// Bytes of idle connections' buffers freed since the last trim.
+    released: usize,
     /// The next keep-alive response closes its connection instead
     /// (`Ctx::shed`).
     shed: bool,
@@ -379,7 +382,10 @@ impl EventLoop {
             exclusive: all_exclusive,
             epoll,
             listening: true,
-            deferred_since: 0,
+            deferral: Deferral::default(),
+            parked: 0,
+            incidents: Incidents::new(),
+            released: 0,
             shed: false,
             shed_checked_ms: 0,
 
@@ -484,8 +490,9 @@ impl EventLoop {
             ready.dedup();
             if now >= self.shed_checked_ms + SHED_CHECK_MS {
                 self.shed_checked_ms = now;
+                let mine = self.load();
                 self.shed = self.draining.is_none()
-                    && self.lighter_peer(SHED_SLACK.max(self.active as u64 / 4));
+                    && balance::lighter_peer(mine, balance::shed_margin(mine), self.peers(), now);
             }
             self.drive_ready(&ready, app, hooks, now);
             // Accept after the turn's work, not before: the balance rule then
@@ -499,10 +506,12 @@ impl EventLoop {
                 self.timers(app, hooks, now);
             }
             self.access_log.flush();
-            self.scoreboard
-                .slot(self.slot)
-                .active
-                .store(self.active as u64, Ordering::Relaxed);
+            for line in self.incidents.report(now, self.cfg.worker_connections) {
+                log::warn!("{line}");
+            }
+            let slot = self.scoreboard.slot(self.slot);
+            slot.active.store(self.active as u64, Ordering::Relaxed);
+            slot.parked.store(self.parked as u64, Ordering::Relaxed);
 
             if self.cfg.max_requests > 0
                 && self.requests >= self.cfg.max_requests
@@ -550,6 +559,8 @@ impl EventLoop {
                 requests: &mut self.requests,
                 defer_flush: how == Drive::Deferred,
                 shed: &mut self.shed,
+                incidents: &mut self.incidents,
+                released: &mut self.released,
             },
             &mut self.conns,
         )
@@ -662,16 +673,20 @@ impl EventLoop {
             let mut batch = 0;
             let mut stepped_back = false;
             loop {
-                if self.active >= self.cfg.worker_connections {
-                    // Full: a closing connection re-arms accepting (`close`).
+                let full = self.active >= self.cfg.worker_connections;
+                if full && !self.make_room(now) {
+                    // Full, and a peer has room or nothing here is idle: a
+                    // closing connection re-arms accepting (`close`), and so
+                    // does the timer once closing an idle one would help.
                     // With exclusive wake-ups, also stop being the one the
                     // kernel wakes, so new connections go to other workers
                     // (gunicorn's gthread unregisters its listeners too).
                     self.set_listening(false);
                     break;
                 }
-                let was_deferring = self.deferred_since != 0;
-                if !self.my_turn(now) {
+                let was_deferring = self.deferral.active();
+                // (Full: every peer is full too, and room was made here.)
+                if !full && !self.my_turn(now) {
                     self.accept_retry = self.accept_retry.min(Retry::Soon);
                     // Just began leaving the queue to a peer: step to the back
                     // of the wait queue too, or the next arrival wakes this
@@ -687,7 +702,7 @@ impl EventLoop {
                     Ok(Accepted::Conn(_)) | Ok(Accepted::Refused) => batch += 1,
                     Ok(Accepted::Empty) => {
                         self.accept_pending[li] = false;
-                        self.deferred_since = 0;
+                        self.deferral.clear();
                         break;
                     }
                     Err(e) => {
@@ -715,58 +730,65 @@ impl EventLoop {
 
     /// Whether this worker should take the next connection (see module docs).
     fn my_turn(&mut self, now: u64) -> bool {
-        if !self.lighter_peer(BALANCE_SLACK) {
-            self.deferred_since = 0;
-            return true;
-        }
-        if !self.exclusive {
-            // Every worker was woken by this connection's edge: a less loaded
-            // one will take it.
-            return false;
-        }
-        // With EPOLLEXCLUSIVE only this worker was told about what is queued;
-        // a less loaded peer hears of the queue only when the next connection
-        // arrives (and then drains it). Leave the queue to it for a moment,
-        // then take it ourselves: nothing waits more than DEFER_MS.
-        if self.deferred_since == 0 {
-            self.deferred_since = now.max(1);
-        }
-        if now >= self.deferred_since + DEFER_MS {
-            self.deferred_since = 0;
-            return true;
-        }
-        false
+        let lighter = balance::lighter_peer(self.load(), BALANCE_SLACK, self.peers(), now);
+        self.deferral.my_turn(lighter, self.exclusive, now)
     }
 
-    /// Is another worker, able to accept right now (ready, not stuck in its
-    /// app, loop turning), holding more than `margin` connections fewer than
-    /// we do?
-    fn lighter_peer(&self, margin: u64) -> bool {
-        let mine = self.active as u64;
-        if mine <= margin {
+    /// This worker's load: open connections less parked ones (`balance`).
+    fn load(&self) -> u64 {
+        balance::load(self.active, self.parked)
+    }
+
+    /// The other workers' rows of the scoreboard.
+    fn peers(&self) -> impl Iterator<Item = PeerLoad> + '_ {
+        let sb = &self.scoreboard;
+        let me = self.slot;
+        // Rows are used from the front; past a long run of free rows, stop.
+        (0..sb.len())
+            .take_while(move |&j| j <= me + 64 || sb.slot(j).pid.load(Ordering::Relaxed) != 0)
+            .filter(move |&j| j != me && sb.slot(j).pid.load(Ordering::Relaxed) != 0)
+            .map(move |j| {
+                let s = sb.slot(j);
+                let open = s.active.load(Ordering::Relaxed);
+                PeerLoad {
+                    load: open.saturating_sub(s.parked.load(Ordering::Relaxed)),
+                    open,
+                    ready: s.ready.load(Ordering::Relaxed) == 1,
+                    in_app: s.busy_since_ms.load(Ordering::Relaxed) != 0,
+                    tick_ms: s.tick_ms.load(Ordering::Relaxed),
+                }
+            })
+    }
+
+    /// At `--worker-connections` with connections queued: close the
+    /// connection idle the longest (never sent a byte, or kept alive
+    /// between requests) so that a new one can come in, as nginx does when
+    /// it runs out of connections. Otherwise every slot could be held by
+    /// clients that send nothing, and the server would serve no one until
+    /// their timeouts ran out. Not while a peer has a free slot: it takes
+    /// the connection without closing anything. Returns whether a slot
+    /// was freed.
+    fn make_room(&mut self, now: u64) -> bool {
+        if balance::peer_has_room(self.cfg.worker_connections, self.peers(), now) {
             return false;
         }
-        let now = now_ms();
-        let sb = &self.scoreboard;
-        for j in 0..sb.len() {
-            if j == self.slot {
-                continue;
-            }
-            let s = sb.slot(j);
-            if s.pid.load(Ordering::Relaxed) == 0 {
-                if j > self.slot + 64 {
-                    break;
-                }
-                continue;
-            }
-            let alive = s.ready.load(Ordering::Relaxed) == 1
-                && s.busy_since_ms.load(Ordering::Relaxed) == 0
-                && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500;
-            if alive && s.active.load(Ordering::Relaxed) + margin < mine {
-                return true;
-            }
+        let idle = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.as_ref()?.idle_since()?)));
+        let Some(&victim) = balance::longest_idle(idle, 1).first() else {
+            return false;
+        };
+        let since = self.conns[victim].as_ref().and_then(|c| c.idle_since());
+        let idle_ms = since.map_or(0, |t| now.saturating_sub(t));
+        if idle_ms >= PARK_MS {
+            self.parked = self.parked.saturating_sub(1);
         }
-        false
+        log::debug!("closing an idle connection (idle {idle_ms} ms) to admit a new one");
+        self.incidents.shed(idle_ms);
+        self.close(victim);
+        true
     }
 
     /// With exclusive wake-ups the kernel wakes the first *idle* worker in
@@ -872,11 +894,34 @@ impl EventLoop {
         Ok(Accepted::Conn(i))
     }
 
+    /// Deadlines for every connection; then count the parked ones (idle
+    /// for `PARK_MS`, not load), and listen again if this worker stopped
+    /// when full but could now make room by closing an idle connection.
     fn timers(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+        let (mut parked, mut idle) = (0, 0);
         for i in 0..self.conns.len() {
             if self.conns[i].is_some() {
                 self.drive(i, app, hooks, now, Drive::Timer);
             }
+            if let Some(since) = self.conns[i].as_ref().and_then(|c| c.idle_since()) {
+                idle += 1;
+                parked += usize::from(now >= since + PARK_MS);
+            }
+        }
+        self.parked = parked;
+        // Idle connections gave their buffers back (`Conn::on_timer`); among
+        // live allocations that memory stays resident until trimmed.
+        if self.released >= RELEASE_TRIM_BYTES {
+            self.released = 0;
+            crate::sys::release_free_heap();
+        }
+        if !self.listening
+            && self.draining.is_none()
+            && idle > 0
+            && self.active >= self.cfg.worker_connections
+            && !balance::peer_has_room(self.cfg.worker_connections, self.peers(), now)
+        {
+            self.set_listening(true);
         }
     }
 

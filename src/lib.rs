@@ -33,12 +33,14 @@
 pub mod app;
 pub mod apps;
 pub mod arbiter;
+pub mod balance;
 pub mod bind;
 pub mod config;
 pub mod conn;
 pub mod event_loop;
 pub mod hooks;
 pub mod http;
+pub mod incidents;
 pub mod listener;
 pub mod logging;
 pub mod pidfile;

@@ -19,7 +19,7 @@
 //! - after accepting, a worker re-adds its listener, moving itself to the
 //!   back of the socket's wait queue (round robin among idle workers);
 //! - a worker accepts at most `ACCEPT_BATCH` connections per turn;
-//! - a worker holding clearly more connections than an idle peer (read from
+//! - a worker holding clearly more load than an idle peer (read from
 //!   the shared scoreboard) leaves what is queued to that peer for up to
 //!   `DEFER_MS`, then takes it itself, so nothing waits longer than that;
 //!   it also steps to the back of the wait queue, so the next arrival wakes
@@ -51,9 +51,25 @@
 //! request already buffered (pipelining) is not chosen, as closing it
 //! would reset the client before it read its answer.
 //!
+//! A worker's load is its open connections less those idle for a second
+//! or more ("parked", counted by the once-a-second timer). An idle
+//! connection costs no work; counted, it never moved and kept the deferral
+//! rule on for as long as it stayed open (two workers holding 100 and 80
+//! idle connections made half of all new clients wait the 3 ms). The rules
+//! themselves are pure functions in [`crate::balance`].
+//!
 //! nginx's `ngx_accept_disabled` is the same idea as the deferral rule. On
 //! kernels without `EPOLLEXCLUSIVE` the herd returns, and the deferral rule
 //! and shedding alone keep the balance.
+//!
+//! # At `--worker-connections`
+//! A full worker stops listening while a peer has a free slot. When every
+//! worker is full, it closes its longest-idle connection (one that never
+//! sent a byte, or an idle keep-alive one) for each queued connection it
+//! admits, as nginx reuses its idle connections, instead of serving no one
+//! until timeouts free a slot: connections that send nothing could
+//! otherwise hold every slot. A request under way is never closed. Closing
+//! is logged (`crate::incidents`), a line a second at most.
 //!
 //! # Writing in bursts
 //! When a turn has several connections ready, their responses are queued

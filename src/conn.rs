@@ -373,11 +373,11 @@ impl<S: Stream> Conn<S> {
             State::Lingering { since_ms, .. } if now >= since_ms + LINGER_MS => Next::Close,
             State::Head if self.pending() == 0 => {
                 let nothing_buffered = self.rpos == self.rend;
-                // Idle between requests: `--keep-alive`. A connection that
-                // has sent nothing yet is on the header clock instead, except
-                // during a graceful stop, when it gets the short drain window
-                // as an idle keep-alive connection does.
-                if nothing_buffered && (self.head_started_ms == 0 || ctx.draining) {
+                // Nothing buffered: idle, closed after `--keep-alive` (the
+                // drain window during a graceful stop). That includes a
+                // connection that has sent nothing yet, which is on the
+                // header clock too: whichever ends first.
+                if nothing_buffered {
                     let idle = if ctx.draining {
                         ctx.drain_idle_ms.min(ctx.keepalive_ms)
                     } else {

@@ -690,7 +690,9 @@ impl EventLoop {
             let mut stepped_back = false;
             loop {
                 let full = self.active >= self.cfg.worker_connections;
-                if full && !self.make_room(now) {
+                // Full: admit the next connection in place of the idlest one.
+                let victim = if full { self.shed_candidate(now) } else { None };
+                if full && victim.is_none() {
                     // Full, and a peer has room or nothing here is idle: a
                     // closing connection re-arms accepting (`close`), and so
                     // does the timer once closing an idle one would help.
@@ -715,7 +717,15 @@ impl EventLoop {
                     break;
                 }
                 match self.accept_one(li, now) {
-                    Ok(Accepted::Conn(_)) | Ok(Accepted::Refused) => batch += 1,
+                    Ok(Accepted::Conn(_)) => {
+                        batch += 1;
+                        // Closed only now that a connection came in: the
+                        // queue may have been empty (a stale edge).
+                        if let Some(v) = victim {
+                            self.shed_idle(v, now);
+                        }
+                    }
+                    Ok(Accepted::Refused) => batch += 1,
                     Ok(Accepted::Empty) => {
                         self.accept_pending[li] = false;
                         self.deferral.clear();
@@ -776,35 +786,35 @@ impl EventLoop {
             })
     }
 
-    /// At `--worker-connections` with connections queued: close the
-    /// connection idle the longest (never sent a byte, or kept alive
-    /// between requests) so that a new one can come in, as nginx does when
-    /// it runs out of connections. Otherwise every slot could be held by
-    /// clients that send nothing, and the server would serve no one until
-    /// their timeouts ran out. Not while a peer has a free slot: it takes
-    /// the connection without closing anything. Returns whether a slot
-    /// was freed.
-    fn make_room(&mut self, now: u64) -> bool {
+    /// At `--worker-connections` with connections queued: the connection
+    /// to close to admit one (the one idle the longest: never sent a byte,
+    /// or kept alive between requests), as nginx does when it runs out of
+    /// connections. Otherwise every slot could be held by clients that send
+    /// nothing, and the server would serve no one until their timeouts ran
+    /// out. None while a peer has a free slot (it takes the connection
+    /// without closing anything) or when nothing here is idle.
+    fn shed_candidate(&self, now: u64) -> Option<usize> {
         if balance::peer_has_room(self.cfg.worker_connections, self.peers(), now) {
-            return false;
+            return None;
         }
         let idle = self
             .conns
             .iter()
             .enumerate()
             .filter_map(|(i, c)| Some((i, c.as_ref()?.idle_since()?)));
-        let Some(&victim) = balance::longest_idle(idle, 1).first() else {
-            return false;
-        };
-        let since = self.conns[victim].as_ref().and_then(|c| c.idle_since());
+        balance::longest_idle(idle, 1).first().copied()
+    }
+
+    /// Close idle connection `i` to make room for a new one (`shed_candidate`).
+    fn shed_idle(&mut self, i: usize, now: u64) {
+        let since = self.conns[i].as_ref().and_then(|c| c.idle_since());
         let idle_ms = since.map_or(0, |t| now.saturating_sub(t));
         if idle_ms >= PARK_MS {
             self.parked = self.parked.saturating_sub(1);
         }
         log::debug!("closing an idle connection (idle {idle_ms} ms) to admit a new one");
         self.incidents.shed(idle_ms);
-        self.close(victim);
-        true
+        self.close(i);
     }
 
     /// With exclusive wake-ups the kernel wakes the first *idle* worker in

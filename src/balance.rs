@@ -3,7 +3,7 @@
 //! `event_loop`'s module docs say why each rule exists).
 //!
 //! - A worker's *load* is its open connections less the ones idle for
-//!   longer than [`PARK_MS`]: an idle connection costs no work, and since
+//!   longer than [`DORMANT_MS`]: an idle connection costs no work, and since
 //!   it never moves to another worker, counting it made an uneven start
 //!   last for good (two workers holding 100 and 80 idle connections made
 //!   half of all new clients wait the deferral, for as long as those idle
@@ -29,17 +29,17 @@ pub const DEFER_MS: u64 = 3;
 /// so that the client reconnects to the peer.
 pub const SHED_SLACK: u64 = 8;
 /// A connection idle for this long no longer counts as load (it is
-/// "parked"): long enough that connections in use, which send a request at
+/// "dormant"): long enough that connections in use, which send a request at
 /// least every second, always count, and a burst of new connections counts
 /// from its first moment.
-pub const PARK_MS: u64 = 1_000;
+pub const DORMANT_MS: u64 = 1_000;
 /// A peer whose loop has not turned for this long is not accepting.
 const STALE_TICK_MS: u64 = 1_500;
 
 /// What one worker reads about a peer from the scoreboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerLoad {
-    /// Open connections less parked ones.
+    /// Open connections less dormant ones.
     pub load: u64,
     /// Open connections.
     pub open: u64,
@@ -59,9 +59,9 @@ impl PeerLoad {
     }
 }
 
-/// A worker's load: its open connections less the parked ones.
-pub fn load(open: usize, parked: usize) -> u64 {
-    open.saturating_sub(parked) as u64
+/// A worker's load: its open connections less the dormant ones.
+pub fn load(open: usize, dormant: usize) -> u64 {
+    open.saturating_sub(dormant) as u64
 }
 
 /// Is a peer that could accept right now holding more than `margin` less
@@ -176,10 +176,10 @@ mod tests {
     }
 
     #[test]
-    fn load_leaves_out_parked_connections() {
+    fn load_leaves_out_dormant_connections() {
         assert_eq!(load(100, 100), 0);
         assert_eq!(load(100, 20), 80);
-        // The parked count is from the last sweep; closes since may make it
+        // The dormant count is from the last sweep; closes since may make it
         // larger than what is open.
         assert_eq!(load(3, 5), 0);
     }
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn idle_connections_do_not_make_a_worker_look_loaded() {
-        // Issue 11.6: 100 and 80 idle connections, all parked: neither
+        // Issue 11.6: 100 and 80 idle connections, all dormant: neither
         // worker is lighter, so neither leaves a new client waiting.
         let now = 10_500;
         let other = PeerLoad {

@@ -52,7 +52,7 @@
 //! would reset the client before it read its answer.
 //!
 //! A worker's load is its open connections less those idle for a second
-//! or more ("parked", counted by the once-a-second timer). An idle
+//! or more ("dormant", counted by the once-a-second timer). An idle
 //! connection costs no work; counted, it never moved and kept the deferral
 //! rule on for as long as it stayed open (two workers holding 100 and 80
 //! idle connections made half of all new clients wait the 3 ms). The rules
@@ -99,7 +99,7 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
 
 use crate::app::{App, Peer};
-use crate::balance::{self, BALANCE_SLACK, DEFER_MS, Deferral, PARK_MS, PeerLoad};
+use crate::balance::{self, BALANCE_SLACK, DEFER_MS, DORMANT_MS, Deferral, PeerLoad};
 use crate::conn::{Conn, ConnConfig, Ctx, Next, Stream};
 use crate::hooks::Hooks;
 use crate::http::Limits;
@@ -304,9 +304,9 @@ pub struct EventLoop {
     listening: bool,
     /// Since when this worker leaves queued connections to a lighter peer.
     deferral: Deferral,
-    /// Open connections idle for `PARK_MS` or more at the last timer sweep
+    /// Open connections idle for `DORMANT_MS` or more at the last timer sweep
     /// (not counted as load; `balance`).
-    parked: usize,
+    dormant: usize,
     /// Rejected requests and connections closed at capacity, for the log.
     incidents: Incidents,
     /// Bytes of idle connections' buffers freed since the last trim.
@@ -399,7 +399,7 @@ impl EventLoop {
             epoll,
             listening: true,
             deferral: Deferral::default(),
-            parked: 0,
+            dormant: 0,
             incidents: Incidents::new(),
             released: 0,
             shed: false,
@@ -527,7 +527,7 @@ impl EventLoop {
             }
             let slot = self.scoreboard.slot(self.slot);
             slot.active.store(self.active as u64, Ordering::Relaxed);
-            slot.parked.store(self.parked as u64, Ordering::Relaxed);
+            slot.dormant.store(self.dormant as u64, Ordering::Relaxed);
 
             if self.cfg.max_requests > 0
                 && self.requests >= self.cfg.max_requests
@@ -760,9 +760,9 @@ impl EventLoop {
         self.deferral.my_turn(lighter, self.exclusive, now)
     }
 
-    /// This worker's load: open connections less parked ones (`balance`).
+    /// This worker's load: open connections less dormant ones (`balance`).
     fn load(&self) -> u64 {
-        balance::load(self.active, self.parked)
+        balance::load(self.active, self.dormant)
     }
 
     /// The other workers' rows of the scoreboard.
@@ -777,7 +777,7 @@ impl EventLoop {
                 let s = sb.slot(j);
                 let open = s.active.load(Ordering::Relaxed);
                 PeerLoad {
-                    load: open.saturating_sub(s.parked.load(Ordering::Relaxed)),
+                    load: open.saturating_sub(s.dormant.load(Ordering::Relaxed)),
                     open,
                     ready: s.ready.load(Ordering::Relaxed) == 1,
                     in_app: s.busy_since_ms.load(Ordering::Relaxed) != 0,
@@ -809,8 +809,8 @@ impl EventLoop {
     fn shed_idle(&mut self, i: usize, now: u64) {
         let since = self.conns[i].as_ref().and_then(|c| c.idle_since());
         let idle_ms = since.map_or(0, |t| now.saturating_sub(t));
-        if idle_ms >= PARK_MS {
-            self.parked = self.parked.saturating_sub(1);
+        if idle_ms >= DORMANT_MS {
+            self.dormant = self.dormant.saturating_sub(1);
         }
         log::debug!("closing an idle connection (idle {idle_ms} ms) to admit a new one");
         self.incidents.shed(idle_ms);
@@ -920,21 +920,21 @@ impl EventLoop {
         Ok(Accepted::Conn(i))
     }
 
-    /// Deadlines for every connection; then count the parked ones (idle
-    /// for `PARK_MS`, not load), and listen again if this worker stopped
+    /// Deadlines for every connection; then count the dormant ones (idle
+    /// for `DORMANT_MS`, not load), and listen again if this worker stopped
     /// when full but could now make room by closing an idle connection.
     fn timers(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
-        let (mut parked, mut idle) = (0, 0);
+        let (mut dormant, mut idle) = (0, 0);
         for i in 0..self.conns.len() {
             if self.conns[i].is_some() {
                 self.drive(i, app, hooks, now, Drive::Timer);
             }
             if let Some(since) = self.conns[i].as_ref().and_then(|c| c.idle_since()) {
                 idle += 1;
-                parked += usize::from(now >= since + PARK_MS);
+                dormant += usize::from(now >= since + DORMANT_MS);
             }
         }
-        self.parked = parked;
+        self.dormant = dormant;
         // Idle connections gave their buffers back (`Conn::on_timer`); among
         // live allocations that memory stays resident until trimmed.
         if self.released >= RELEASE_TRIM_BYTES {

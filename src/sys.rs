@@ -187,11 +187,12 @@ pub struct Slot {
     pub ready: AtomicU64,
     /// Length of the text in `what`.
     pub what_len: AtomicU64,
-    /// Of `active`, connections idle long enough not to count as load
-    /// (`balance::PARK_MS`), as of the worker's last once-a-second sweep.
-    pub parked: AtomicU64,
+    pub _pad: AtomicU64,
     /// "METHOD /path" of the request in the app (for WORKER TIMEOUT logs).
     pub what: [AtomicU64; 8],
+    /// Of `active`, connections idle long enough not to count as load
+    /// (`balance::DORMANT_MS`), as of the worker's last once-a-second sweep.
+    pub dormant: AtomicU64,
 }
 
 impl Slot {
@@ -224,7 +225,7 @@ impl Slot {
         self.tick_ms.store(now_ms, Ordering::Relaxed);
         self.busy_since_ms.store(0, Ordering::Relaxed);
         self.active.store(0, Ordering::Relaxed);
-        self.parked.store(0, Ordering::Relaxed);
+        self.dormant.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
         self.ready.store(0, Ordering::Relaxed);
         self.what_len.store(0, Ordering::Relaxed);

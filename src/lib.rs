@@ -18,14 +18,14 @@
 //! - [`worker`]: a worker from fork to exit, set-up in a fixed order.
 //! - [`event_loop`]: the mio loop: accept (fairly), drive connections, timers.
 //! - [`balance`]: the loop's accept-balancing and capacity decisions, pure.
+//! - [`incidents`]: rejected requests and shed connections, counted for the log.
 //! - [`conn`]: one connection's state machine, independent of mio.
 //! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
-//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges;
-//!   [`incidents`]: rejected requests and shed connections, counted for the log.
+//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
 //! - [`sys`]: the only module allowed `unsafe` for syscalls (fork, signal
 //!   handler, shared memory, environment). With the `python` feature,
 //!   `python::interp` holds the few CPython FFI calls (interpreter start,

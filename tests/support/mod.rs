@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod hardening;
 pub mod load;
 pub mod nginx;
 pub mod procfs;

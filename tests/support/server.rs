@@ -71,6 +71,12 @@ impl ServerBuilder {
             Addr::Unix(dir.join("s.sock"))
         } else if self.inherit {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind a test listener");
+            // std listens with a backlog of 128; ferricorn binds with its
+            // --backlog default, 2048, and tests open thousands of
+            // connections at once (a full backlog drops SYNs: 1 s retries).
+            socket2::SockRef::from(&l)
+                .listen(2048)
+                .expect("listen with the server's backlog");
             let a = l.local_addr().unwrap();
             listener = Some(l);
             Addr::Tcp(a)

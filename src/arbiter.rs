@@ -207,7 +207,7 @@ impl Arbiter {
                     "--daemon under systemd (NOTIFY_SOCKET is set): use Type=notify without --daemon"
                 );
             }
-            match sys::daemonize() {
+            match sys::daemonize(crate::logging::daemon_keeps_stdio(&self.cfg)) {
                 Ok(d) => daemon = Some(d),
                 Err(e) => {
                     log::error!("cannot daemonize: {e}");
@@ -265,6 +265,12 @@ impl Arbiter {
             }
             self.murder_workers();
             self.manage_workers();
+            crate::statsd::workers(
+                self.workers
+                    .values()
+                    .filter(|w| w.state == WorkerState::Running)
+                    .count(),
+            );
             self.report_ready();
         }
         self.finish()

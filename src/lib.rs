@@ -23,7 +23,8 @@
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
-//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
+//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges;
+//!   [`statsd`] (metrics) and [`reload`] (`--reload`) beside them.
 //! - [`sys`]: the only module allowed `unsafe` for syscalls (fork, signal
 //!   handler, shared memory, environment). With the `python` feature,
 //!   `python::interp` holds the few CPython FFI calls (interpreter start,
@@ -45,8 +46,10 @@ pub mod pidfile;
 pub mod proxy;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod reload;
 pub mod server;
 pub mod signals;
+pub mod statsd;
 pub mod sys;
 pub mod systemd;
 pub mod worker;

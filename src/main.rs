@@ -42,8 +42,8 @@ fn main() {
         }
         Action::Run(cfg) => cfg,
     };
-    if let Err(e) = logging::init_error_log(&cfg.loglevel, &cfg.errorlog) {
-        eprintln!("Error: cannot open --error-logfile {}: {e}", cfg.errorlog);
+    if let Err(e) = logging::init(&cfg) {
+        eprintln!("Error: {e}");
         std::process::exit(1);
     }
     if let Some(dir) = &cfg.chdir

@@ -488,7 +488,7 @@ impl DaemonReport {
 /// session leader and can never regain a controlling terminal), and point
 /// stdin, stdout and stderr at /dev/null. The working directory is kept, so
 /// relative paths in the configuration mean what they meant.
-pub fn daemonize() -> io::Result<DaemonReport> {
+pub fn daemonize(keep_stdio: bool) -> io::Result<DaemonReport> {
     let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno)?;
     match fork()? {
         Fork::Parent(_) => {
@@ -517,8 +517,14 @@ pub fn daemonize() -> io::Result<DaemonReport> {
         .write(true)
         .open("/dev/null")?;
     nix::unistd::dup2_stdin(&null).map_err(errno)?;
-    nix::unistd::dup2_stdout(&null).map_err(errno)?;
-    nix::unistd::dup2_stderr(&null).map_err(errno)?;
+    // `keep_stdio` (gunicorn's --enable-stdio-inheritance): output that goes
+    // to a file or a pipe stays there; a terminal is still let go of.
+    if !keep_stdio || nix::unistd::isatty(io::stdout()).unwrap_or(false) {
+        nix::unistd::dup2_stdout(&null).map_err(errno)?;
+    }
+    if !keep_stdio || nix::unistd::isatty(io::stderr()).unwrap_or(false) {
+        nix::unistd::dup2_stderr(&null).map_err(errno)?;
+    }
     Ok(DaemonReport(Some(tx)))
 }
 

@@ -93,15 +93,14 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
         }
     };
 
-    let access_log = match &cfg.accesslog {
-        Some(path) => match AccessLog::open(path, &cfg.access_log_format) {
-            Ok(l) => l,
-            Err(e) => {
-                log::error!("cannot open access log {path}: {e}");
-                return WORKER_BOOT_ERROR;
-            }
-        },
-        None => AccessLog::disabled(),
+    crate::reload::start(cfg);
+
+    let access_log = match AccessLog::from_config(cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("cannot open access log {:?}: {e}", cfg.accesslog);
+            return WORKER_BOOT_ERROR;
+        }
     };
 
     let jitter = if cfg.max_requests_jitter > 0 {

@@ -18,6 +18,7 @@
 mod environ;
 mod interp;
 mod response;
+mod runtime;
 
 use std::io;
 use std::path::Path;
@@ -215,7 +216,7 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
     let spec = cfg.app.clone();
     let cfg_rc = Rc::new(cfg.clone());
     if cfg.preload_app {
-        let app = start_and_load(venv.as_ref(), &spec, &cfg.pythonpath)?;
+        let app = runtime::load(venv.as_ref(), &spec, cfg)?;
         Python::attach(|py| -> PyResult<()> {
             // Objects that exist now are never collected: the GC does not
             // touch (and so un-share) their pages in the workers.
@@ -237,8 +238,7 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
         return Ok((factory, Some(PreloadHooks)));
     }
     let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
-        let app =
-            start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath).map_err(io::Error::other)?;
+        let app = runtime::load(venv.as_ref(), &spec, &cfg_rc).map_err(io::Error::other)?;
         Python::attach(|py| {
             PythonApp::new(py, app, &cfg_rc, ctx)
                 .map(|a| Box::new(a) as Box<dyn App>)

@@ -1,0 +1,106 @@
+//! What a worker (or the `--preload` master) does around importing the WSGI
+//! app for the runtime settings: the app's Python logging (`--log-config`,
+//! `--log-config-json`, `logconfig_dict`, as gunicorn's `Logger.setup`)
+//! before the import, and the module files for `--reload` after it.
+
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::interp;
+use crate::config::Config;
+
+/// gunicorn's `glogging.CONFIG_DEFAULTS` and its three ways of applying a
+/// logging configuration, in its order of precedence: dict, JSON, file.
+const LOGGING_SRC: &CStr = cr#"
+import json, logging.config, os
+
+CONFIG_DEFAULTS = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"],
+                           "propagate": True, "qualname": "gunicorn.error"},
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"],
+                            "propagate": True, "qualname": "gunicorn.access"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "generic",
+                    "stream": "ext://sys.stdout"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "generic",
+                          "stream": "ext://sys.stderr"},
+    },
+    "formatters": {
+        "generic": {"format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
+                    "datefmt": "[%Y-%m-%d %H:%M:%S %z]",
+                    "class": "logging.Formatter"},
+    },
+}
+
+def setup(dict_json, json_file, ini_file):
+    if dict_json:
+        config = dict(CONFIG_DEFAULTS)
+        config.update(json.loads(dict_json))
+        logging.config.dictConfig(config)
+    elif json_file:
+        config = dict(CONFIG_DEFAULTS)
+        with open(json_file) as f:
+            config.update(json.load(f))
+        logging.config.dictConfig(config)
+    elif ini_file:
+        defaults = dict(CONFIG_DEFAULTS)
+        defaults["__file__"] = ini_file
+        defaults["here"] = os.path.dirname(ini_file)
+        logging.config.fileConfig(ini_file, defaults=defaults,
+                                  disable_existing_loggers=False)
+
+def module_files():
+    import sys
+    return [m.__file__ for m in list(sys.modules.values())
+            if isinstance(getattr(m, "__file__", None), str)]
+"#;
+
+fn helpers(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let ns = PyDict::new(py);
+    py.run(LOGGING_SRC, Some(&ns), Some(&ns))?;
+    Ok(ns)
+}
+
+/// Start the interpreter, apply the logging configuration, import the app
+/// (as `start_and_load`), then hand its module files to `--reload`.
+pub(crate) fn load(
+    venv: Option<&interp::Venv>,
+    spec: &str,
+    cfg: &Config,
+) -> Result<Py<PyAny>, String> {
+    let wants_logging =
+        !cfg.logconfig_dict.is_empty() || cfg.logconfig_json.is_some() || cfg.logconfig.is_some();
+    if wants_logging {
+        interp::initialize(venv)?;
+        Python::attach(|py| -> PyResult<()> {
+            helpers(py)?.get_item("setup")?.expect("defined").call1((
+                cfg.logconfig_dict.as_str(),
+                cfg.logconfig_json.as_deref(),
+                cfg.logconfig.as_deref(),
+            ))?;
+            Ok(())
+        })
+        .map_err(|e| format!("cannot apply the logging configuration: {e}"))?;
+    }
+    let app = super::start_and_load(venv, spec, &cfg.pythonpath)?;
+    if cfg.reload {
+        let files = Python::attach(|py| -> PyResult<Vec<String>> {
+            helpers(py)?
+                .get_item("module_files")?
+                .expect("defined")
+                .call0()?
+                .extract()
+        })
+        .map_err(|e| format!("--reload: cannot list the app's modules: {e}"))?;
+        crate::reload::add_files(files.into_iter().map(PathBuf::from));
+    }
+    Ok(app)
+}

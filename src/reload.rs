@@ -1,0 +1,166 @@
+//! `--reload` (gunicorn `reloader.py`): a worker restarts when a file it
+//! was built from changes.
+//!
+//! Each worker watches, once its app is built: the files of the Python
+//! modules loaded by then (handed over by [`add_files`] from
+//! `python::runtime`) and the `--reload-extra-file` files. On a change it
+//! logs `Worker reloading: PATH modified` and sends itself SIGTERM, the
+//! ordinary graceful stop: requests in progress finish, and the master, as
+//! for any worker that exits, starts a new one, which imports the new code.
+//!
+//! Why a watcher thread in each worker rather than one in the master, or an
+//! inotify fd in the worker's mio loop: only the worker knows which modules
+//! its app imported (the master of a WSGI app never imports it, unless
+//! `--preload`); a thread blocked in `read(2)` on the inotify fd needs
+//! nothing from the event loop (which stays free of development-only code)
+//! and works the same for the `sync` and `gthread` workers. It is
+//! gunicorn's design too (its reloader is a thread in every worker).
+//!
+//! inotify watches the *directories* of the files (editors replace a file
+//! by renaming a new one over it, which a watch on the old inode would not
+//! see), and an event counts only when it names a watched file. A write
+//! counts when the file is closed (`IN_CLOSE_WRITE`), not at its first
+//! byte, so a new worker does not import a half-written module.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use crate::config::Config;
+
+/// Files the app reported (Python module files), added before [`start`].
+static APP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Add files to watch (called with the Python app's module files).
+pub fn add_files(files: impl IntoIterator<Item = PathBuf>) {
+    APP_FILES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(files);
+}
+
+/// The source file a module file stands for: `x.pyc`/`x.pyo` → `x.py`
+/// (gunicorn's `COMPILED_EXT_RE`).
+pub fn source_of(file: &Path) -> PathBuf {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("pyc" | "pyo") => file.with_extension("py"),
+        _ => file.to_path_buf(),
+    }
+}
+
+/// Watched files grouped by directory: directory → file names in it.
+pub fn by_directory(files: &[PathBuf]) -> HashMap<PathBuf, HashSet<OsString>> {
+    let mut dirs: HashMap<PathBuf, HashSet<OsString>> = HashMap::new();
+    for f in files {
+        let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+        if let (Some(dir), Some(name)) = (f.parent(), f.file_name()) {
+            dirs.entry(dir.to_path_buf())
+                .or_default()
+                .insert(name.to_os_string());
+        }
+    }
+    dirs
+}
+
+/// In a worker, after the app is built: with `--reload`, start watching.
+pub fn start(cfg: &Config) {
+    if !cfg.reload {
+        return;
+    }
+    if cfg.reload_engine == "poll" {
+        log::warn!("--reload-engine poll: ferricorn watches with inotify");
+    }
+    let mut files: Vec<PathBuf> =
+        std::mem::take(&mut *APP_FILES.lock().unwrap_or_else(|p| p.into_inner()))
+            .iter()
+            .map(|f| source_of(f))
+            .collect();
+    files.extend(cfg.reload_extra_files.iter().map(PathBuf::from));
+    let dirs = by_directory(&files);
+    let inotify = match Inotify::init(InitFlags::IN_CLOEXEC) {
+        Ok(i) => i,
+        Err(e) => {
+            log::error!("--reload: inotify unavailable: {e}");
+            return;
+        }
+    };
+    let mask = AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_DELETE;
+    let mut watches = HashMap::new();
+    for (dir, names) in dirs {
+        match inotify.add_watch(&dir, mask) {
+            Ok(wd) => {
+                watches.insert(wd, (dir, names));
+            }
+            // A directory that vanished (a module loaded from a zip, a
+            // temporary directory): nothing there to watch.
+            Err(e) => log::debug!("--reload: cannot watch {}: {e}", dir.display()),
+        }
+    }
+    let count: usize = watches.values().map(|(_, n)| n.len()).sum();
+    log::debug!("--reload: watching {count} files");
+    let spawned = std::thread::Builder::new()
+        .name("ferricorn-reload".into())
+        .spawn(move || {
+            loop {
+                let events = match inotify.read_events() {
+                    Ok(ev) => ev,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        log::error!("--reload: reading inotify events failed: {e}");
+                        return;
+                    }
+                };
+                for ev in events {
+                    let Some((dir, names)) = watches.get(&ev.wd) else {
+                        continue;
+                    };
+                    if let Some(name) = ev.name
+                        && names.contains(&name)
+                    {
+                        log::info!("Worker reloading: {} modified", dir.join(&name).display());
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::this(),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("--reload: cannot start the watcher thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_files_map_to_their_source() {
+        assert_eq!(source_of(Path::new("/a/m.pyc")), PathBuf::from("/a/m.py"));
+        assert_eq!(source_of(Path::new("/a/m.py")), PathBuf::from("/a/m.py"));
+        assert_eq!(
+            source_of(Path::new("/a/t.html")),
+            PathBuf::from("/a/t.html")
+        );
+    }
+
+    #[test]
+    fn files_are_grouped_by_directory() {
+        let d = by_directory(&[
+            PathBuf::from("/a/x.py"),
+            PathBuf::from("/a/y.py"),
+            PathBuf::from("/b/z.txt"),
+        ]);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[Path::new("/a")].len(), 2);
+        assert!(d[Path::new("/b")].contains(&OsString::from("z.txt")));
+    }
+}

@@ -1,0 +1,330 @@
+//! gunicorn's runtime settings with a WSGI app on the real binary
+//! (`--features python`): StatsD packets received by a UDP socket in the
+//! test, `--capture-output`, `--reload` and `--reload-extra-file` picking up
+//! edited files, and `--log-config` / `--log-config-json` / `logconfig_dict`
+//! applied to the app's Python logging.
+//! Run: `cargo test --features python --test gunicorn_runtime_python`.
+#![cfg(feature = "python")]
+
+mod support;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use support::*;
+
+fn runtime_app(extra: &[&str]) -> Server {
+    Server::builder()
+        .args([
+            "--chdir".to_string(),
+            repo().join("tests/python/apps").display().to_string(),
+        ])
+        .args(extra.iter().copied())
+        .arg("runtime_app:application")
+        .env("VIRTUAL_ENV", &venv().display().to_string())
+        .start()
+}
+
+fn get_path(s: &Server, path: &str) -> HttpResponse {
+    s.request(format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Every datagram a UDP socket receives, collected by a thread until drop.
+struct StatsdSink {
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StatsdSink {
+    fn new() -> StatsdSink {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, st) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    l.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        });
+        StatsdSink { port, lines, stop }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    #[track_caller]
+    fn wait_for(&self, line: &str) {
+        assert!(
+            wait_until(Duration::from_secs(20), || self
+                .lines()
+                .iter()
+                .any(|l| l == line)),
+            "no statsd line {line:?}; got {:#?}",
+            self.lines()
+        );
+    }
+}
+
+impl Drop for StatsdSink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// gunicorn's metric lines: per request a duration timer, the request
+/// counter and a counter per status (in that order, from the worker); the
+/// worker gauge from the master when the count changes; an error-log
+/// counter; the prefix gets its dot and the dogstatsd tags are appended.
+#[test]
+fn statsd_sends_gunicorns_metrics_with_prefix_and_tags() {
+    let sink = StatsdSink::new();
+    let s = runtime_app(&[
+        "--statsd-host",
+        &format!("127.0.0.1:{}", sink.port),
+        "--statsd-prefix",
+        "myapp",
+        "--dogstatsd-tags",
+        "env:test,role:web",
+        "--workers",
+        "2",
+    ]);
+    let tags = "|#env:test,role:web";
+    sink.wait_for(&format!("myapp.gunicorn.workers:2|g{tags}"));
+
+    assert_eq!(get_path(&s, "/").status, 200);
+    assert_eq!(get_path(&s, "/missing").status, 404);
+    assert_eq!(get_path(&s, "/boom").status, 500);
+    sink.wait_for(&format!("myapp.gunicorn.request.status.500:1|c|@1.0{tags}"));
+    sink.wait_for(&format!("myapp.gunicorn.log.error:1|c|@1.0{tags}"));
+
+    let lines = sink.lines();
+    let count = |want: &str| lines.iter().filter(|l| *l == want).count();
+    // The readiness probe (GET /__ready) is the fourth request.
+    assert_eq!(
+        count(&format!("myapp.gunicorn.requests:1|c|@1.0{tags}")),
+        4,
+        "{lines:#?}"
+    );
+    assert_eq!(
+        count(&format!("myapp.gunicorn.request.status.200:1|c|@1.0{tags}")),
+        2
+    );
+    assert_eq!(
+        count(&format!("myapp.gunicorn.request.status.404:1|c|@1.0{tags}")),
+        1
+    );
+    let request_lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("myapp.gunicorn.request"))
+        .collect();
+    assert_eq!(request_lines.len(), 12, "{lines:#?}");
+    for triple in request_lines.chunks(3) {
+        let ms = triple[0]
+            .strip_prefix("myapp.gunicorn.request.duration:")
+            .and_then(|r| r.strip_suffix(&format!("|ms{tags}")))
+            .unwrap_or_else(|| panic!("not a duration line: {triple:?}"));
+        let (whole, frac) = ms.split_once('.').expect("milliseconds as a decimal");
+        assert!(
+            whole.parse::<u64>().is_ok() && frac.parse::<u64>().is_ok(),
+            "{ms}"
+        );
+        assert_eq!(
+            *triple[1],
+            format!("myapp.gunicorn.requests:1|c|@1.0{tags}")
+        );
+        assert!(triple[2].starts_with("myapp.gunicorn.request.status."));
+    }
+
+    s.signal(Signal::SIGTTIN);
+    sink.wait_for(&format!("myapp.gunicorn.workers:3|g{tags}"));
+}
+
+/// --capture-output: what the app writes to stdout and stderr ends up in
+/// the --error-logfile file.
+#[test]
+fn capture_output_sends_app_prints_to_the_error_log() {
+    let dir = TempDir::new("capture");
+    let errorlog = dir.join("error.log");
+    let s = runtime_app(&[
+        "--capture-output",
+        "--error-logfile",
+        errorlog.to_str().unwrap(),
+    ]);
+    assert_eq!(get_path(&s, "/print").status, 200);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let t = read(&errorlog);
+            t.contains("captured-stdout-marker\n") && t.contains("captured-stderr-marker\n")
+        }),
+        "error log:\n{}\nstdout:\n{}",
+        read(&errorlog),
+        read(&s.dir.join("stdout.log"))
+    );
+    assert!(read(&errorlog).contains("Booting worker with pid"));
+    assert!(!read(&s.dir.join("stdout.log")).contains("captured-stdout-marker"));
+}
+
+/// --log-config (fileConfig, with gunicorn's `here` default), and
+/// --log-config-json / --logconfig-dict (dictConfig): the app's logger
+/// writes where the configuration says.
+#[test]
+fn log_config_configures_the_apps_python_logging() {
+    let dir = TempDir::new("logcfg");
+    let ini = dir.join("logging.ini");
+    std::fs::write(
+        &ini,
+        "[loggers]\nkeys=root,app\n\n[handlers]\nkeys=file\n\n[formatters]\nkeys=plain\n\n\
+         [logger_root]\nlevel=WARNING\nhandlers=\n\n\
+         [logger_app]\nlevel=INFO\nhandlers=file\nqualname=runtime_app\npropagate=0\n\n\
+         [handler_file]\nclass=FileHandler\nargs=('%(here)s/app.log', 'a')\nformatter=plain\n\n\
+         [formatter_plain]\nformat=INI %(name)s %(levelname)s %(message)s\n",
+    )
+    .unwrap();
+    let s = runtime_app(&["--log-config", ini.to_str().unwrap()]);
+    assert_eq!(get_path(&s, "/log").status, 200);
+    let app_log = dir.join("app.log");
+    assert!(
+        wait_until(Duration::from_secs(10), || read(&app_log)
+            .contains("INI runtime_app WARNING app-log-marker\n")),
+        "{}",
+        s.log_text()
+    );
+    drop(s);
+
+    let dict = |file: &Path, tag: &str| {
+        format!(
+            // With its own "handlers", a dictionary needs its own "root" (the
+            // defaults' root names a handler it replaced), as in gunicorn.
+            r#"{{"version": 1, "root": {{"level": "WARNING", "handlers": []}}, "formatters": {{"f": {{"format": "{tag} %(name)s %(message)s"}}}},
+               "handlers": {{"h": {{"class": "logging.FileHandler", "filename": "{}", "formatter": "f"}}}},
+               "loggers": {{"runtime_app": {{"handlers": ["h"], "level": "INFO", "propagate": false}}}}}}"#,
+            file.display()
+        )
+    };
+    let json_log = dir.join("json.log");
+    let json_file = dir.join("logging.json");
+    std::fs::write(&json_file, dict(&json_log, "JSON")).unwrap();
+    let s = runtime_app(&["--log-config-json", json_file.to_str().unwrap()]);
+    assert_eq!(get_path(&s, "/log").status, 200);
+    assert!(wait_until(Duration::from_secs(10), || read(&json_log)
+        .contains("JSON runtime_app app-log-marker\n")));
+    drop(s);
+
+    // logconfig_dict wins over --log-config, as in gunicorn.
+    let dict_log = dir.join("dict.log");
+    let s = runtime_app(&[
+        "--logconfig-dict",
+        &dict(&dict_log, "DICT"),
+        "--log-config",
+        ini.to_str().unwrap(),
+    ]);
+    assert_eq!(get_path(&s, "/log").status, 200);
+    assert!(wait_until(Duration::from_secs(10), || read(&dict_log)
+        .contains("DICT runtime_app app-log-marker\n")));
+}
+
+/// A broken logging configuration stops the worker with one error naming
+/// it (and, as for any app that cannot load, the server).
+#[test]
+fn broken_log_config_is_reported() {
+    let dir = TempDir::new("badlogcfg");
+    let ini = dir.join("bad.ini");
+    std::fs::write(&ini, "[loggers]\nkeys=root\n").unwrap();
+    let mut s = Server::builder()
+        .args([
+            "--chdir".to_string(),
+            repo().join("tests/python/apps").display().to_string(),
+        ])
+        .args(["--log-config", ini.to_str().unwrap()])
+        .arg("runtime_app:application")
+        .env("VIRTUAL_ENV", &venv().display().to_string())
+        .no_wait()
+        .start();
+    assert!(s.wait_exit(Duration::from_secs(20)).is_some_and(|c| c != 0));
+    assert!(
+        s.log_text()
+            .contains("cannot apply the logging configuration"),
+        "{}",
+        s.log_text()
+    );
+}
+
+/// --reload: editing a module the app imported, then a --reload-extra-file,
+/// gets a new worker that serves the new code / data. The app lives in a
+/// temporary directory (the test edits it).
+#[test]
+fn reload_picks_up_an_edited_module_and_an_extra_file() {
+    let dir = TempDir::new("reload");
+    std::fs::write(
+        dir.join("reload_app.py"),
+        "import os\nimport reload_dep\n\n\
+         with open(os.path.join(os.path.dirname(__file__), 'data.txt')) as f:\n    DATA = f.read().strip()\n\n\
+         def application(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+         return [('%s %s' % (reload_dep.VERSION, DATA)).encode()]\n",
+    )
+    .unwrap();
+    // Each edit changes the size too: a .pyc is trusted when the source's
+    // mtime (whole seconds) and size match, and the edit may come within
+    // the second of the first write.
+    std::fs::write(dir.join("reload_dep.py"), "VERSION = 'v1'\n").unwrap();
+    std::fs::write(dir.join("data.txt"), "d1\n").unwrap();
+    let s = Server::builder()
+        .args(["--chdir", dir.path().to_str().unwrap()])
+        .args(["--reload", "--reload-extra-file"])
+        .arg(dir.join("data.txt").display().to_string())
+        .arg("reload_app:application")
+        .env("VIRTUAL_ENV", &venv().display().to_string())
+        .start();
+    let body = |s: &Server| get_path(s, "/").body_str();
+    assert_eq!(body(&s), "v1 d1");
+    let first = s.worker_pids();
+
+    std::fs::write(dir.join("reload_dep.py"), "VERSION = 'v2-edited'\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while body(&s) != "v2-edited d1" {
+        assert!(
+            Instant::now() < deadline,
+            "no reload; log:\n{}",
+            s.log_text()
+        );
+    }
+    assert!(
+        s.log_text().contains(&format!(
+            "Worker reloading: {} modified",
+            dir.join("reload_dep.py").display()
+        )),
+        "{}",
+        s.log_text()
+    );
+    assert!(wait_until(Duration::from_secs(20), || !s
+        .worker_pids()
+        .iter()
+        .any(|p| first.contains(p))));
+
+    std::fs::write(dir.join("data.txt"), "d2-edited\n").unwrap();
+    while body(&s) != "v2-edited d2-edited" {
+        assert!(
+            Instant::now() < deadline,
+            "no reload; log:\n{}",
+            s.log_text()
+        );
+    }
+}

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
+use crate::app::{App, Request, Response};
 use crate::config::Config;
 
 /// Files the app reported (Python module files), added before [`start`].
@@ -65,11 +66,23 @@ pub fn by_directory(files: &[PathBuf]) -> HashMap<PathBuf, HashSet<OsString>> {
     dirs
 }
 
+/// With `--reload`, a worker whose app cannot be built serves this instead
+/// (gunicorn does the same for a `SyntaxError`): every request gets a 500
+/// with the error, traceback included, until a watched file is saved and a
+/// new worker tries again. Without `--reload` the server stops, as gunicorn's
+/// does, since no fix can arrive by itself.
+pub fn failed_app(app: &str, err: &std::io::Error) -> Box<dyn App> {
+    let text = format!("cannot load app '{app}': {err}\n");
+    log::error!("Exception in worker process: {text}");
+    Box::new(move |_req: &mut Request| Response::text(500, text.clone()))
+}
+
 /// In a worker, after the app is built: with `--reload`, start watching.
 pub fn start(cfg: &Config) {
     if !cfg.reload {
         return;
     }
+    log::warn!("Reloader is on. Use in development only!");
     if cfg.reload_engine == "poll" {
         log::warn!("--reload-engine poll: ferricorn watches with inotify");
     }

@@ -111,6 +111,8 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
     };
     let mut app = match (args.factory)(&ctx) {
         Ok(app) => app,
+        // Development: serve the error until a fix is saved.
+        Err(e) if cfg.reload => crate::reload::failed_app(&cfg.app, &e),
         Err(e) => {
             log::error!(
                 "Exception in worker process: cannot load app '{}': {e}",

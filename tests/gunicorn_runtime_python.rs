@@ -267,8 +267,9 @@ fn broken_log_config_is_reported() {
 }
 
 /// --reload: editing a module the app imported, then a --reload-extra-file,
-/// gets a new worker that serves the new code / data. The app lives in a
-/// temporary directory (the test edits it).
+/// gets a new worker that serves the new code / data; a syntax error is
+/// served as a 500 until it is fixed. The app lives in a temporary
+/// directory (the test edits it).
 #[test]
 fn reload_picks_up_an_edited_module_and_an_extra_file() {
     let dir = TempDir::new("reload");
@@ -324,6 +325,28 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
         assert!(
             Instant::now() < deadline,
             "no reload; log:\n{}",
+            s.log_text()
+        );
+    }
+
+    // A typo: the server stays up, answers with the error, and picks up the fix.
+    std::fs::write(dir.join("reload_dep.py"), "VERSION = 'v3\n").unwrap();
+    loop {
+        let r = get_path(&s, "/");
+        if r.status == 500 && r.body_str().contains("SyntaxError") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no error page; log:\n{}",
+            s.log_text()
+        );
+    }
+    std::fs::write(dir.join("reload_dep.py"), "VERSION = 'v3-fixed-again'\n").unwrap();
+    while body(&s) != "v3-fixed-again d2-edited" {
+        assert!(
+            Instant::now() < deadline,
+            "fix not picked up; log:\n{}",
             s.log_text()
         );
     }

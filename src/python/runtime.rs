@@ -61,6 +61,19 @@ def module_files():
     import sys
     return [m.__file__ for m in list(sys.modules.values())
             if isinstance(getattr(m, "__file__", None), str)]
+
+def failed_import_files(module):
+    # The import failed, and a failed module leaves sys.modules: import it
+    # again to learn, from the exception, which files to watch for the fix.
+    import importlib, traceback
+    files = module_files()
+    try:
+        importlib.import_module(module)
+    except BaseException as e:
+        if isinstance(e, SyntaxError) and e.filename:
+            files.append(e.filename)
+        files.extend(f.filename for f in traceback.extract_tb(e.__traceback__))
+    return [f for f in files if os.path.isfile(f)]
 "#;
 
 fn helpers(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -90,7 +103,15 @@ pub(crate) fn load(
         })
         .map_err(|e| format!("cannot apply the logging configuration: {e}"))?;
     }
-    let app = super::start_and_load(venv, spec, &cfg.pythonpath)?;
+    let app = match super::start_and_load(venv, spec, &cfg.pythonpath) {
+        Ok(app) => app,
+        Err(e) => {
+            if cfg.reload && interp::initialize(venv).is_ok() {
+                watch_failed_import(spec);
+            }
+            return Err(e);
+        }
+    };
     if cfg.reload {
         let files = Python::attach(|py| -> PyResult<Vec<String>> {
             helpers(py)?
@@ -103,4 +124,21 @@ pub(crate) fn load(
         crate::reload::add_files(files.into_iter().map(PathBuf::from));
     }
     Ok(app)
+}
+
+/// `--reload` and an app that failed to import: watch its files anyway (the
+/// worker serves the error until one of them is saved again).
+fn watch_failed_import(spec: &str) {
+    let module = super::split_spec(spec).0;
+    let files = Python::attach(|py| -> PyResult<Vec<String>> {
+        helpers(py)?
+            .get_item("failed_import_files")?
+            .expect("defined")
+            .call1((module,))?
+            .extract()
+    });
+    match files {
+        Ok(files) => crate::reload::add_files(files.into_iter().map(PathBuf::from)),
+        Err(e) => log::warn!("--reload: cannot list the files of the failed import: {e}"),
+    }
 }

@@ -1062,9 +1062,11 @@ pub static SETTINGS: &[Setting] = &[
         help: "Restart workers when code changes: each worker watches (inotify) the \
                files of the Python modules loaded once its app is imported, and the \
                --reload-extra-file files, and exits gracefully on a change; the \
-               master starts a new one, which imports the new code. For \
-               development. Without effect on the app's code with --preload (the \
-               master holds it).",
+               master starts a new one, which imports the new code. An app that \
+               fails to import is served as a 500 page with the error and its \
+               traceback until its files change, instead of stopping the server: \
+               for development only. Without effect on the app's code with \
+               --preload (the master holds it).",
         takes_value: false,
         repeatable: false,
         cli_only: false,

@@ -7,6 +7,9 @@
 //! logs `Worker reloading: PATH modified` and sends itself SIGTERM, the
 //! ordinary graceful stop: requests in progress finish, and the master, as
 //! for any worker that exits, starts a new one, which imports the new code.
+//! An app that fails to import does not stop the server under `--reload`:
+//! the worker serves the error ([`failed_app`]) and watches the files of
+//! the failed import, so saving the fix brings the app back.
 //!
 //! Why a watcher thread in each worker rather than one in the master, or an
 //! inotify fd in the worker's mio loop: only the worker knows which modules

@@ -157,7 +157,7 @@ fn statsd_sends_gunicorns_metrics_with_prefix_and_tags() {
 }
 
 /// --capture-output: what the app writes to stdout and stderr ends up in
-/// the --error-logfile file.
+/// the --error-logfile file, also after USR1 reopened it.
 #[test]
 fn capture_output_sends_app_prints_to_the_error_log() {
     let dir = TempDir::new("capture");
@@ -179,6 +179,22 @@ fn capture_output_sends_app_prints_to_the_error_log() {
     );
     assert!(read(&errorlog).contains("Booting worker with pid"));
     assert!(!read(&s.dir.join("stdout.log")).contains("captured-stdout-marker"));
+
+    // logrotate: the file is moved away and USR1 reopens it; the captured
+    // output follows to the new file (the worker reopens when it handles
+    // the USR1 the master forwards, so ask until it has).
+    let rotated = dir.join("error.log.1");
+    std::fs::rename(&errorlog, &rotated).unwrap();
+    s.signal(Signal::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            assert_eq!(get_path(&s, "/print").status, 200);
+            read(&errorlog).contains("captured-stdout-marker\n")
+        }),
+        "new error log:\n{}",
+        read(&errorlog)
+    );
+    assert!(read(&rotated).contains("captured-stdout-marker\n"));
 }
 
 /// --log-config (fileConfig, with gunicorn's `here` default), and

@@ -493,6 +493,7 @@ impl Arbiter {
                 let old = self.num_workers;
                 self.num_workers = new.workers;
                 self.cfg = new;
+                crate::logging::reconfigure(&self.cfg);
                 if old != self.num_workers {
                     self.hooks
                         .nworkers_changed(&self.info(), self.num_workers, old);

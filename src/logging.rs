@@ -26,7 +26,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -102,33 +102,44 @@ pub fn init_error_log(level: &str, errorlog: &str) -> io::Result<()> {
                 record.args()
             )
         });
-    // A second init (a test calling the library twice) keeps the first logger.
+    // A second call (HUP, or a test calling the library twice) replaces
+    // the filter: the last configuration wins.
     let inner = builder.build();
     let max = inner.filter();
-    if log::set_boxed_logger(Box::new(ErrorLogger { inner })).is_ok() {
-        log::set_max_level(max);
-    }
+    *LOGGER.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(inner);
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(max);
     Ok(())
 }
 
 /// env_logger's filtering and line, plus the syslog copy and the statsd
-/// counters of each record that passes the filter.
+/// counters of each record that passes the filter. The env_logger inside is
+/// replaced when the settings are (HUP).
 struct ErrorLogger {
-    inner: env_logger::Logger,
+    inner: RwLock<Option<env_logger::Logger>>,
 }
+
+static LOGGER: ErrorLogger = ErrorLogger {
+    inner: RwLock::new(None),
+};
 
 impl log::Log for ErrorLogger {
     fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
-        self.inner.enabled(meta)
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.as_ref().is_some_and(|l| l.enabled(meta))
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !self.inner.matches(record) {
-            return;
+        {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            match inner.as_ref() {
+                Some(l) if l.matches(record) => l.log(record),
+                _ => return,
+            }
         }
-        self.inner.log(record);
         crate::statsd::log_record(record.level());
-        if let Some(s) = SYSLOG.get() {
+        let syslog = SYSLOG.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = syslog.as_ref() {
             s.send(
                 "error",
                 severity(record.level()),
@@ -143,8 +154,10 @@ impl log::Log for ErrorLogger {
 /// Set up everything the error and access logs need from the settings, in
 /// the master before anything is forked: the statsd socket, the syslog
 /// socket, `--capture-output`, then the error log itself. The error is one
-/// line naming the setting.
+/// line naming the setting. Called again on HUP ([`reconfigure`]); workers
+/// forked after that inherit the new set-up.
 pub fn init(cfg: &Config) -> Result<(), String> {
+    INITIALIZED.store(true, Ordering::Relaxed);
     crate::statsd::init(
         cfg.statsd_host.as_deref(),
         &cfg.statsd_prefix,
@@ -165,15 +178,33 @@ pub fn init(cfg: &Config) -> Result<(), String> {
             !cfg.disable_redirect_access_to_syslog,
         )
         .map_err(|e| format!("--log-syslog-to {addr}: {e}"))?;
-        let _ = SYSLOG.set(s);
+        *SYSLOG.write().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    } else {
+        *SYSLOG.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
-    if cfg.capture_output && cfg.errorlog != "-" {
-        CAPTURE.store(true, Ordering::Relaxed);
+    let capture = cfg.capture_output && cfg.errorlog != "-";
+    CAPTURE.store(capture, Ordering::Relaxed);
+    if capture {
         capture_stdio(&cfg.errorlog)
             .map_err(|e| format!("--capture-output: cannot open {}: {e}", cfg.errorlog))?;
     }
     init_error_log(&cfg.loglevel, &cfg.errorlog)
         .map_err(|e| format!("cannot open --error-logfile {}: {e}", cfg.errorlog))
+}
+
+/// HUP: apply the re-read settings as gunicorn's `Logger.setup` does on
+/// reload (level, error log file, syslog, statsd, captured output). A part
+/// that fails is logged and keeps its previous set-up; the parts before it
+/// in [`init`]'s order are already replaced.
+pub fn reconfigure(cfg: &Config) {
+    // Only where `init` set logging up (the binary): a library user's own
+    // logger and level are not ours to replace.
+    if !INITIALIZED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = init(cfg) {
+        log::error!("reload: {e}; the rest of the logging set-up is unchanged");
+    }
 }
 
 /// Whether `--daemon` keeps stdout and stderr (those that are not a
@@ -189,6 +220,8 @@ pub fn daemon_keeps_stdio(cfg: &Config) -> bool {
 // --capture-output
 
 static CAPTURE: AtomicBool = AtomicBool::new(false);
+/// [`init`] ran (the binary's set-up), so HUP may redo it.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
 /// Point fds 1 and 2 at the (appended) error log file.
 fn capture_stdio(errorlog: &str) -> io::Result<()> {
@@ -331,7 +364,7 @@ pub struct Syslog {
     pub access: bool,
 }
 
-static SYSLOG: OnceLock<Syslog> = OnceLock::new();
+static SYSLOG: RwLock<Option<Syslog>> = RwLock::new(None);
 
 impl Syslog {
     pub fn open(addr: &str, facility: &str, name: &str, access: bool) -> io::Result<Syslog> {
@@ -389,9 +422,13 @@ impl Syslog {
     }
 }
 
-/// Access-log lines are sent to syslog.
-fn syslog_access() -> Option<&'static Syslog> {
-    SYSLOG.get().filter(|s| s.access)
+/// Access-log lines go to syslog.
+fn syslog_access() -> bool {
+    SYSLOG
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|s| s.access)
 }
 
 /// Reopen the error log file at its path (USR1).
@@ -556,7 +593,7 @@ impl AccessLog {
     pub fn from_config(cfg: &Config) -> io::Result<AccessLog> {
         match &cfg.accesslog {
             Some(path) => AccessLog::open(path, &cfg.access_log_format),
-            None if syslog_access().is_some() => {
+            None if syslog_access() => {
                 let mut log = AccessLog::open("-", &cfg.access_log_format)?;
                 log.target = None;
                 Ok(log)
@@ -567,13 +604,13 @@ impl AccessLog {
 
     /// Whether a request must be recorded at all: a file, syslog or statsd.
     pub fn enabled(&self) -> bool {
-        self.target.is_some() || syslog_access().is_some() || crate::statsd::client().is_some()
+        self.target.is_some() || syslog_access() || crate::statsd::enabled()
     }
 
     pub fn log(&mut self, r: &AccessRecord<'_>) {
         crate::statsd::request(r.status, r.elapsed);
         let syslog = syslog_access();
-        if self.target.is_none() && syslog.is_none() {
+        if self.target.is_none() && !syslog {
             return;
         }
         let now = SystemTime::now()
@@ -597,7 +634,7 @@ impl AccessLog {
             }
             line.push('\n');
         }
-        if let Some(s) = syslog {
+        if syslog && let Some(s) = SYSLOG.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
             s.send("access", 6, line.trim_end_matches('\n'));
         }
         if self.target.is_none() {

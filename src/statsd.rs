@@ -20,8 +20,8 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -183,41 +183,58 @@ impl Statsd {
     }
 }
 
-static CLIENT: OnceLock<Statsd> = OnceLock::new();
+/// The process-wide client; replaced on HUP.
+static CLIENT: RwLock<Option<Statsd>> = RwLock::new(None);
+/// `CLIENT` is set: checked per request without taking the lock.
+static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Open the process-wide client (in the master, before any fork; the
-/// workers inherit it). `host` is `--statsd-host`; None leaves metrics off.
+/// workers inherit it), replacing the one before (HUP). `host` is
+/// `--statsd-host`; None turns metrics off.
 pub fn init(host: Option<&str>, prefix: &str, tags: &str) -> Result<(), String> {
-    let Some(host) = host else {
-        return Ok(());
+    let client = match host {
+        Some(host) => {
+            let target = parse_target(host).map_err(|e| format!("--statsd-host {host}: {e}"))?;
+            Some(
+                Statsd::open(&target, prefix, tags)
+                    .map_err(|e| format!("--statsd-host {host}: {e}"))?,
+            )
+        }
+        None => None,
     };
-    let target = parse_target(host).map_err(|e| format!("--statsd-host {host}: {e}"))?;
-    let client =
-        Statsd::open(&target, prefix, tags).map_err(|e| format!("--statsd-host {host}: {e}"))?;
-    let _ = CLIENT.set(client);
+    ENABLED.store(client.is_some(), Ordering::Relaxed);
+    *CLIENT.write().unwrap_or_else(|p| p.into_inner()) = client;
+    // A new destination or prefix gets the gauge at once.
+    LAST_WORKERS.store(usize::MAX, Ordering::Relaxed);
     Ok(())
 }
 
-/// The client, if `--statsd-host` is set.
-pub fn client() -> Option<&'static Statsd> {
-    CLIENT.get()
+/// `--statsd-host` is set.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+fn with_client(f: impl FnOnce(&Statsd)) {
+    if !enabled() {
+        return;
+    }
+    if let Some(c) = CLIENT.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        f(c);
+    }
 }
 
 /// The per-request metrics (called where the access log line is written).
 pub fn request(status: u16, elapsed: Duration) {
-    if let Some(c) = client() {
-        c.request(status, elapsed);
-    }
+    with_client(|c| c.request(status, elapsed));
 }
 
 /// `gunicorn.log.<level>` for an error-log record.
 pub fn log_record(level: log::Level) {
-    let Some(c) = client() else { return };
-    match level {
+    with_client(|c| match level {
         log::Level::Error => c.increment("gunicorn.log.error"),
         log::Level::Warn => c.increment("gunicorn.log.warning"),
         _ => {}
-    }
+    });
 }
 
 static LAST_WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -225,10 +242,11 @@ static LAST_WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// The master's `gunicorn.workers` gauge, sent when the count changes (as
 /// gunicorn's `manage_workers` does).
 pub fn workers(n: usize) {
-    let Some(c) = client() else { return };
-    if LAST_WORKERS.swap(n, Ordering::Relaxed) != n {
-        c.gauge("gunicorn.workers", n as u64);
-    }
+    with_client(|c| {
+        if LAST_WORKERS.swap(n, Ordering::Relaxed) != n {
+            c.gauge("gunicorn.workers", n as u64);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! gunicorn's runtime logging settings on the real binary, with the built-in
 //! apps: `--log-syslog` (messages received by a Unix datagram socket bound
-//! by the test) and `-R/--enable-stdio-inheritance` with `--daemon`.
+//! by the test), `-R/--enable-stdio-inheritance` with `--daemon`, and HUP
+//! applying changed statsd and syslog settings.
 //! The Python-side settings (statsd statuses, --capture-output, --reload,
 //! --log-config) are in gunicorn_runtime_python.rs.
 
@@ -10,6 +11,7 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use support::runtime::StatsdSink;
 use support::*;
 
 /// A syslog receiver: a Unix datagram socket in a temporary directory.
@@ -228,4 +230,46 @@ fn daemon_with_stdio_inheritance_keeps_its_stdout() {
     );
     send_signal(daemon, Signal::SIGTERM);
     assert!(wait_gone(daemon, Duration::from_secs(10)));
+}
+
+/// HUP re-reads the config file and, as gunicorn's `Logger.setup` on
+/// reload, applies the logging settings: the new workers send metrics with
+/// the new prefix, and syslog, off before, gets the master's lines.
+#[test]
+fn hup_applies_changed_statsd_and_syslog_settings() {
+    let statsd = StatsdSink::new();
+    let mut syslog = SyslogSink::new();
+    let dir = TempDir::new("huplog");
+    let conf = dir.join("ferricorn.toml");
+    let host = format!("statsd_host = \"127.0.0.1:{}\"\n", statsd.port);
+    std::fs::write(&conf, format!("{host}statsd_prefix = \"one\"\n")).unwrap();
+    let s = Server::start(&["-c", conf.to_str().unwrap(), "--workers", "1", "hello"]);
+    assert_eq!(get(&s.addr, "/").unwrap().status, 200);
+    statsd.wait_for("one.gunicorn.requests:1|c|@1.0");
+
+    std::fs::write(
+        &conf,
+        format!(
+            "{host}statsd_prefix = \"two\"\nsyslog = true\nsyslog_addr = \"{}\"\n",
+            syslog.addr()
+        ),
+    )
+    .unwrap();
+    s.signal(Signal::SIGHUP);
+    let master = s.pid();
+    syslog.wait_for("after HUP", |m| {
+        String::from_utf8_lossy(m).starts_with(&format!("<14>gunicorn.hello.error: [{master}] "))
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            assert_eq!(get(&s.addr, "/").unwrap().status, 200);
+            statsd
+                .lines()
+                .iter()
+                .any(|l| l == "two.gunicorn.requests:1|c|@1.0")
+        }),
+        "{:#?}\n{}",
+        statsd.lines(),
+        s.log_text()
+    );
 }

@@ -8,12 +8,11 @@
 
 mod support;
 
-use std::net::UdpSocket;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use support::runtime::StatsdSink;
 use support::*;
 
 fn runtime_app(extra: &[&str]) -> Server {
@@ -34,58 +33,6 @@ fn get_path(s: &Server, path: &str) -> HttpResponse {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Every datagram a UDP socket receives, collected by a thread until drop.
-struct StatsdSink {
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl StatsdSink {
-    fn new() -> StatsdSink {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (l, st) = (lines.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !st.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(n) = sock.recv(&mut buf) {
-                    l.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                }
-            }
-        });
-        StatsdSink { port, lines, stop }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    #[track_caller]
-    fn wait_for(&self, line: &str) {
-        assert!(
-            wait_until(Duration::from_secs(20), || self
-                .lines()
-                .iter()
-                .any(|l| l == line)),
-            "no statsd line {line:?}; got {:#?}",
-            self.lines()
-        );
-    }
-}
-
-impl Drop for StatsdSink {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// gunicorn's metric lines: per request a duration timer, the request

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hardening;
+pub mod runtime;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -494,7 +494,8 @@ impl DaemonReport {
 /// Detach from the terminal: fork (the parent waits for the daemon's start-up
 /// verdict, then exits with it), `setsid`, fork again (so the daemon is not a
 /// session leader and can never regain a controlling terminal), and point
-/// stdin, stdout and stderr at /dev/null. The working directory is kept, so
+/// stdin, stdout and stderr at /dev/null (with `keep_stdio`, stdout and
+/// stderr only if they are a terminal). The working directory is kept, so
 /// relative paths in the configuration mean what they meant.
 pub fn daemonize(keep_stdio: bool) -> io::Result<DaemonReport> {
     let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno)?;

@@ -127,7 +127,8 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
     let access_log = match AccessLog::from_config(cfg) {
         Ok(l) => l,
         Err(e) => {
-            log::error!("cannot open access log {:?}: {e}", cfg.accesslog);
+            let path = cfg.accesslog.as_deref().unwrap_or("-");
+            log::error!("cannot open access log {path}: {e}");
             return WorkerExit::BootError;
         }
     };

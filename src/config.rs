@@ -1107,7 +1107,7 @@ pub static SETTINGS: &[Setting] = &[
         section: "Debugging",
         flags: &["--reload-extra-file"],
         metavar: "FILE",
-        default: "None",
+        default: "[]",
         help: "With --reload, also restart workers when this file changes \
                (templates, configuration). Repeat the flag for several files; a \
                relative path is relative to the directory ferricorn was started in.",
@@ -1115,8 +1115,9 @@ pub static SETTINGS: &[Setting] = &[
         repeatable: true,
         cli_only: false,
         set: |c, v| {
-            // "" (how --print-config writes an empty list): none.
-            if v.is_empty() {
+            // "" (how --print-config writes an empty list) or the shown
+            // default "[]": none.
+            if v.is_empty() || v == "[]" {
                 return Ok(());
             }
             let p = c.launch_dir.join(v);

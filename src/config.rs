@@ -1110,7 +1110,10 @@ pub static SETTINGS: &[Setting] = &[
         default: "[]",
         help: "With --reload, also restart workers when this file changes \
                (templates, configuration). Repeat the flag for several files; a \
-               relative path is relative to the directory ferricorn was started in.",
+               relative path is relative to the directory ferricorn was started in. \
+               A file name with `*`, `?` or `[` is a glob pattern (`templates/*.html`), \
+               which also matches files created later; ferricorn takes patterns in \
+               the file name, not in directories (no `**`).",
         takes_value: true,
         repeatable: true,
         cli_only: false,

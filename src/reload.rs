@@ -55,18 +55,124 @@ pub fn source_of(file: &Path) -> PathBuf {
     }
 }
 
-/// Watched files grouped by directory: directory → file names in it.
-pub fn by_directory(files: &[PathBuf]) -> HashMap<PathBuf, HashSet<OsString>> {
-    let mut dirs: HashMap<PathBuf, HashSet<OsString>> = HashMap::new();
+/// What is watched in one directory: file names, and glob patterns for
+/// names (a `--reload-extra-file` such as `templates/*.html`).
+#[derive(Debug, Default, PartialEq)]
+pub struct Watched {
+    pub names: HashSet<OsString>,
+    pub patterns: Vec<String>,
+}
+
+impl Watched {
+    fn matches(&self, name: &OsString) -> bool {
+        self.names.contains(name)
+            || name
+                .to_str()
+                .is_some_and(|n| self.patterns.iter().any(|p| fnmatch(p, n)))
+    }
+}
+
+/// gunicorn reads an entry with `*`, `?` or `[` as a glob pattern.
+pub fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Watched files grouped by directory. A glob is allowed in the file name
+/// only (`dir/*.html`); one in a directory part is refused, with a warning.
+pub fn by_directory(files: &[PathBuf]) -> HashMap<PathBuf, Watched> {
+    let mut dirs: HashMap<PathBuf, Watched> = HashMap::new();
     for f in files {
         let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
-        if let (Some(dir), Some(name)) = (f.parent(), f.file_name()) {
-            dirs.entry(dir.to_path_buf())
-                .or_default()
-                .insert(name.to_os_string());
+        let (Some(dir), Some(name)) = (f.parent(), f.file_name()) else {
+            continue;
+        };
+        if is_glob(&dir.to_string_lossy()) {
+            log::warn!(
+                "--reload-extra-file {}: ferricorn takes a pattern in the file name only",
+                f.display()
+            );
+            continue;
+        }
+        let w = dirs.entry(dir.to_path_buf()).or_default();
+        match name.to_str() {
+            Some(n) if is_glob(n) => w.patterns.push(n.to_string()),
+            _ => {
+                w.names.insert(name.to_os_string());
+            }
         }
     }
     dirs
+}
+
+/// Python's `fnmatch` as `glob` applies it to one name: `*` (any run of
+/// characters), `?` (one), `[abc]`, `[a-z]`, `[!abc]`; a name starting with
+/// `.` only matches a pattern that does too (glob hides dotfiles).
+pub fn fnmatch(pattern: &str, name: &str) -> bool {
+    if name.starts_with('.') && !pattern.starts_with('.') {
+        return false;
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Iterative matching with one backtrack point: the last `*`.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(pi + 1),
+            Some('[') => match class(&p[pi..], n[ni]) {
+                Some((true, len)) => Some(pi + len),
+                Some((false, _)) => None,
+                // No closing `]`: a literal `[`.
+                None => (n[ni] == '[').then_some(pi + 1),
+            },
+            Some(&c) => (c == n[ni]).then_some(pi + 1),
+            None => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                pi = next;
+                ni += 1;
+            }
+            (None, Some((sp, sn))) => {
+                pi = sp + 1;
+                ni = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Match `c` against the class at the start of `p` (`[...]`): whether it
+/// matched and the class's length, or None if the class is not closed.
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(p.get(i), Some('!'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    loop {
+        let &x = p.get(i)?;
+        if x == ']' && !first {
+            return Some((hit != negate, i + 1));
+        }
+        first = false;
+        if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&y| y != ']') {
+            hit |= (x..=p[i + 2]).contains(&c);
+            i += 3;
+        } else {
+            hit |= x == c;
+            i += 1;
+        }
+    }
 }
 
 /// With `--reload`, a worker whose app cannot be built serves this instead
@@ -118,8 +224,11 @@ pub fn start(cfg: &Config) {
             Err(e) => log::debug!("--reload: cannot watch {}: {e}", dir.display()),
         }
     }
-    let count: usize = watches.values().map(|(_, n)| n.len()).sum();
-    log::debug!("--reload: watching {count} files");
+    let count: usize = watches
+        .values()
+        .map(|(_, w)| w.names.len() + w.patterns.len())
+        .sum();
+    log::debug!("--reload: watching {count} files and patterns");
     let spawned = std::thread::Builder::new()
         .name("ferricorn-reload".into())
         .spawn(move || {
@@ -133,11 +242,11 @@ pub fn start(cfg: &Config) {
                     }
                 };
                 for ev in events {
-                    let Some((dir, names)) = watches.get(&ev.wd) else {
+                    let Some((dir, watched)) = watches.get(&ev.wd) else {
                         continue;
                     };
                     if let Some(name) = ev.name
-                        && names.contains(&name)
+                        && watched.matches(&name)
                     {
                         log::info!("Worker reloading: {} modified", dir.join(&name).display());
                         let _ = nix::sys::signal::kill(
@@ -174,9 +283,33 @@ mod tests {
             PathBuf::from("/a/x.py"),
             PathBuf::from("/a/y.py"),
             PathBuf::from("/b/z.txt"),
+            PathBuf::from("/b/*.html"),
+            PathBuf::from("/c*/x.html"),
         ]);
-        assert_eq!(d.len(), 2);
-        assert_eq!(d[Path::new("/a")].len(), 2);
-        assert!(d[Path::new("/b")].contains(&OsString::from("z.txt")));
+        assert_eq!(d.len(), 2, "a glob in a directory is left out");
+        assert_eq!(d[Path::new("/a")].names.len(), 2);
+        assert!(d[Path::new("/b")].names.contains(&OsString::from("z.txt")));
+        assert_eq!(d[Path::new("/b")].patterns, ["*.html"]);
+        assert!(d[Path::new("/b")].matches(&OsString::from("page.html")));
+        assert!(!d[Path::new("/b")].matches(&OsString::from("page.htm")));
+    }
+
+    #[test]
+    fn fnmatch_is_globs() {
+        assert!(fnmatch("*.html", "a.html"));
+        assert!(!fnmatch("*.html", ".html.html"), "dotfiles are hidden");
+        assert!(fnmatch(".*", ".env"));
+        assert!(fnmatch("a*b*c", "aXXbYYc"));
+        assert!(!fnmatch("a*b*c", "aXXbYY"));
+        assert!(fnmatch("?.txt", "x.txt"));
+        assert!(!fnmatch("?.txt", "xy.txt"));
+        assert!(fnmatch("[ab]1", "b1"));
+        assert!(!fnmatch("[!ab]1", "b1"));
+        assert!(fnmatch("[a-c]*", "cat"));
+        assert!(!fnmatch("[a-c]*", "dog"));
+        assert!(fnmatch("[]]", "]"));
+        assert!(fnmatch("x[", "x["), "an unclosed [ is literal");
+        assert!(fnmatch("*", "anything"));
+        assert!(fnmatch("**", ""));
     }
 }

@@ -231,7 +231,8 @@ fn broken_log_config_is_reported() {
 
 /// --reload: editing a module the app imported, then a --reload-extra-file,
 /// gets a new worker that serves the new code / data; a syntax error is
-/// served as a 500 until it is fixed. The app lives in a temporary
+/// served as a 500 until it is fixed; a glob extra file matches a file
+/// created later. The app lives in a temporary
 /// directory (the test edits it).
 #[test]
 fn reload_picks_up_an_edited_module_and_an_extra_file() {
@@ -250,10 +251,13 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
     // the second of the first write.
     std::fs::write(dir.join("reload_dep.py"), "VERSION = 'v1'\n").unwrap();
     std::fs::write(dir.join("data.txt"), "d1\n").unwrap();
+    std::fs::create_dir(dir.join("tpl")).unwrap();
     let s = Server::builder()
         .args(["--chdir", dir.path().to_str().unwrap()])
         .args(["--reload", "--reload-extra-file"])
         .arg(dir.join("data.txt").display().to_string())
+        .arg("--reload-extra-file")
+        .arg(dir.join("tpl/*.html").display().to_string())
         .arg("reload_app:application")
         .env("VIRTUAL_ENV", &venv().display().to_string())
         .start();
@@ -313,4 +317,17 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
             s.log_text()
         );
     }
+
+    // A glob --reload-extra-file: a file created after start matches too.
+    let before = s.worker_pids();
+    std::fs::write(dir.join("tpl/page.html"), "<p>new</p>\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let now = s.worker_pids();
+            !now.is_empty() && !now.iter().any(|p| before.contains(p))
+        }),
+        "no reload for tpl/page.html; log:\n{}",
+        s.log_text()
+    );
+    assert!(s.log_text().contains("tpl/page.html modified"));
 }

@@ -112,6 +112,13 @@ pub(crate) fn load(
             return Err(e);
         }
     };
+    if cfg.reload && cfg.preload_app {
+        // As in gunicorn: workers restart, but are forked from the master's
+        // copy of the app, so they keep the old code.
+        log::warn!(
+            "--reload with --preload: workers restart on a change but keep the code the master preloaded"
+        );
+    }
     if cfg.reload {
         let files = Python::attach(|py| -> PyResult<Vec<String>> {
             helpers(py)?

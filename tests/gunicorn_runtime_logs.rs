@@ -273,3 +273,51 @@ fn hup_applies_changed_statsd_and_syslog_settings() {
         s.log_text()
     );
 }
+
+/// The other socket kinds: syslog over UDP (`udp://HOST:PORT`) and statsd
+/// over a Unix datagram socket (`unix://PATH`).
+#[test]
+fn syslog_over_udp_and_statsd_over_a_unix_socket() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let dir = TempDir::new("kinds");
+    let statsd_path = dir.join("statsd.sock");
+    let statsd = UnixDatagram::bind(&statsd_path).unwrap();
+    statsd
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let s = Server::start(&[
+        "--log-syslog",
+        "--log-syslog-to",
+        &format!("udp://127.0.0.1:{}", udp.local_addr().unwrap().port()),
+        "--statsd-host",
+        &format!("unix://{}", statsd_path.display()),
+        "--workers",
+        "1",
+        "hello",
+    ]);
+    let want = format!("<14>gunicorn.hello.error: [{}] Using app: hello\0", s.pid());
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "no syslog datagram over UDP");
+        if let Ok(n) = udp.recv(&mut buf)
+            && buf[..n] == *want.as_bytes()
+        {
+            break;
+        }
+    }
+    // The readiness probe was a request: its counter is already queued.
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no statsd datagram on the Unix socket"
+        );
+        if let Ok(n) = statsd.recv(&mut buf)
+            && &buf[..n] == b"gunicorn.requests:1|c|@1.0"
+        {
+            break;
+        }
+    }
+}

@@ -858,8 +858,8 @@ pub static SETTINGS: &[Setting] = &[
                applied like --log-config and taking precedence over it and \
                --log-config-json; gunicorn's default configuration fills in what it \
                leaves out, as in gunicorn. Usually set in a Python config file \
-               (`logconfig_dict = {...}`); on the command line and in TOML it is \
-               JSON text.",
+               (`logconfig_dict = {...}`); on the command line (--logconfig-dict is \
+               ferricorn's: gunicorn has no flag for it) and in TOML it is JSON text.",
         takes_value: true,
         repeatable: false,
         cli_only: false,

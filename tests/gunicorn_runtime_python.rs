@@ -148,8 +148,9 @@ fn capture_output_sends_app_prints_to_the_error_log() {
 }
 
 /// --log-config (fileConfig, with gunicorn's `here` default), and
-/// --log-config-json / --logconfig-dict (dictConfig): the app's logger
-/// writes where the configuration says.
+/// --log-config-json / --logconfig-dict (dictConfig, here with a handler
+/// class from the project): the app's logger writes where the
+/// configuration says.
 #[test]
 fn log_config_configures_the_apps_python_logging() {
     let dir = TempDir::new("logcfg");
@@ -174,30 +175,37 @@ fn log_config_configures_the_apps_python_logging() {
     );
     drop(s);
 
-    let dict = |file: &Path, tag: &str| {
+    let dict = |file: &Path, tag: &str, class: &str| {
         format!(
             // With its own "handlers", a dictionary needs its own "root" (the
             // defaults' root names a handler it replaced), as in gunicorn.
             r#"{{"version": 1, "root": {{"level": "WARNING", "handlers": []}}, "formatters": {{"f": {{"format": "{tag} %(name)s %(message)s"}}}},
-               "handlers": {{"h": {{"class": "logging.FileHandler", "filename": "{}", "formatter": "f"}}}},
+               "handlers": {{"h": {{"class": "{class}", "filename": "{}", "formatter": "f"}}}},
                "loggers": {{"runtime_app": {{"handlers": ["h"], "level": "INFO", "propagate": false}}}}}}"#,
             file.display()
         )
     };
     let json_log = dir.join("json.log");
     let json_file = dir.join("logging.json");
-    std::fs::write(&json_file, dict(&json_log, "JSON")).unwrap();
+    // A handler class from the project (the app's directory is on
+    // sys.path before the configuration is applied).
+    let tagged = "runtime_logging.TaggedFileHandler";
+    std::fs::write(&json_file, dict(&json_log, "JSON", tagged)).unwrap();
     let s = runtime_app(&["--log-config-json", json_file.to_str().unwrap()]);
     assert_eq!(get_path(&s, "/log").status, 200);
-    assert!(wait_until(Duration::from_secs(10), || read(&json_log)
-        .contains("JSON runtime_app app-log-marker\n")));
+    assert!(
+        wait_until(Duration::from_secs(10), || read(&json_log)
+            .contains("JSON runtime_app tagged app-log-marker\n")),
+        "{}",
+        s.log_text()
+    );
     drop(s);
 
     // logconfig_dict wins over --log-config, as in gunicorn.
     let dict_log = dir.join("dict.log");
     let s = runtime_app(&[
         "--logconfig-dict",
-        &dict(&dict_log, "DICT"),
+        &dict(&dict_log, "DICT", "logging.FileHandler"),
         "--log-config",
         ini.to_str().unwrap(),
     ]);

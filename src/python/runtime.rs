@@ -40,7 +40,13 @@ CONFIG_DEFAULTS = {
     },
 }
 
-def setup(dict_json, json_file, ini_file):
+def setup(dict_json, json_file, ini_file, paths):
+    # The project's own handler or filter classes must be importable, as
+    # they are under gunicorn (which sets sys.path up before logging).
+    import sys
+    for p in reversed(paths):
+        if p not in sys.path:
+            sys.path.insert(0, p)
     if dict_json:
         config = dict(CONFIG_DEFAULTS)
         config.update(json.loads(dict_json))
@@ -93,11 +99,24 @@ pub(crate) fn load(
         !cfg.logconfig_dict.is_empty() || cfg.logconfig_json.is_some() || cfg.logconfig.is_some();
     if wants_logging {
         interp::initialize(venv)?;
+        // sys.path as `super::load` will set it: the working directory, then
+        // --pythonpath.
+        let mut paths = vec![std::env::current_dir().map_err(|e| e.to_string())?];
+        paths.extend(
+            cfg.pythonpath
+                .iter()
+                .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.into())),
+        );
+        let paths: Vec<String> = paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
         Python::attach(|py| -> PyResult<()> {
             helpers(py)?.get_item("setup")?.expect("defined").call1((
                 cfg.logconfig_dict.as_str(),
                 cfg.logconfig_json.as_deref(),
                 cfg.logconfig.as_deref(),
+                paths,
             ))?;
             Ok(())
         })

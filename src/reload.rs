@@ -180,7 +180,7 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
 /// with the error, traceback included, until a watched file is saved and a
 /// new worker tries again. Without `--reload` the server stops, as gunicorn's
 /// does, since no fix can arrive by itself.
-pub fn failed_app(app: &str, err: &std::io::Error) -> Box<dyn App> {
+pub fn failed_app(app: &str, err: &std::io::Error) -> Box<dyn App + Send> {
     let text = format!("cannot load app '{app}': {err}\n");
     log::error!("Exception in worker process: {text}");
     Box::new(move |_req: &mut Request| Response::text(500, text.clone()))

@@ -1031,7 +1031,7 @@ pub static SETTINGS: &[Setting] = &[
         section: "Logging",
         flags: &["--statsd-prefix"],
         metavar: "STATSD_PREFIX",
-        default: "",
+        default: "None",
         help: "A prefix for every metric name; a trailing `.` is added if missing.",
         takes_value: true,
         repeatable: false,
@@ -1047,7 +1047,7 @@ pub static SETTINGS: &[Setting] = &[
         section: "Logging",
         flags: &["--dogstatsd-tags"],
         metavar: "DOGSTATSD_TAGS",
-        default: "",
+        default: "None",
         help: "Comma-separated DogStatsD tags appended to every metric \
                (`|#tag1:value1,tag2`).",
         takes_value: true,

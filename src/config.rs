@@ -1012,8 +1012,9 @@ pub static SETTINGS: &[Setting] = &[
                request gunicorn.request.duration (ms timer), gunicorn.requests and \
                gunicorn.request.status.CODE (counters); gunicorn.workers (gauge, \
                from the master, when the number of workers changes); \
-               gunicorn.log.warning and gunicorn.log.error (counters). Sends never \
-               block; a metric that cannot be sent is dropped.",
+               gunicorn.log.critical, .error, .exception and .warning (counters, \
+               for the lines gunicorn logs at those levels). Sends never block; a \
+               metric that cannot be sent is dropped.",
         takes_value: true,
         repeatable: false,
         cli_only: false,

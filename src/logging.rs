@@ -137,14 +137,16 @@ impl log::Log for ErrorLogger {
                 _ => return,
             }
         }
-        crate::statsd::log_record(record.level());
+        let statsd = crate::statsd::enabled() && record.level() <= log::Level::Warn;
         let syslog = SYSLOG.read().unwrap_or_else(|p| p.into_inner());
+        if !statsd && syslog.is_none() {
+            return;
+        }
+        let message = record.args().to_string();
+        let level = crate::statsd::gunicorn_level(record.level(), &message);
+        crate::statsd::log_record(level);
         if let Some(s) = syslog.as_ref() {
-            s.send(
-                "error",
-                severity(record.level()),
-                &record.args().to_string(),
-            );
+            s.send("error", severity(level), &message);
         }
     }
 
@@ -262,13 +264,15 @@ pub fn facility_code(name: &str) -> Option<u8> {
     })
 }
 
-/// Python's `SysLogHandler.mapPriority` of a record's level.
-fn severity(level: log::Level) -> u8 {
+/// Python's `SysLogHandler.mapPriority` of a record's gunicorn level
+/// ([`crate::statsd::gunicorn_level`]; an exception is logged at error).
+fn severity(level: &str) -> u8 {
     match level {
-        log::Level::Error => 3,
-        log::Level::Warn => 4,
-        log::Level::Info => 6,
-        log::Level::Debug | log::Level::Trace => 7,
+        "critical" => 2,
+        "error" | "exception" => 3,
+        "warning" => 4,
+        "info" => 6,
+        _ => 7,
     }
 }
 
@@ -970,7 +974,9 @@ mod tests {
         );
         assert_eq!(facility_code("LOCAL0"), Some(16));
         assert_eq!(facility_code("nope"), None);
-        assert_eq!(severity(log::Level::Warn), 4);
+        assert_eq!(severity("warning"), 4);
+        assert_eq!(severity("critical"), 2);
+        assert_eq!(severity("exception"), 3);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! - from the master, whenever the number of running workers changes:
 //!   `gunicorn.workers:<n>|g`;
 //! - per error-log record at warning level or above:
-//!   `gunicorn.log.{warning,error}:1|c|@1.0` (ferricorn has no separate
-//!   critical or exception level: those are errors).
+//!   `gunicorn.log.{critical,error,exception,warning}:1|c|@1.0`, the level
+//!   as gunicorn would have logged the line ([`gunicorn_level`]).
 //!
 //! The socket is a connected datagram socket (UDP or a Unix datagram socket)
 //! opened once in the master before the workers are forked, so every process
@@ -228,13 +228,28 @@ pub fn request(status: u16, elapsed: Duration) {
     with_client(|c| c.request(status, elapsed));
 }
 
-/// `gunicorn.log.<level>` for an error-log record.
-pub fn log_record(level: log::Level) {
-    with_client(|c| match level {
-        log::Level::Error => c.increment("gunicorn.log.error"),
-        log::Level::Warn => c.increment("gunicorn.log.warning"),
-        _ => {}
-    });
+/// gunicorn's level for an error-log record: the `log` crate has no
+/// critical or exception level, so the two lines gunicorn logs at those
+/// levels are recognised by their words: `WORKER TIMEOUT` (its
+/// `log.critical` in `murder_workers`) and `Error handling request` (its
+/// `log.exception` in `handle_error`, here an app's exception or panic).
+pub fn gunicorn_level(level: log::Level, message: &str) -> &'static str {
+    match level {
+        log::Level::Error if message.starts_with("WORKER TIMEOUT") => "critical",
+        log::Level::Error if message.starts_with("Error handling request") => "exception",
+        log::Level::Error => "error",
+        log::Level::Warn => "warning",
+        log::Level::Info => "info",
+        log::Level::Debug | log::Level::Trace => "debug",
+    }
+}
+
+/// `gunicorn.log.<level>` for an error-log record at warning level or
+/// above; `level` is [`gunicorn_level`]'s.
+pub fn log_record(level: &str) {
+    if let "critical" | "error" | "exception" | "warning" = level {
+        with_client(|c| c.increment(&format!("gunicorn.log.{level}")));
+    }
 }
 
 static LAST_WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -300,6 +315,19 @@ mod tests {
             line("", "gunicorn.request.duration", "1.5", Kind::Timer, ""),
             "gunicorn.request.duration:1.5|ms"
         );
+    }
+
+    #[test]
+    fn gunicorns_critical_and_exception_lines_are_recognised() {
+        use log::Level::*;
+        assert_eq!(gunicorn_level(Error, "WORKER TIMEOUT (pid:7)"), "critical");
+        assert_eq!(
+            gunicorn_level(Error, "Error handling request GET /"),
+            "exception"
+        );
+        assert_eq!(gunicorn_level(Error, "Worker (pid:7) exited"), "error");
+        assert_eq!(gunicorn_level(Warn, "Error handling request"), "warning");
+        assert_eq!(gunicorn_level(Info, "x"), "info");
     }
 
     #[test]

@@ -59,7 +59,8 @@ fn statsd_sends_gunicorns_metrics_with_prefix_and_tags() {
     assert_eq!(get_path(&s, "/missing").status, 404);
     assert_eq!(get_path(&s, "/boom").status, 500);
     sink.wait_for(&format!("myapp.gunicorn.request.status.500:1|c|@1.0{tags}"));
-    sink.wait_for(&format!("myapp.gunicorn.log.error:1|c|@1.0{tags}"));
+    // The app's exception is counted as gunicorn's log.exception would.
+    sink.wait_for(&format!("myapp.gunicorn.log.exception:1|c|@1.0{tags}"));
 
     let lines = sink.lines();
     let count = |want: &str| lines.iter().filter(|l| *l == want).count();

@@ -308,16 +308,21 @@ fn syslog_over_udp_and_statsd_over_a_unix_socket() {
             break;
         }
     }
-    // The readiness probe was a request: its counter is already queued.
+    // The readiness probe was a request: its packet is already queued (one
+    // datagram, three lines: duration, request counter, status counter).
     loop {
         assert!(
             Instant::now() < deadline,
             "no statsd datagram on the Unix socket"
         );
-        if let Ok(n) = statsd.recv(&mut buf)
-            && &buf[..n] == b"gunicorn.requests:1|c|@1.0"
-        {
-            break;
+        if let Ok(n) = statsd.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let lines: Vec<&str> = text.split('\n').collect();
+            if lines.len() == 3 && lines[1] == "gunicorn.requests:1|c|@1.0" {
+                assert!(lines[0].starts_with("gunicorn.request.duration:"), "{text}");
+                assert_eq!(lines[2], "gunicorn.request.status.200:1|c|@1.0");
+                break;
+            }
         }
     }
 }

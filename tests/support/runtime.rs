@@ -1,5 +1,5 @@
 //! Receivers for the runtime-settings tests (gunicorn_runtime_*.rs): a
-//! StatsD sink collecting every UDP datagram.
+//! StatsD sink collecting every metric line of every UDP datagram.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,10 +27,10 @@ impl StatsdSink {
         std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
             while !st.load(Ordering::Relaxed) {
+                // A datagram may carry several metrics, one per line.
                 if let Ok(n) = sock.recv(&mut buf) {
-                    l.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    l.lock().unwrap().extend(text.split('\n').map(String::from));
                 }
             }
         });

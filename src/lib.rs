@@ -20,7 +20,8 @@
 //! - [`conn`]: one connection's state machine, independent of mio.
 //! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
-//! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
+//! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs;
+//!   [`cli`]: the command (binary and pip package) on top of it.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
 //! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
@@ -34,6 +35,7 @@ pub mod app;
 pub mod apps;
 pub mod arbiter;
 pub mod bind;
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod event_loop;

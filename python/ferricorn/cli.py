@@ -7,6 +7,7 @@ interpreter is the point: ``sys.prefix``, ``sys.executable`` and
 site-packages are the venv's, with no VIRTUAL_ENV or activate.
 """
 
+import os
 import sys
 
 
@@ -21,6 +22,13 @@ def main():
         )
         return 1
     from ferricorn._ferricorn import main as run
+
+    # Run as the console script, sys.path[0] is the script's directory, the
+    # venv's bin/, which holds no modules; ferricorn puts the working
+    # directory first itself (as gunicorn does), so sys.path ends up what the
+    # venv's python has.
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(sys.argv[0])):
+        del sys.path[0]
 
     # Text Python buffered so far must not be written again by each forked worker.
     sys.stdout.flush()

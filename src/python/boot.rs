@@ -97,3 +97,18 @@ fn raised_at(py: Python<'_>, err: &PyErr) -> Option<String> {
     let line: u32 = last.getattr("lineno").ok()?.extract().ok()?;
     Some(format!("File \"{file}\", line {line}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ReportOnce;
+
+    #[test]
+    fn only_the_first_claim_reports() {
+        let once = ReportOnce::new().unwrap();
+        assert!(once.claim());
+        // Forked workers share the pipe: every later claim, in any process,
+        // reads end-of-file.
+        assert!(!once.claim());
+        assert!(!once.claim());
+    }
+}

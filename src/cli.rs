@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use crate::arbiter::APP_LOAD_ERROR;
 use crate::config::{self, Action};
 use crate::{Server, apps, logging};
 
@@ -104,14 +103,13 @@ fn run_python(cfg: crate::Config) -> i32 {
         // gunicorn's code for an app that cannot be imported (--preload).
         Err(crate::python::SetupError::AppLoad(e)) => {
             log::error!("{e}");
-            APP_LOAD_ERROR
+            crate::worker::WorkerExit::AppLoadError.code()
         }
     }
 }
 
 #[cfg(not(feature = "python"))]
 fn run_python(_cfg: crate::Config) -> i32 {
-    let _ = APP_LOAD_ERROR;
     unreachable!("rejected while parsing the command line")
 }
 

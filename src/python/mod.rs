@@ -271,7 +271,7 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, ForkHooks), SetupError> {
                 // Another worker has reported this; the master stops on our
                 // exit code all the same.
                 log::debug!("worker {}: {e}", ctx.pid);
-                crate::sys::exit_now(crate::arbiter::APP_LOAD_ERROR);
+                crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
             }
         };
         Python::attach(|py| {

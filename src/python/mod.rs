@@ -1,10 +1,10 @@
-//! WSGI (PEP 3333) applications on an embedded CPython: `ferricorn
-//! [OPTIONS] MODULE:CALLABLE`, built with `--features python`.
+//! WSGI (PEP 3333) applications: `ferricorn [OPTIONS] MODULE:CALLABLE`,
+//! built with `--features python` (or `python-ext`, the pip package).
 //!
-//! By default every worker starts its own interpreter after fork, after its
-//! signal handlers are installed (Python installs none of its own, so a view
-//! never gets KeyboardInterrupt), and imports the app; nothing Python-side
-//! crosses a fork. With `--preload` the master imports the app once, freezes
+//! In the binary, by default every worker starts its own interpreter after
+//! fork, after its signal handlers are installed (Python installs none of
+//! its own, so a view never gets KeyboardInterrupt), and imports the app;
+//! nothing Python-side crosses a fork. With `--preload` the master imports the app once, freezes
 //! the GC, and the fork hooks keep the interpreter consistent across fork.
 //!
 //! Per request ([`PythonApp::call`]): attach to the interpreter, build the
@@ -68,10 +68,14 @@ fn load(py: Python<'_>, spec: &str, pythonpath: &[String]) -> Result<Py<PyAny>, 
         None => (attr, false),
     };
     for part in attr.split('.') {
-        // gunicorn's wording.
-        obj = obj
-            .getattr(part)
-            .map_err(|_| format!("Failed to find attribute '{attr}' in '{module}'."))?;
+        obj = obj.getattr(part).map_err(|e| {
+            if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
+                // gunicorn's wording.
+                format!("Failed to find attribute '{attr}' in '{module}'.")
+            } else {
+                boot::describe(py, spec, &e)
+            }
+        })?;
     }
     if call {
         obj = obj.call0().map_err(|e| boot::describe(py, spec, &e))?;

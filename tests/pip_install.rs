@@ -365,19 +365,21 @@ fn tutorial_on_newest_python() {
 
 /// The command serves the venv it was installed in, from any directory and
 /// with no environment: sys.prefix, sys.executable and site-packages are
-/// the venv's, and a package installed there imports.
-fn serves_its_venv(version: &'static str) {
+/// the venv's, and a package installed there imports. `extra` adds options.
+fn serves_its_venv(version: &'static str, extra: &[&str]) {
     let venv = venv(version);
     let dir = Scratch::new(&format!("probe-{version}"));
     let code = dir.0.join("code");
     std::fs::create_dir(&code).unwrap();
     std::fs::write(
         code.join("probe.py"),
-        "import site, sys\n\
+        "import os, random, site, sys\n\
+         IMPORTED_IN, STATE = os.getpid(), random.getstate()\n\
          def app(environ, start_response):\n\
          \x20   import django\n\
          \x20   lines = [sys.prefix, sys.executable, site.getsitepackages()[0],\n\
-         \x20            django.__file__, '%d.%d' % sys.version_info[:2]]\n\
+         \x20            django.__file__, '%d.%d' % sys.version_info[:2],\n\
+         \x20            str(os.getpid() != IMPORTED_IN), str(random.getstate() != STATE)]\n\
          \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
          \x20   return ['\\n'.join(lines).encode()]\n",
     )
@@ -387,16 +389,15 @@ fn serves_its_venv(version: &'static str) {
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let pythonpath = code.to_string_lossy().into_owned();
-    let server = Ferricorn::start(
-        venv,
-        &elsewhere,
-        &["--bind", &bind, "--pythonpath", &pythonpath, "probe:app"],
-    );
+    let mut args = vec!["--bind", &bind, "--pythonpath", &pythonpath];
+    args.extend_from_slice(extra);
+    args.push("probe:app");
+    let mut server = Ferricorn::start(venv, &elsewhere, &args);
     let (status, body) = wait_answer(&server, &Addr::Tcp(port));
     assert_eq!(status, 200, "{body}\n{}", server.log());
     let venv_s = venv.canonicalize().unwrap().to_string_lossy().into_owned();
     let fields: Vec<&str> = body.lines().collect();
-    assert_eq!(fields.len(), 5, "{body}");
+    assert_eq!(fields.len(), 7, "{body}");
     let canon = |p: &str| {
         Path::new(p)
             .canonicalize()
@@ -419,16 +420,33 @@ fn serves_its_venv(version: &'static str) {
     );
     assert!(canon(fields[3]).starts_with(&venv_s), "django: {body}");
     assert_eq!(fields[4], version, "{body}");
+    // Imported in the master (--preload), then forked: the fork bracket
+    // (PyOS_AfterFork_Child) ran random's at-fork hook, so the worker's
+    // generator is not the master's. Imported in the worker: untouched.
+    let preload = extra.contains(&"--preload");
+    let expect = if preload { "True" } else { "False" };
+    assert_eq!((fields[5], fields[6]), (expect, expect), "{body}");
+
+    let master = nix::unistd::Pid::from_raw(server.pid() as i32);
+    nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(60)),
+        0,
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
 fn serves_its_venv_on_oldest_python() {
-    serves_its_venv(OLDEST);
+    serves_its_venv(OLDEST, &[]);
 }
 
+/// With `--preload` the master imports the app into its interpreter and
+/// forks three workers from it (the fork bracket, gc.freeze).
 #[test]
-fn serves_its_venv_on_newest_python() {
-    serves_its_venv(NEWEST);
+fn serves_its_venv_on_newest_python_with_preload() {
+    serves_its_venv(NEWEST, &["--preload", "--workers", "3"]);
 }
 
 /// A project whose app cannot load, for the error tests. Each worker's

@@ -7,6 +7,9 @@ use std::io::Write;
 use crate::config::{self, Action};
 use crate::{Server, apps, logging};
 
+/// ferricorn's version (`--version`, the pip package's `__version__`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Run the command with `args` (without `argv[0]`) and return its exit
 /// code: 0, 1 for a bad setting, gunicorn's 3 and 4 when workers cannot
 /// boot or the app cannot load.

@@ -103,6 +103,9 @@ fn wheel() -> &'static Path {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         // One wheel for every CPython from 3.9 on.
         assert!(name.contains("-cp39-abi3-"), "{name}");
+        // pyproject's version comes from pyext/Cargo.toml: it must follow ferricorn's.
+        let version = format!("ferricorn-{}-", env!("CARGO_PKG_VERSION"));
+        assert!(name.starts_with(&version), "{name}: bump pyext/Cargo.toml");
         path
     })
 }
@@ -429,6 +432,23 @@ fn serves_its_venv(version: &'static str, extra: &[&str]) {
 
     let master = nix::unistd::Pid::from_raw(server.pid() as i32);
     nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGTERM).unwrap();
+    // The package and the command say the crate's version.
+    let want = env!("CARGO_PKG_VERSION");
+    let out = run_ok(
+        Command::new(venv.join("bin/python"))
+            .args(["-c", "import ferricorn; print(ferricorn.__version__)"])
+            .env_clear(),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
+    let out = run_ok(
+        Command::new(venv.join("bin/ferricorn"))
+            .arg("--version")
+            .env_clear(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ferricorn {want}")
+    );
     assert_eq!(
         server.wait_exit(Duration::from_secs(60)),
         0,

@@ -18,7 +18,7 @@ mod _ferricorn {
         py.detach(move || ferricorn::cli::main(&args))
     }
 
-    /// The version of the Rust code in this wheel.
+    /// ferricorn's version (`ferricorn.__version__`).
     #[pymodule_export]
-    const VERSION: &str = env!("CARGO_PKG_VERSION");
+    const VERSION: &str = ferricorn::cli::VERSION;
 }

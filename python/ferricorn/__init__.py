@@ -8,4 +8,12 @@ which runs the server inside this virtualenv's interpreter::
 
 __all__ = ["__version__"]
 
-__version__ = "0.1.0"
+
+def __getattr__(name):
+    # Lazily, so that importing ferricorn.cli does not load the extension
+    # module before cli.main has checked the Python version.
+    if name == "__version__":
+        from ferricorn._ferricorn import VERSION
+
+        return VERSION
+    raise AttributeError("module 'ferricorn' has no attribute %r" % name)

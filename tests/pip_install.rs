@@ -7,9 +7,10 @@
 //! `gunicorn`, with an empty environment (no VIRTUAL_ENV, PYTHONHOME,
 //! PYO3_PYTHON or activate; PATH without the venv).
 //!
-//! Needs the pyenv Pythons (3.8 for the refusal, 3.9 and 3.13), network
-//! access to PyPI (maturin, Django; cached under target/pip/cache), cargo and
-//! a C toolchain, and systemd-analyze (.ci/run installs what is missing).
+//! Needs the pyenv Pythons (3.8 for the refusal, 3.9 and 3.13), Debian's
+//! /usr/bin/python3 with its venv module, network access to PyPI (maturin,
+//! Django; cached under target/pip/cache), cargo and a C toolchain, and
+//! systemd-analyze (.ci/run installs what is missing).
 //! Every process started here is killed by pid (its process group) on drop.
 
 use std::io::{Read, Write};
@@ -35,8 +36,20 @@ fn work_dir() -> PathBuf {
     repo().join("target/pip")
 }
 
-/// The pyenv CPython `X.Y` (`$(pyenv root)/versions/X.Y.*/bin/pythonX.Y`).
+/// The distribution's own Python (Debian's /usr/bin/python3), for [`python`].
+const SYSTEM: &str = "system";
+
+/// The pyenv CPython `X.Y` (`$(pyenv root)/versions/X.Y.*/bin/pythonX.Y`),
+/// or /usr/bin/python3 for [`SYSTEM`].
 fn python(version: &str) -> PathBuf {
+    if version == SYSTEM {
+        let p = PathBuf::from("/usr/bin/python3");
+        assert!(
+            p.exists(),
+            "no /usr/bin/python3 (apt-get install python3-venv)"
+        );
+        return p;
+    }
     let root = std::env::var_os("PYENV_ROOT")
         .map(PathBuf::from)
         .or_else(|| {
@@ -422,7 +435,9 @@ fn serves_its_venv(version: &'static str, extra: &[&str]) {
         "site-packages: {body}"
     );
     assert!(canon(fields[3]).starts_with(&venv_s), "django: {body}");
-    assert_eq!(fields[4], version, "{body}");
+    if version != SYSTEM {
+        assert_eq!(fields[4], version, "{body}");
+    }
     // Imported in the master (--preload), then forked: the fork bracket
     // (PyOS_AfterFork_Child) ran random's at-fork hook, so the worker's
     // generator is not the master's. Imported in the worker: untouched.
@@ -460,6 +475,12 @@ fn serves_its_venv(version: &'static str, extra: &[&str]) {
 #[test]
 fn serves_its_venv_on_oldest_python() {
     serves_its_venv(OLDEST, &[]);
+}
+
+/// Debian's python3 (3.11 on this machine), a non-pyenv build.
+#[test]
+fn serves_its_venv_on_system_python() {
+    serves_its_venv(SYSTEM, &[]);
 }
 
 /// With `--preload` the master imports the app into its interpreter and

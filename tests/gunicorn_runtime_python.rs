@@ -294,10 +294,15 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
         "{}",
         s.log_text()
     );
-    assert!(wait_until(Duration::from_secs(20), || !s
-        .worker_pids()
-        .iter()
-        .any(|p| first.contains(p))));
+    assert!(
+        wait_until(Duration::from_secs(20), || !s
+            .worker_pids()
+            .iter()
+            .any(|p| first.contains(p))),
+        "old workers {first:?} still there: {:?}; log:\n{}",
+        s.worker_pids(),
+        s.log_text()
+    );
 
     std::fs::write(dir.join("data.txt"), "d2-edited\n").unwrap();
     while body(&s) != "v2-edited d2-edited" {
@@ -342,4 +347,34 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
         s.log_text()
     );
     assert!(s.log_text().contains("tpl/page.html modified"));
+}
+
+/// --reload and an app that cannot be imported: every worker (here two)
+/// serves the error instead of the server stopping, as it does without
+/// --reload.
+#[test]
+fn reload_keeps_every_worker_up_on_a_broken_app() {
+    let dir = TempDir::new("reloadbroken");
+    std::fs::write(dir.join("broken_app.py"), "def application(:\n").unwrap();
+    let s = Server::builder()
+        .args(["--chdir", dir.path().to_str().unwrap()])
+        .args(["--workers", "2", "--reload"])
+        .arg("broken_app:application")
+        .env("VIRTUAL_ENV", &venv().display().to_string())
+        .no_wait()
+        .start();
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .log_text()
+            .matches("Exception in worker process")
+            .count()
+            == 2),
+        "{}",
+        s.log_text()
+    );
+    let r = get_path(&s, "/");
+    assert_eq!(r.status, 500);
+    assert!(r.body_str().contains("SyntaxError"), "{}", r.body_str());
+    assert_eq!(s.worker_pids().len(), 2, "{}", s.log_text());
+    assert!(!s.log_text().contains("Shutting down"), "{}", s.log_text());
 }

@@ -29,6 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
@@ -37,6 +38,59 @@ use crate::config::Config;
 
 /// Files the app reported (Python module files), added before [`start`].
 static APP_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// When the app started loading ([`loading`]): a file saved after this and
+/// before the watches exist is caught by its modification time.
+static LOADING_SINCE: Mutex<Option<SystemTime>> = Mutex::new(None);
+
+/// The app starts loading now (called before the Python app is imported).
+/// Read from the kernel's coarse clock, the one file times are stamped
+/// with, so a file saved after this call never looks older than it.
+pub fn loading() {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME_COARSE)
+        .ok()
+        .and_then(|t| {
+            let (s, ns) = (u64::try_from(t.tv_sec()).ok()?, t.tv_nsec() as u32);
+            Some(UNIX_EPOCH + std::time::Duration::new(s, ns))
+        });
+    *LOADING_SINCE.lock().unwrap_or_else(|p| p.into_inner()) = now;
+}
+
+/// A watched file modified at or after `since` (a save that came while the
+/// app was loading, before the watches were in place).
+fn modified_since<'a>(
+    dirs: impl IntoIterator<Item = &'a (PathBuf, Watched)>,
+    since: SystemTime,
+) -> Option<PathBuf> {
+    let newer = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since)
+    };
+    for (dir, w) in dirs {
+        for name in &w.names {
+            let p = dir.join(name);
+            if newer(&p) {
+                return Some(p);
+            }
+        }
+        if w.patterns.is_empty() {
+            continue;
+        }
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if w.matches(&name) && newer(&entry.path()) {
+                return Some(entry.path());
+            }
+        }
+    }
+    None
+}
+
+fn restart(path: &Path) {
+    log::info!("Worker reloading: {} modified", path.display());
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM);
+}
 
 /// Add files to watch (called with the Python app's module files).
 pub fn add_files(files: impl IntoIterator<Item = PathBuf>) {
@@ -224,6 +278,17 @@ pub fn start(cfg: &Config) {
             Err(e) => log::debug!("--reload: cannot watch {}: {e}", dir.display()),
         }
     }
+    // Saved while the app was loading: the watches came too late for it.
+    let since = LOADING_SINCE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(since) = since
+        && let Some(p) = modified_since(watches.values(), since)
+    {
+        restart(&p);
+        return;
+    }
     let count: usize = watches
         .values()
         .map(|(_, w)| w.names.len() + w.patterns.len())
@@ -248,11 +313,7 @@ pub fn start(cfg: &Config) {
                     if let Some(name) = ev.name
                         && watched.matches(&name)
                     {
-                        log::info!("Worker reloading: {} modified", dir.join(&name).display());
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::this(),
-                            nix::sys::signal::Signal::SIGTERM,
-                        );
+                        restart(&dir.join(&name));
                         return;
                     }
                 }

@@ -378,3 +378,53 @@ fn reload_keeps_every_worker_up_on_a_broken_app() {
     assert_eq!(s.worker_pids().len(), 2, "{}", s.log_text());
     assert!(!s.log_text().contains("Shutting down"), "{}", s.log_text());
 }
+
+/// A module saved while the app is still importing (before the worker's
+/// watches exist) is not missed: its modification time gives it away. The
+/// app signals that it is importing (a marker file) and waits for the test's
+/// go-ahead, so the save lands exactly in that window.
+#[test]
+fn reload_catches_a_save_made_while_the_app_was_loading() {
+    let dir = TempDir::new("reloadrace");
+    std::fs::write(
+        dir.join("slow_app.py"),
+        "import os, time\nimport slow_dep\n\n\
+         here = os.path.dirname(os.path.abspath(__file__))\n\
+         open(os.path.join(here, 'loading'), 'w').close()\n\
+         deadline = time.monotonic() + 30\n\
+         while not os.path.exists(os.path.join(here, 'go')) and time.monotonic() < deadline:\n    \
+         time.sleep(0.01)\n\n\
+         def application(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+         return [slow_dep.VERSION.encode()]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("slow_dep.py"), "VERSION = 'v1'\n").unwrap();
+    let s = Server::builder()
+        .args(["--chdir", dir.path().to_str().unwrap(), "--reload"])
+        .arg("slow_app:application")
+        .env("VIRTUAL_ENV", &venv().display().to_string())
+        .no_wait()
+        .start();
+    assert!(
+        wait_until(Duration::from_secs(30), || dir.join("loading").exists()),
+        "{}",
+        s.log_text()
+    );
+    // slow_dep is imported (v1); the app is not done loading yet.
+    std::fs::write(
+        dir.join("slow_dep.py"),
+        "VERSION = 'v2-saved-while-loading'\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("go"), "").unwrap();
+    s.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_path(&s, "/").body_str() != "v2-saved-while-loading" {
+        assert!(
+            Instant::now() < deadline,
+            "save missed; log:\n{}",
+            s.log_text()
+        );
+    }
+}

@@ -95,6 +95,11 @@ pub(crate) fn load(
     spec: &str,
     cfg: &Config,
 ) -> Result<Py<PyAny>, String> {
+    // Not with --preload: the workers would inherit the master's time and
+    // restart for every later change, forever (they keep its code anyway).
+    if cfg.reload && !cfg.preload_app {
+        crate::reload::loading();
+    }
     let wants_logging =
         !cfg.logconfig_dict.is_empty() || cfg.logconfig_json.is_some() || cfg.logconfig.is_some();
     if wants_logging {

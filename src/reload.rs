@@ -23,7 +23,9 @@
 //! by renaming a new one over it, which a watch on the old inode would not
 //! see), and an event counts only when it names a watched file. A write
 //! counts when the file is closed (`IN_CLOSE_WRITE`), not at its first
-//! byte, so a new worker does not import a half-written module.
+//! byte, so a new worker does not import a half-written module. A save that
+//! lands while the app is still importing, before the watches exist, is
+//! caught by its modification time ([`loading`]).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;

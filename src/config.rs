@@ -32,6 +32,14 @@ pub struct Config {
     /// 0 = never restart a worker for its request count.
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// `--status-bind`: the status listener's address (None: off).
+    pub status_bind: Option<BindAddr>,
+    /// `--shutdown-delay`: seconds between TERM and the graceful stop.
+    pub shutdown_delay: u64,
+    /// `--max-worker-lifetime`: seconds (0 = never).
+    pub max_worker_lifetime: u64,
+    /// `--max-worker-memory`: MiB of RSS (0 = no limit).
+    pub max_worker_memory: u64,
     /// 1..=8190 (a configured 0 is stored as the maximum, 8190).
     pub limit_request_line: usize,
     /// 1..=32768.
@@ -507,6 +515,95 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.max_requests_jitter.to_string(),
+    },
+    // --- Observability and orchestration (issue 16): one contiguous block.
+    Setting {
+        name: "status_bind",
+        section: "Worker Processes",
+        flags: &["--status-bind"],
+        metavar: "ADDRESS",
+        default: "None",
+        help: "Serve the status listener on this address (unix:PATH or HOST:PORT): \
+               GET /healthz, /readyz, /metrics (Prometheus; OpenMetrics when Accept asks) \
+               and /status (JSON), answered by the master from the workers' shared \
+               counters. Off by default; it must not be one of the --bind addresses. \
+               `ferricorn status --status-bind ADDRESS` prints a table from it.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.status_bind = match optional(v) {
+                Some(a) => match BindAddr::parse(&a)? {
+                    BindAddr::Fd(_) => return Err("must be unix:PATH or HOST:PORT".into()),
+                    b => Some(b),
+                },
+                None => None,
+            };
+            Ok(())
+        },
+        get: |c| {
+            toml_quote(
+                &c.status_bind
+                    .as_ref()
+                    .map(|b| b.to_string())
+                    .unwrap_or_default(),
+            )
+        },
+    },
+    Setting {
+        name: "shutdown_delay",
+        section: "Worker Processes",
+        flags: &["--shutdown-delay"],
+        metavar: "INT",
+        default: "0",
+        help: "On TERM, turn /readyz to 503 at once but keep the workers accepting and \
+               serving for this many seconds before the graceful stop begins, so that a \
+               load balancer (a Kubernetes Service) stops sending new connections first. \
+               Replaces a `preStop: sleep` hook. A second TERM, or QUIT/INT, stops at once.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.shutdown_delay = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.shutdown_delay.to_string(),
+    },
+    Setting {
+        name: "max_worker_lifetime",
+        section: "Worker Processes",
+        flags: &["--max-worker-lifetime"],
+        metavar: "INT",
+        default: "0",
+        help: "Replace a worker after it has run this many seconds (plus a random jitter \
+               of up to 10%, so workers do not all go at once). Readiness-gated like HUP: \
+               the replacement accepts before the old worker stops. 0 disables.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.max_worker_lifetime = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.max_worker_lifetime.to_string(),
+    },
+    Setting {
+        name: "max_worker_memory",
+        section: "Worker Processes",
+        flags: &["--max-worker-memory"],
+        metavar: "MIB",
+        default: "0",
+        help: "Replace a worker whose resident memory (sampled by the master from /proc \
+               every second) stays above this many MiB for 3 samples in a row. \
+               Readiness-gated like HUP. 0 disables.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.max_worker_memory = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.max_worker_memory.to_string(),
     },
     Setting {
         name: "timeout",
@@ -1135,6 +1232,10 @@ impl Default for Config {
             worker_connections: 1000,
             max_requests: 0,
             max_requests_jitter: 0,
+            status_bind: None,
+            shutdown_delay: 0,
+            max_worker_lifetime: 0,
+            max_worker_memory: 0,
             limit_request_line: 4094,
             limit_request_fields: 100,
             limit_request_field_size: 8190,
@@ -1495,6 +1596,15 @@ pub fn parse_in(
         if !overridden {
             return Err(err);
         }
+    }
+
+    if let Some(sb) = &cfg.status_bind
+        && cfg.bind.contains(sb)
+    {
+        return Err(format!(
+            "invalid value for --status-bind: '{sb}' (it is also a --bind address; the status \
+             listener must not be public)"
+        ));
     }
 
     if cfg.print_config {

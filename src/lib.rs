@@ -46,12 +46,15 @@ pub mod hooks;
 pub mod http;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod pidfile;
 pub mod proxy;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod scoreboard;
 pub mod server;
 pub mod signals;
+pub mod status;
 pub mod sys;
 pub mod systemd;
 pub mod worker;

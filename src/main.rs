@@ -5,6 +5,9 @@ use ferricorn::{Server, apps, logging};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("status") {
+        std::process::exit(ferricorn::status::cli(&args[1..]));
+    }
     let action = match config::parse(&args, &|k| std::env::var(k).ok()) {
         Ok(a) => a,
         Err(e) => {

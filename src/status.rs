@@ -23,7 +23,7 @@ use crate::metrics::{self, Format, ListenQueue, ServerStatus};
 
 /// Longest request head accepted (then 431 and close).
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Connections served at once; more are closed at accept.
+/// Connections served at once; more wait in the listen queue.
 pub const MAX_CONNS: usize = 32;
 /// A connection's whole life, read to last byte written.
 pub const DEADLINE_MS: u64 = 5_000;
@@ -169,7 +169,9 @@ impl StatusServer {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let mut fds = Vec::with_capacity(2 + self.conns.len());
         fds.push(PollFd::new(wake, PollFlags::POLLIN));
-        fds.push(PollFd::new(self.listener.socket.as_fd(), PollFlags::POLLIN));
+        if self.conns.len() < MAX_CONNS {
+            fds.push(PollFd::new(self.listener.socket.as_fd(), PollFlags::POLLIN));
+        }
         for c in &self.conns {
             let ev = if c.out.is_empty() {
                 PollFlags::POLLIN
@@ -184,11 +186,14 @@ impl StatusServer {
     /// Accept, read and answer what can be done without blocking; close
     /// connections that are done or past their deadline.
     pub fn serve(&mut self, now_ms: u64, status: &mut dyn FnMut() -> ServerStatus) {
-        loop {
+        // Accept only up to the limit: the rest wait in the kernel's queue
+        // (and `wait` stops polling the listener meanwhile, so a full table
+        // never makes the master spin).
+        while self.conns.len() < MAX_CONNS {
             match self.listener.socket.accept() {
                 Ok((sock, _)) => {
-                    if self.conns.len() >= MAX_CONNS || sock.set_nonblocking(true).is_err() {
-                        continue; // dropped: closed at once
+                    if sock.set_nonblocking(true).is_err() {
+                        continue;
                     }
                     self.conns.push(StatusConn {
                         sock,

@@ -241,6 +241,9 @@ impl Arbiter {
             log::info!("Status listener at: {} ({})", s.name(), std::process::id());
         }
         log::info!("Using app: {}", self.cfg.app);
+        if let Some(why) = &self.cfg.workers_auto_reason {
+            log::info!("--workers auto: {why}");
+        }
         sys::set_process_title(&self.title());
         self.notifier
             .notify(&format!("STATUS=Booting {} workers", self.num_workers));

@@ -32,6 +32,11 @@ pub struct Config {
     /// 0 = never restart a worker for its request count.
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// `--workers auto`: `workers` is derived from the CPU and memory limits
+    /// when parsing ends ([`crate::cgroup::auto_workers`]).
+    pub workers_auto: bool,
+    /// How `--workers auto` was derived (for the start-up log).
+    pub workers_auto_reason: Option<String>,
     /// `--status-bind`: the status listener's address (None: off).
     pub status_bind: Option<BindAddr>,
     /// `--shutdown-delay`: seconds between TERM and the graceful stop.
@@ -453,16 +458,26 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "INT",
         default: "1",
         help: "The number of worker processes handling requests, a positive integer, \
-               typically 2 to 4 times the number of cores. The default is the value of \
+               typically 2 to 4 times the number of cores, or `auto`: 2 x the CPUs this \
+               process may use (cgroup CPU quota, cpuset, affinity) + 1, capped so that \
+               --max-worker-memory (else 128 MiB) per worker fits a cgroup memory limit; \
+               the start-up log says how it was derived. The default is the value of \
                the WEB_CONCURRENCY environment variable if set, else 1.",
         takes_value: true,
         repeatable: false,
         cli_only: false,
         set: |c, v| {
-            c.workers = positive(v)?;
+            c.workers_auto = v == "auto";
+            c.workers = if c.workers_auto { 1 } else { positive(v)? };
             Ok(())
         },
-        get: |c| c.workers.to_string(),
+        get: |c| {
+            if c.workers_auto {
+                toml_quote("auto")
+            } else {
+                c.workers.to_string()
+            }
+        },
     },
     Setting {
         name: "worker_connections",
@@ -1238,6 +1253,8 @@ impl Default for Config {
             worker_connections: 1000,
             max_requests: 0,
             max_requests_jitter: 0,
+            workers_auto: false,
+            workers_auto_reason: None,
             status_bind: None,
             shutdown_delay: 0,
             max_worker_lifetime: 0,
@@ -1604,6 +1621,15 @@ pub fn parse_in(
         }
     }
 
+    if cfg.workers_auto {
+        let mib = match cfg.max_worker_memory {
+            0 => crate::cgroup::DEFAULT_WORKER_MIB,
+            m => m,
+        };
+        let (n, why) = crate::cgroup::auto_workers(&crate::cgroup::read_limits(), mib);
+        cfg.workers = n;
+        cfg.workers_auto_reason = Some(why);
+    }
     if let Some(sb) = &cfg.status_bind
         && cfg.bind.contains(sb)
     {

@@ -41,6 +41,7 @@ pub mod arbiter;
 pub mod balance;
 pub mod bind;
 pub mod boot;
+pub mod cgroup;
 pub mod clock;
 pub mod config;
 pub mod conn;

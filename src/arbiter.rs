@@ -763,9 +763,15 @@ impl Arbiter {
                 } => {
                     let what = match (in_app_ms, self.workers.get(pid)) {
                         (Some(ms), Some(w)) => format!(
-                            ", in the app for {} s handling {}",
+                            ", in the app for {} s handling {}{}",
                             ms / 1000,
-                            self.scoreboard.slot(w.slot).what()
+                            self.scoreboard.slot(w.slot).what(),
+                            self.obs
+                                .table
+                                .map(|t| t.row(w.slot).request_id())
+                                .filter(|id| !id.is_empty())
+                                .map(|id| format!(" [request_id={id}]"))
+                                .unwrap_or_default()
                         ),
                         _ => ", its event loop stopped turning".to_string(),
                     };
@@ -873,6 +879,7 @@ impl Arbiter {
                 self.signals = None;
                 self.obs.status = None;
                 crate::scoreboard::enter_worker(slot);
+                crate::reqmeta::configure(&self.cfg.request_id_header);
                 self.death_tx = None;
                 let code = worker::run(worker::WorkerArgs {
                     cfg: &self.cfg,

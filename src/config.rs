@@ -41,6 +41,8 @@ pub struct Config {
     pub status_bind: Option<BindAddr>,
     /// `--shutdown-delay`: seconds between TERM and the graceful stop.
     pub shutdown_delay: u64,
+    /// `--request-id-header`: header carrying the request id ("" = off).
+    pub request_id_header: String,
     /// `--max-worker-lifetime`: seconds (0 = never).
     pub max_worker_lifetime: u64,
     /// `--max-worker-memory`: MiB of RSS (0 = no limit).
@@ -586,6 +588,34 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.shutdown_delay.to_string(),
+    },
+    Setting {
+        name: "request_id_header",
+        section: "Worker Processes",
+        flags: &["--request-id-header"],
+        metavar: "NAME",
+        default: "X-Request-Id",
+        help: "The request header carrying a request id. A sane id the client or proxy \
+               sent (1 to 128 visible ASCII characters) is passed through, else one is \
+               generated; the app gets it (Request::request_id, WSGI environ \
+               `ferricorn.request_id`), the access log has it (`%(request_id)s`, and the \
+               json format), and every error-log line about the request ends with \
+               `[request_id=ID]`, the WORKER TIMEOUT line included. An empty value turns \
+               request ids off.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err("must be a header name (letters, digits, '-', '_')".into());
+            }
+            c.request_id_header = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.request_id_header),
     },
     Setting {
         name: "max_worker_lifetime",
@@ -1258,6 +1288,7 @@ impl Default for Config {
             status_bind: None,
             shutdown_delay: 0,
             max_worker_lifetime: 0,
+            request_id_header: "X-Request-Id".into(),
             max_worker_memory: 0,
             limit_request_line: 4094,
             limit_request_fields: 100,

@@ -724,6 +724,7 @@ impl<S: Stream> Conn<S> {
             &ctx.uploads.trusted,
             &ctx.uploads.scheme_headers,
         );
+        let meta = crate::reqmeta::enter(&head.headers, ctx.uploads.trusted.trusts(&self.peer));
         let mut req = Request {
             head,
             peer: self.peer,
@@ -731,6 +732,7 @@ impl<S: Stream> Conn<S> {
             trailers,
             scheme: if client.https { "https" } else { "http" },
             remote: client.addr,
+            meta,
         };
         let app = &mut *ctx.app;
         let hooks = ctx.hooks;
@@ -874,6 +876,7 @@ impl<S: Stream> Conn<S> {
                 response_headers: &resp.headers,
             });
         }
+        crate::reqmeta::leave();
         let Request { head, body, .. } = req;
         if let Some(v) = body.into_vec()
             && v.capacity() <= 64 * 1024

@@ -56,6 +56,7 @@ pub mod pidfile;
 pub mod proxy;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod reqmeta;
 pub mod scoreboard;
 pub mod server;
 pub mod signals;

@@ -108,6 +108,9 @@ pub struct Counters {
     bytes_sent: AtomicU64,
     /// Requests inside the app now (a gauge: never folded).
     in_flight: AtomicU64,
+    /// The id of the request in the app (for the master's timeout line).
+    rid_len: AtomicU64,
+    rid: [AtomicU64; 16],
 }
 
 impl Counters {
@@ -147,6 +150,7 @@ impl Counters {
         self.queue.clear();
         self.bytes_sent.store(0, Ordering::Relaxed);
         self.in_flight.store(0, Ordering::Relaxed);
+        self.rid_len.store(0, Ordering::Relaxed);
     }
 }
 
@@ -305,6 +309,35 @@ pub fn count_refused(status: u16, bytes: u64) {
 pub fn count_bytes(n: u64) {
     if let Some(c) = mine() {
         c.bytes_sent.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Publish the id of the request entering the app (truncated to 128 bytes).
+pub fn set_request_id(id: &str) {
+    if let Some(c) = mine() {
+        let b = id.as_bytes();
+        let n = b.len().min(128);
+        for (i, word) in c.rid.iter().enumerate().take(n.div_ceil(8)) {
+            let mut w = [0u8; 8];
+            let start = i * 8;
+            let end = (start + 8).min(n);
+            w[..end - start].copy_from_slice(&b[start..end]);
+            word.store(u64::from_le_bytes(w), Ordering::Relaxed);
+        }
+        c.rid_len.store(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Counters {
+    /// The id of the request last entering the app ("" when none).
+    pub fn request_id(&self) -> String {
+        let n = (self.rid_len.load(Ordering::Relaxed) as usize).min(128);
+        let mut bytes = Vec::with_capacity(128);
+        for word in &self.rid {
+            bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        bytes.truncate(n);
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 

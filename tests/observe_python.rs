@@ -168,7 +168,7 @@ fn a_timeout_is_counted_and_the_request_in_the_app_is_shown() {
     let mut c = server.connect();
     std::io::Write::write_all(
         &mut c,
-        b"GET /sleep?s=30 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"GET /sleep?s=30 HTTP/1.1\r\nHost: t\r\nX-Request-Id: slow-1\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     // While it sleeps, /status shows the request and the in-flight gauge is 1.
@@ -191,7 +191,67 @@ fn a_timeout_is_counted_and_the_request_in_the_app_is_shown() {
         metric(&st, "ferricorn_worker_exits_total{cause=\"crash\"}"),
         0.0
     );
+    // The master's timeout line names the request by its id.
+    let log = server.log_text();
+    let line = log.lines().find(|l| l.contains("WORKER TIMEOUT")).unwrap();
+    assert!(
+        line.contains("handling GET /sleep [request_id=slow-1]"),
+        "{line}"
+    );
     server.wait_ready();
+}
+
+#[test]
+fn the_app_gets_the_request_id_and_queue_time_and_error_lines_name_the_request() {
+    let st = status_addr();
+    let server = observed(&st, &["-w", "1"]).start();
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 200;
+    let r = server.request(
+        format!(
+            "GET /meta HTTP/1.1\r\nHost: t\r\nX-Request-Id: py-7\r\nX-Request-Start: t={}.{:03}\r\nConnection: close\r\n\r\n",
+            start_ms / 1000,
+            start_ms % 1000
+        )
+        .as_bytes(),
+    );
+    let out = python(
+        "import json, sys\n\
+         m = json.loads(sys.stdin.read())\n\
+         print(m['ferricorn.request_id'], m['ferricorn.request_start'], m['ferricorn.queue_time'])\n",
+        &r.body,
+    );
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f[0], "py-7", "{out}");
+    let start: f64 = f[1].parse().unwrap();
+    assert!((start - start_ms as f64 / 1000.0).abs() < 0.002, "{out}");
+    let q: f64 = f[2].parse().unwrap();
+    assert!((0.19..30.0).contains(&q), "{out}");
+
+    let r = server.request(
+        b"GET /boom HTTP/1.1\r\nHost: t\r\nX-Request-Id: boom-1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 500);
+    assert!(wait_log(
+        &server,
+        "[request_id=boom-1]",
+        Duration::from_secs(10)
+    ));
+    let log = server.log_text();
+    let tagged: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[request_id=boom-1]"))
+        .collect();
+    assert!(tagged.iter().any(|l| l.contains("[ERROR]")), "{log}");
+    // Lines about other things name no request.
+    assert!(
+        log.lines()
+            .filter(|l| l.contains("Booting worker"))
+            .all(|l| !l.contains("request_id"))
+    );
 }
 
 #[test]

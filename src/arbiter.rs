@@ -961,10 +961,14 @@ impl Arbiter {
             })
             .collect();
         workers.sort_by_key(|w| w.age);
-        let totals = match table {
+        let mut totals = match table {
             Some(t) => t.totals(self.workers.iter().map(|(_, w)| w.slot)),
             None => Default::default(),
         };
+        totals.in_flight = workers
+            .iter()
+            .filter(|w| w.status.busy_since_ms != 0)
+            .count() as u64;
         ServerStatus {
             version: env!("CARGO_PKG_VERSION"),
             master_pid: std::process::id(),

@@ -736,12 +736,10 @@ impl<S: Stream> Conn<S> {
         };
         let app = &mut *ctx.app;
         let hooks = ctx.hooks;
-        crate::scoreboard::in_app(true);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             hooks.pre_request(&req);
             app.call(&mut req)
         }));
-        crate::scoreboard::in_app(false);
         let app_us = started.elapsed().as_micros() as u64;
         if let Some(slot) = ctx.slot {
             slot.busy_since_ms

@@ -26,7 +26,8 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// The id of the request being handled on this thread, for log lines.
-    static CURRENT: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// (set?, id): the buffer is reused, so no allocation per request.
+    static CURRENT: RefCell<(bool, String)> = const { RefCell::new((false, String::new())) };
 }
 
 /// In a freshly forked worker: the `--request-id-header` ("" = off).
@@ -45,20 +46,38 @@ pub fn valid_id(v: &[u8]) -> bool {
     (1..=128).contains(&v.len()) && v.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// A fresh id: 16 hex digits of the wall clock in µs, 8 of the pid, 8 of a
-/// per-process sequence number. Unique across workers and restarts.
-pub fn generate(now_unix_us: u64) -> String {
-    format!(
-        "{:016x}{:08x}{:08x}",
-        now_unix_us,
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed) as u32
-    )
+/// This process's half of every id it generates: 8 hex digits of the wall
+/// clock (seconds) at first use and 8 of the pid, computed once per worker.
+static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
+
+/// `v`'s low `out.len()` hex digits into `out`.
+fn hex_into(out: &mut [u8], v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = out.len();
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((v >> ((n - 1 - i) * 4)) & 0xf) as usize];
+    }
+}
+
+/// A fresh id, 32 hex digits: this worker's start second and pid, then a
+/// per-process sequence number. Unique across workers and restarts, and
+/// cheap (no clock read, no formatting machinery): it runs per request.
+pub fn generate() -> String {
+    let prefix = PREFIX.get_or_init(|| {
+        let mut p = [0u8; 16];
+        hex_into(&mut p[..8], unix_us() / 1_000_000);
+        hex_into(&mut p[8..], std::process::id() as u64);
+        p
+    });
+    let mut buf = [0u8; 32];
+    buf[..16].copy_from_slice(prefix);
+    hex_into(&mut buf[16..], SEQ.fetch_add(1, Ordering::Relaxed));
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The id for a request with these headers: passed through or generated;
 /// `None` when request ids are off.
-pub fn request_id(headers: &[(String, Vec<u8>)], now_unix_us: u64) -> Option<String> {
+pub fn request_id(headers: &[(String, Vec<u8>)]) -> Option<String> {
     let name = header()?;
     let sent = headers
         .iter()
@@ -66,7 +85,7 @@ pub fn request_id(headers: &[(String, Vec<u8>)], now_unix_us: u64) -> Option<Str
         .map(|(_, v)| v.as_slice());
     Some(match sent {
         Some(v) if valid_id(v) => String::from_utf8_lossy(v).into_owned(),
-        _ => generate(now_unix_us),
+        _ => generate(),
     })
 }
 
@@ -126,13 +145,9 @@ pub struct RequestMeta {
 /// connection: its id (also made current for log lines and published for
 /// the master's timeout line) and its queue time (also counted).
 pub fn enter(headers: &[(String, Vec<u8>)], trusted_peer: bool) -> RequestMeta {
-    let wants_start = trusted_peer;
-    if header().is_none() && !wants_start {
-        return RequestMeta::default();
-    }
-    let now = unix_us();
-    let id = request_id(headers, now);
-    let start_us = if wants_start {
+    let id = request_id(headers);
+    // The clock is read only when a trusted proxy sent X-Request-Start.
+    let start_us = if trusted_peer {
         headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("X-Request-Start"))
@@ -140,12 +155,14 @@ pub fn enter(headers: &[(String, Vec<u8>)], trusted_peer: bool) -> RequestMeta {
     } else {
         None
     };
-    let queue = start_us.map(|s| queue_us(s, now));
+    let queue = start_us.map(|s| queue_us(s, unix_us()));
     if let Some(q) = queue {
         crate::scoreboard::count_queue_time(q);
     }
-    crate::scoreboard::set_request_id(id.as_deref().unwrap_or(""));
-    set_current(id.as_deref());
+    if let Some(id) = &id {
+        crate::scoreboard::set_request_id(id);
+        set_current(Some(id));
+    }
     RequestMeta {
         id,
         start_us,
@@ -162,12 +179,20 @@ pub fn leave() {
 
 /// Set (or clear) the id of the request handled now on this thread.
 pub fn set_current(id: Option<&str>) {
-    CURRENT.with(|c| *c.borrow_mut() = id.map(str::to_string));
+    CURRENT.with(|c| {
+        let mut c = c.borrow_mut();
+        c.0 = id.is_some();
+        c.1.clear();
+        c.1.push_str(id.unwrap_or(""));
+    });
 }
 
 /// The id of the request handled now on this thread, for log lines.
 pub fn current() -> Option<String> {
-    CURRENT.with(|c| c.borrow().clone())
+    CURRENT.with(|c| {
+        let c = c.borrow();
+        c.0.then(|| c.1.clone())
+    })
 }
 
 #[cfg(test)]
@@ -204,9 +229,14 @@ mod tests {
         assert!(!valid_id(b"has space"));
         assert!(!valid_id(b"nl\n"));
         assert!(!valid_id(&[b'a'; 129]));
-        let a = generate(1);
-        let b = generate(1);
+        let a = generate();
+        let b = generate();
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16], "same process, same prefix");
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        let mut h = [0u8; 4];
+        hex_into(&mut h, 0xab);
+        assert_eq!(&h, b"00ab");
     }
 }

@@ -2,8 +2,11 @@
 //! of counters per scoreboard slot, in shared memory, plus a row of retired
 //! totals.
 //!
-//! A worker writes only its own row, with relaxed atomic adds (a few per
-//! request, on a cache line no other process writes); the master reads every
+//! A worker writes only its own row, from its event-loop thread: one
+//! writer per row, so an increment is a relaxed load and store ([`bump`]),
+//! not a locked read-modify-write (five per request; see benches/observe.rs).
+//! Were requests ever counted from several threads of one worker, [`bump`]
+//! would have to become `fetch_add`. The master reads every
 //! row when asked and, when it reaps a worker, folds that worker's counters
 //! into the retired row and zeroes its row ([`Table::fold`]), so a counter
 //! summed over the table never goes backwards when a worker is replaced.
@@ -37,6 +40,13 @@ pub const BUCKETS_US: [u64; 14] = [
 ];
 const NB: usize = BUCKETS_US.len() + 1;
 
+/// Add `n` to a counter that only the calling thread writes (a worker's own
+/// row): readers may see the old or the new value, never a torn one.
+#[inline]
+fn bump(a: &AtomicU64, n: u64) {
+    a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
 /// Index into [`METHODS`].
 pub fn method_index(method: &str) -> usize {
     METHODS[..7].iter().position(|m| *m == method).unwrap_or(7)
@@ -67,8 +77,8 @@ pub struct Histogram {
 
 impl Histogram {
     fn observe(&self, us: u64) {
-        self.buckets[bucket_index(us)].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        bump(&self.buckets[bucket_index(us)], 1);
+        bump(&self.sum_us, us);
     }
 
     fn read(&self) -> HistogramSnapshot {
@@ -106,8 +116,6 @@ pub struct Counters {
     queue: Histogram,
     /// Response bytes queued (heads and bodies).
     bytes_sent: AtomicU64,
-    /// Requests inside the app now (a gauge: never folded).
-    in_flight: AtomicU64,
     /// The id of the request in the app (for the master's timeout line).
     rid_len: AtomicU64,
     rid: [AtomicU64; 16],
@@ -123,7 +131,7 @@ impl Counters {
             total: self.total.read(),
             queue: self.queue.read(),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: 0,
         }
     }
 
@@ -149,7 +157,6 @@ impl Counters {
         self.total.clear();
         self.queue.clear();
         self.bytes_sent.store(0, Ordering::Relaxed);
-        self.in_flight.store(0, Ordering::Relaxed);
         self.rid_len.store(0, Ordering::Relaxed);
     }
 }
@@ -192,6 +199,8 @@ pub struct CountersSnapshot {
     pub total: HistogramSnapshot,
     pub queue: HistogramSnapshot,
     pub bytes_sent: u64,
+    /// Requests inside the app now: not a counter of the row, filled in by
+    /// the master from the workers' busy stamps ([`crate::sys::Slot`]).
     pub in_flight: u64,
 }
 
@@ -245,10 +254,9 @@ impl Table {
         row.clear();
     }
 
-    /// Retired totals plus every live row (gauges from the live rows only).
+    /// Retired totals plus every live row.
     pub fn totals(&self, live_slots: impl Iterator<Item = usize>) -> CountersSnapshot {
         let mut t = self.retired().read();
-        t.in_flight = 0;
         for s in live_slots {
             t.merge(&self.row(s).read());
         }
@@ -292,10 +300,10 @@ fn mine() -> Option<&'static Counters> {
 /// queued for it. A no-op outside a worker.
 pub fn count_request(method: &str, status: u16, app_us: u64, total_us: u64, bytes: u64) {
     if let Some(c) = mine() {
-        c.requests[method_index(method)][class_index(status)].fetch_add(1, Ordering::Relaxed);
+        bump(&c.requests[method_index(method)][class_index(status)], 1);
         c.app.observe(app_us);
         c.total.observe(total_us);
-        c.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+        bump(&c.bytes_sent, bytes);
     }
 }
 
@@ -308,7 +316,7 @@ pub fn count_refused(status: u16, bytes: u64) {
 /// Streamed response body bytes, as they are pulled from the app.
 pub fn count_bytes(n: u64) {
     if let Some(c) = mine() {
-        c.bytes_sent.fetch_add(n, Ordering::Relaxed);
+        bump(&c.bytes_sent, n);
     }
 }
 
@@ -345,17 +353,6 @@ impl Counters {
 pub fn count_queue_time(us: u64) {
     if let Some(c) = mine() {
         c.queue.observe(us);
-    }
-}
-
-/// A request enters (`true`) or leaves (`false`) the app.
-pub fn in_app(entering: bool) {
-    if let Some(c) = mine() {
-        if entering {
-            c.in_flight.fetch_add(1, Ordering::Relaxed);
-        } else {
-            c.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -440,17 +437,14 @@ mod tests {
         count(0, 200, 500);
         count(1, 200, 3_000);
         count(1, 404, 3_000);
-        t.row(1).in_flight.fetch_add(1, Ordering::Relaxed);
         let before = t.totals([0, 1].into_iter());
         assert_eq!(before.requests_total(), 3);
-        assert_eq!(before.in_flight, 1);
         t.fold(1);
         let after = t.totals([0, 1].into_iter());
         assert_eq!(after.requests_total(), 3, "nothing lost by the fold");
         assert_eq!(after.bytes_sent, 30);
         assert_eq!(after.total.count(), 3);
         assert_eq!(after.total.sum_us, 6_500);
-        assert_eq!(after.in_flight, 0, "a gauge of a dead worker is dropped");
         assert_eq!(t.row(1).read(), CountersSnapshot::default());
         // The next worker in the slot starts from zero; totals keep growing.
         count(1, 500, 1);

@@ -44,7 +44,7 @@
 //! master knows it and its wait status ([`table::classify_exit`]).
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -316,9 +316,15 @@ impl Arbiter {
         self.listeners = booted.listeners;
         self.systemd_sockets = booted.systemd_sockets;
         self.pidfile = booted.pidfile;
+        // A master started by USR2 inherits the status listener (the old
+        // master still listens on that address), as it inherits the others.
+        let inherited = crate::status::inherited();
         if let Some(addr) = &self.cfg.status_bind {
-            let server = crate::status::StatusServer::bind(addr)
-                .map_err(|e| format!("--status-bind: {e}"))?;
+            let server = match inherited {
+                Some(s) if s.is_at(addr) => s,
+                _ => crate::status::StatusServer::bind(addr)
+                    .map_err(|e| format!("--status-bind: {e}"))?,
+            };
             self.obs.status = Some(server);
         }
         Ok(())
@@ -604,6 +610,10 @@ impl Arbiter {
                     let _ = sys::set_cloexec(l.fd(), false);
                 }
                 sys::set_env(listener::INHERIT_ENV, fds.join(","));
+                if let Some(st) = &self.obs.status {
+                    let _ = sys::set_cloexec(st.as_raw_fd(), false);
+                    sys::set_env(crate::status::INHERIT_ENV, st.as_raw_fd().to_string());
+                }
                 sys::set_env("FERRICORN_PARENT_MASTER", std::process::id().to_string());
                 let _ = std::env::set_current_dir(&self.launch_dir);
                 let argv: Vec<CString> = self
@@ -649,7 +659,11 @@ impl Arbiter {
 
     fn finish(mut self, code: i32) -> i32 {
         self.close_listeners();
-        if let Some(s) = self.obs.status.take() {
+        // Like the other Unix sockets: the path stays while another
+        // master (USR2) serves it.
+        if let Some(s) = self.obs.status.take()
+            && self.sole_master()
+        {
             s.unlink();
         }
         if let Some(pf) = &self.pidfile {

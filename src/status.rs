@@ -141,7 +141,46 @@ pub struct StatusServer {
     conns: Vec<StatusConn>,
 }
 
+/// Environment variable carrying the status listener's fd across a USR2
+/// re-exec (next to [`listener::INHERIT_ENV`] for the public ones).
+pub const INHERIT_ENV: &str = "FERRICORN_STATUS_FD";
+
+/// The status listener handed over by the master that re-executed us, if
+/// any (the variable is removed so that workers and later re-execs do not
+/// see it).
+pub fn inherited() -> Option<StatusServer> {
+    let fd: i32 = std::env::var(INHERIT_ENV).ok()?.parse().ok()?;
+    crate::sys::remove_env(INHERIT_ENV);
+    let socket = crate::sys::adopt_listener(fd).ok()?;
+    let name = listener::describe(&socket);
+    let unix_path = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()));
+    Some(StatusServer {
+        listener: Listener {
+            name,
+            socket,
+            unix_path,
+            external: false,
+        },
+        conns: Vec::new(),
+    })
+}
+
 impl StatusServer {
+    /// Is this listener bound to `addr`?
+    pub fn is_at(&self, addr: &BindAddr) -> bool {
+        let Ok(local) = self.listener.socket.local_addr() else {
+            return false;
+        };
+        match addr {
+            BindAddr::Tcp(sa) => local.as_socket() == Some(*sa),
+            BindAddr::Unix(p) => local.as_pathname() == Some(p.as_path()),
+            BindAddr::Fd(_) => false,
+        }
+    }
+
     pub fn bind(addr: &BindAddr) -> io::Result<StatusServer> {
         let mut ls = listener::bind_all(
             std::slice::from_ref(addr),

@@ -418,3 +418,61 @@ fn a_worker_past_its_lifetime_is_replaced_without_a_refused_request() {
             .contains("reached --max-worker-lifetime")
     );
 }
+
+#[test]
+fn the_status_listener_survives_a_usr2_upgrade() {
+    let d = TempDir::new("status-upg");
+    let pidfile = d.join("app.pid");
+    let sock = d.join("status.sock");
+    let bind = format!("unix:{}", sock.display());
+    let mut s = Server::start(&[
+        "hello",
+        "-w",
+        "1",
+        "--pid",
+        pidfile.to_str().unwrap(),
+        "--status-bind",
+        &bind,
+    ]);
+    let status = Addr::Unix(sock.clone());
+    let master_of = || {
+        let j = get(&status, "/status").unwrap().body_str();
+        j.split("\"master_pid\":")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let old = s.pid();
+    assert_eq!(master_of(), old);
+    s.signal(Signal::SIGUSR2);
+    let mut new = 0;
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            new = read_pidfile(&pidfile).unwrap_or(0);
+            new != 0 && new != old && workers_of(new).len() == 1
+        }),
+        "{}",
+        s.log_text()
+    );
+    // The new master took the inherited listener over instead of failing
+    // to bind the address the old one still holds.
+    assert!(
+        s.log_text()
+            .contains(&format!("Status listener at: {bind} ({new})"))
+    );
+    send_signal(old, Signal::SIGWINCH);
+    assert!(wait_until(Duration::from_secs(10), || workers_of(old).is_empty()));
+    send_signal(old, Signal::SIGTERM);
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    // The old master left the socket file to the new one, which answers alone.
+    assert!(sock.exists());
+    assert_eq!(master_of(), new);
+    assert_eq!(get(&status, "/readyz").unwrap().status, 200);
+    send_signal(new, Signal::SIGQUIT);
+    assert!(wait_gone(new, Duration::from_secs(10)));
+    assert!(!sock.exists(), "the last master removes the socket file");
+}

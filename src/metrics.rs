@@ -284,7 +284,7 @@ pub fn render_metrics(st: &ServerStatus, fmt: Format) -> String {
     o.family(
         "ferricorn_listen_queue_depth",
         "gauge",
-        "Connections waiting in a listening socket's accept queue (TCP only).",
+        "Connections waiting in a listening socket's accept queue.",
     );
     for l in &st.listeners {
         if let Some(d) = l.depth {

@@ -293,8 +293,14 @@ impl StatusServer {
 /// The accept queue of each listener: the TCP depth from /proc/net/tcp{,6}
 /// (for a listening socket, `rx_queue` is the queue's current length); the
 /// backlog is `--backlog` as the kernel caps it (`net.core.somaxconn`).
-/// Unix sockets report no depth: the kernel does not publish their queue.
+/// Unix sockets: depth and backlog from the kernel's sock_diag netlink
+/// interface (what `ss -xl` shows), when it answers.
 pub fn listen_queues(listeners: &[Listener], backlog: u64) -> Vec<ListenQueue> {
+    let unix = if listeners.iter().any(|l| l.is_unix()) {
+        unix_listen_queues().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let mut table = String::new();
     for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(t) = std::fs::read_to_string(f) {
@@ -311,6 +317,13 @@ pub fn listen_queues(listeners: &[Listener], backlog: u64) -> Vec<ListenQueue> {
             let inode = nix::sys::stat::fstat(l.socket.as_fd())
                 .map(|s| s.st_ino)
                 .unwrap_or(0);
+            if let Some(&(_, depth, limit)) = unix.iter().find(|(ino, _, _)| *ino == inode) {
+                return ListenQueue {
+                    name: l.name.clone(),
+                    depth: Some(depth),
+                    backlog: limit,
+                };
+            }
             ListenQueue {
                 name: l.name.clone(),
                 depth: proc_net_listen_queue(&table, inode),
@@ -318,6 +331,103 @@ pub fn listen_queues(listeners: &[Listener], backlog: u64) -> Vec<ListenQueue> {
             }
         })
         .collect()
+}
+
+/// `(inode, queued, backlog)` of every listening Unix stream socket, from a
+/// `SOCK_DIAG_BY_FAMILY` dump with `UDIAG_SHOW_RQLEN` (for a listener,
+/// rqueue is the accept queue's length and wqueue its limit).
+fn unix_listen_queues() -> Option<Vec<(u64, u64, u64)>> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
+        socket,
+    };
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
+    const TCP_LISTEN: u32 = 10;
+    const UDIAG_SHOW_RQLEN: u32 = 0x10;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )
+    .ok()?;
+    // nlmsghdr (16 bytes) + unix_diag_req (24 bytes).
+    let mut req = Vec::with_capacity(40);
+    req.extend(40u32.to_ne_bytes());
+    req.extend(SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend(NLM_F_REQUEST_DUMP.to_ne_bytes());
+    req.extend(1u32.to_ne_bytes()); // seq
+    req.extend(0u32.to_ne_bytes()); // pid
+    req.extend([nix::libc::AF_UNIX as u8, 0, 0, 0]); // family, protocol, pad
+    req.extend((1u32 << TCP_LISTEN).to_ne_bytes()); // states
+    req.extend(0u32.to_ne_bytes()); // ino: all
+    req.extend(UDIAG_SHOW_RQLEN.to_ne_bytes());
+    req.extend([0xff; 8]); // cookie: none
+    sendto(
+        fd.as_raw_fd(),
+        &req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    // A dump of a few thousand sockets at most; bounded in case the
+    // kernel never says DONE.
+    for _ in 0..256 {
+        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).ok()?;
+        if n == 0 {
+            return Some(out);
+        }
+        if parse_unix_diag(&buf[..n], &mut out)? {
+            return Some(out);
+        }
+    }
+    Some(out)
+}
+
+/// Parse one netlink datagram of unix_diag messages into `out`. `Some(true)`
+/// at NLMSG_DONE, `None` on an error message.
+pub fn parse_unix_diag(mut b: &[u8], out: &mut Vec<(u64, u64, u64)>) -> Option<bool> {
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const UNIX_DIAG_RQLEN: u16 = 4;
+    let u32_at = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    };
+    let u16_at = |b: &[u8], i: usize| -> Option<u16> {
+        Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
+    };
+    while b.len() >= 16 {
+        let len = u32_at(b, 0)? as usize;
+        let kind = u16_at(b, 4)?;
+        if len < 16 || len > b.len() {
+            return None;
+        }
+        match kind {
+            NLMSG_DONE => return Some(true),
+            NLMSG_ERROR => return None,
+            _ => {}
+        }
+        // unix_diag_msg: family, type, state, pad, ino (u32), cookie (8).
+        let msg = &b[16..len];
+        let ino = u32_at(msg, 4)? as u64;
+        let mut attrs = msg.get(16..)?;
+        while attrs.len() >= 4 {
+            let alen = u16_at(attrs, 0)? as usize;
+            let atype = u16_at(attrs, 2)?;
+            if alen < 4 || alen > attrs.len() {
+                break;
+            }
+            if atype == UNIX_DIAG_RQLEN && alen >= 12 {
+                out.push((ino, u32_at(attrs, 4)? as u64, u32_at(attrs, 8)? as u64));
+            }
+            attrs = &attrs[(alen + 3) & !3..];
+        }
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    Some(false)
 }
 
 /// Connections queued on the LISTEN socket with `inode` in a
@@ -497,6 +607,33 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n"));
         let r = String::from_utf8(answer(&Route::Readyz, false, &mut st)).unwrap();
         assert!(r.starts_with("HTTP/1.1 503 "), "no worker: not ready");
+    }
+
+    #[test]
+    fn unix_diag_messages() {
+        let mut msg = Vec::new();
+        // nlmsghdr: len 44, type 20, flags, seq, pid
+        msg.extend(44u32.to_ne_bytes());
+        msg.extend(20u16.to_ne_bytes());
+        msg.extend(2u16.to_ne_bytes());
+        msg.extend([0; 8]);
+        // unix_diag_msg: family, type, state, pad, ino 777, cookie
+        msg.extend([1, 1, 10, 0]);
+        msg.extend(777u32.to_ne_bytes());
+        msg.extend([0; 8]);
+        // rtattr RQLEN: len 12, type 4, rqueue 3, wqueue 128
+        msg.extend(12u16.to_ne_bytes());
+        msg.extend(4u16.to_ne_bytes());
+        msg.extend(3u32.to_ne_bytes());
+        msg.extend(128u32.to_ne_bytes());
+        // NLMSG_DONE
+        msg.extend(20u32.to_ne_bytes());
+        msg.extend(3u16.to_ne_bytes());
+        msg.extend([0; 14]);
+        let mut out = Vec::new();
+        assert_eq!(parse_unix_diag(&msg, &mut out), Some(true));
+        assert_eq!(out, vec![(777, 3, 128)]);
+        assert_eq!(parse_unix_diag(&msg[..10], &mut Vec::new()), Some(false));
     }
 
     #[test]

@@ -476,3 +476,51 @@ fn the_status_listener_survives_a_usr2_upgrade() {
     assert!(wait_gone(new, Duration::from_secs(10)));
     assert!(!sock.exists(), "the last master removes the socket file");
 }
+
+#[test]
+fn listen_queue_depth_is_reported_for_tcp_and_unix_listeners() {
+    let d = TempDir::new("queues");
+    let sock = d.join("app.sock");
+    let o = start(&[
+        "-w",
+        "1",
+        "--backlog",
+        "64",
+        "--bind",
+        &format!("unix:{}", sock.display()),
+        "hello",
+    ]);
+    let Addr::Tcp(tcp) = o.server.addr.clone() else {
+        unreachable!()
+    };
+    let depth = |name: &str| {
+        o.metric(&format!(
+            "ferricorn_listen_queue_depth{{listener=\"{name}\"}}"
+        ))
+    };
+    let unix_name = format!("unix:{}", sock.display());
+    assert_eq!(depth(&tcp.to_string()), 0.0);
+    assert_eq!(depth(&unix_name), 0.0);
+    let m = o.metrics();
+    assert!(
+        m.contains(&format!(
+            "ferricorn_listen_queue_backlog{{listener=\"{unix_name}\"}} 64\n"
+        )),
+        "{m}"
+    );
+    // With the only worker stopped, new connections wait in the queues.
+    let worker = o.server.worker_pids()[0];
+    send_signal(worker, Signal::SIGSTOP);
+    let _tcp_conns: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(tcp).unwrap()).collect();
+    let _unix_conns: Vec<std::os::unix::net::UnixStream> = (0..2)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+        .collect();
+    assert!(wait_until(Duration::from_secs(10), || depth(
+        &tcp.to_string()
+    ) == 3.0));
+    assert_eq!(depth(&unix_name), 2.0);
+    send_signal(worker, Signal::SIGCONT);
+    assert!(wait_until(Duration::from_secs(10), || {
+        depth(&tcp.to_string()) == 0.0 && depth(&unix_name) == 0.0
+    }));
+}

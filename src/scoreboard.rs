@@ -3,9 +3,9 @@
 //! totals.
 //!
 //! A worker writes only its own row, from its event-loop thread: one
-//! writer per row, so an increment is a relaxed load and store ([`bump`]),
+//! writer per row, so an increment is a relaxed load and store (`bump`),
 //! not a locked read-modify-write (five per request; see benches/observe.rs).
-//! Were requests ever counted from several threads of one worker, [`bump`]
+//! Were requests ever counted from several threads of one worker, `bump`
 //! would have to become `fetch_add`. The master reads every
 //! row when asked and, when it reaps a worker, folds that worker's counters
 //! into the retired row and zeroes its row ([`Table::fold`]), so a counter

@@ -551,6 +551,7 @@ impl Arbiter {
                         }
                     }
                 }
+                self.rebind_status(&new);
                 let old = self.num_workers;
                 self.num_workers = new.workers;
                 self.cfg = new;
@@ -932,6 +933,30 @@ impl Arbiter {
         };
         server.serve(monotonic_ms(), &mut || self.server_status());
         self.obs.status = Some(server);
+    }
+
+    /// HUP changed `--status-bind`: listen on the new address (a failure is
+    /// logged and keeps the old listener), or stop listening.
+    fn rebind_status(&mut self, new: &Config) {
+        if new.status_bind == self.cfg.status_bind {
+            return;
+        }
+        let next = match &new.status_bind {
+            Some(addr) => match crate::status::StatusServer::bind(addr) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!("--status-bind {addr}: {e}; keeping the status listener as it was");
+                    return;
+                }
+            },
+            None => None,
+        };
+        if let Some(old) = std::mem::replace(&mut self.obs.status, next) {
+            old.unlink();
+        }
+        if let Some(s) = &self.obs.status {
+            log::info!("Status listener at: {} ({})", s.name(), std::process::id());
+        }
     }
 
     /// Everything the status listener shows, read now.

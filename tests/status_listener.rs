@@ -534,3 +534,33 @@ fn listen_queue_depth_is_reported_for_tcp_and_unix_listeners() {
         depth(&tcp_name) == 0.0 && depth(&unix_name) == 0.0
     }));
 }
+
+#[test]
+fn hup_moves_the_status_listener_to_a_new_address() {
+    let d = TempDir::new("status-hup");
+    let conf = d.join("ferricorn.toml");
+    let first = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    let second = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    std::fs::write(&conf, format!("status_bind = \"{}\"\n", first.bind_arg())).unwrap();
+    let s = Server::start(&["hello", "-c", conf.to_str().unwrap()]);
+    assert_eq!(get(&first, "/healthz").unwrap().status, 200);
+    std::fs::write(&conf, format!("status_bind = \"{}\"\n", second.bind_arg())).unwrap();
+    s.signal(Signal::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || get(&second, "/healthz").is_ok()),
+        "{}",
+        s.log_text()
+    );
+    assert!(
+        get(&first, "/healthz").is_err(),
+        "the old address still answers"
+    );
+    // Removed from the file: no status listener at all.
+    std::fs::write(&conf, "").unwrap();
+    s.signal(Signal::SIGHUP);
+    assert!(wait_until(Duration::from_secs(10), || get(
+        &second, "/healthz"
+    )
+    .is_err()));
+    assert_eq!(app_get(&s, "/").status, 200);
+}

@@ -565,3 +565,36 @@ fn hup_moves_the_status_listener_to_a_new_address() {
     .is_err()));
     assert_eq!(app_get(&s, "/").status, 200);
 }
+
+#[test]
+fn readme_documents_every_metric_and_status_key() {
+    let o = start(&["-w", "1", "hello"]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for line in o.metrics().lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split(' ').nth(2).unwrap();
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README lacks metric {name}"
+        );
+    }
+    let json = o.get("/status").body_str();
+    let mut keys: Vec<&str> = json
+        .split('"')
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| {
+            w[1].starts_with(':') && w[0].bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
+        .map(|w| w[0])
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert!(keys.len() > 20, "{keys:?}");
+    for k in keys {
+        assert!(
+            readme.contains(&format!("`{k}`")) || readme.contains(&format!(".{k}`")),
+            "README's status JSON schema lacks {k}"
+        );
+    }
+}

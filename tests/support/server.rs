@@ -122,6 +122,18 @@ impl ServerBuilder {
         };
         if self.wait {
             server.wait_ready();
+            // One worker answering is not all of them booted: on a loaded
+            // machine a test that reads the worker list at once saw one of
+            // two. Wait for every worker `--workers N` asked for.
+            if let Some(n) = workers_arg(&self.args) {
+                let pid = server.pid();
+                assert!(
+                    wait_until(Duration::from_secs(20), || super::workers_of(pid).len()
+                        >= n),
+                    "{n} workers did not boot; log:\n{}",
+                    server.log_text()
+                );
+            }
         }
         server
     }
@@ -303,4 +315,18 @@ pub fn pass_as_fd3(cmd: &mut Command, listener: &TcpListener) {
             Ok(())
         });
     }
+}
+
+/// The `N` of `--workers N`, `--workers=N` or `-w N` in `args`, if a number.
+fn workers_arg(args: &[String]) -> Option<usize> {
+    let mut it = args.iter();
+    let mut found = None;
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--workers=") {
+            found = v.parse().ok();
+        } else if a == "--workers" || a == "-w" {
+            found = it.next().and_then(|v| v.parse().ok());
+        }
+    }
+    found
 }

@@ -35,6 +35,8 @@ pub mod apps;
 pub mod arbiter;
 pub mod bind;
 pub mod config;
+pub mod config_gunicorn;
+pub mod config_value;
 pub mod conn;
 pub mod event_loop;
 pub mod hooks;

@@ -1694,6 +1694,22 @@ pub fn parse_full(
     env: &dyn Fn(&str) -> Option<String>,
     launch_dir: &Path,
 ) -> Result<(Action, Origins), String> {
+    let parsed = parse_sources(args, env, launch_dir);
+    // A Python file's hooks take effect only with a configuration that parsed,
+    // so a file that fails on SIGHUP leaves the running hooks in place.
+    #[cfg(feature = "python")]
+    match &parsed {
+        Ok(_) => crate::python::hooks::commit(),
+        Err(_) => crate::python::hooks::discard(),
+    }
+    parsed
+}
+
+fn parse_sources(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    launch_dir: &Path,
+) -> Result<(Action, Origins), String> {
     let mut env_args: Vec<(&'static str, Vec<String>)> = Vec::new();
     for var in CMD_ARGS_ENVS {
         if let Some(text) = env(var) {

@@ -36,7 +36,12 @@ fn main() {
             );
             std::process::exit(1);
         }
-        Action::Check(_) => {
+        Action::Check(cfg) => {
+            // As gunicorn's --check-config: the app must import too (exit 4 if not).
+            if let Err(e) = check_app(&cfg) {
+                eprintln!("Error: {e}");
+                std::process::exit(4);
+            }
             println!("Configuration OK");
             return;
         }
@@ -45,6 +50,15 @@ fn main() {
     if let Err(e) = logging::init_error_log(&cfg.loglevel, &cfg.errorlog) {
         eprintln!("Error: cannot open --error-logfile {}: {e}", cfg.errorlog);
         std::process::exit(1);
+    }
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    // -e/--env: the app and the workers see these (gunicorn sets them in the master).
+    for kv in &cfg.raw_env {
+        if let Some((k, v)) = kv.split_once('=') {
+            ferricorn::sys::set_env(k, v);
+        }
     }
     if let Some(dir) = &cfg.chdir
         && let Err(e) = std::env::set_current_dir(dir)
@@ -57,13 +71,14 @@ fn main() {
     } else {
         let app = cfg.app.clone();
         let factory = Box::new(move |ctx: &ferricorn::WorkerContext| apps::builtin(&app, ctx));
-        Server::with_factory(cfg, factory).run()
+        with_python_hooks(Server::with_factory(cfg, factory)).run()
     };
     std::process::exit(code);
 }
 
-/// `pkg.module:callable`, `pkg.module:factory()` or `pkg.module` (dotted):
-/// a Python WSGI app rather than a built-in app name.
+/// `pkg.module:callable`, `pkg.module:factory()`, `pkg.module` (dotted) or a
+/// bare module name other than a built-in app's (`pkg.module` means
+/// `pkg.module:application`): a Python WSGI app rather than a built-in app.
 fn looks_like_python(app: &str) -> bool {
     let ident = |s: &str| {
         s.chars()
@@ -74,20 +89,14 @@ fn looks_like_python(app: &str) -> bool {
     let dotted = |s: &str| s.split('.').all(ident);
     match app.split_once(':') {
         Some((module, attr)) => dotted(module) && dotted(attr.strip_suffix("()").unwrap_or(attr)),
-        None => app.contains('.') && dotted(app),
+        None => dotted(app) && !apps::BUILTIN.contains(&app),
     }
 }
 
 #[cfg(feature = "python")]
 fn run_python(cfg: ferricorn::Config) -> i32 {
     match ferricorn::python::setup(&cfg) {
-        Ok((factory, hooks)) => {
-            let server = Server::with_factory(cfg, factory);
-            match hooks {
-                Some(h) => server.hooks(h).run(),
-                None => server.run(),
-            }
-        }
+        Ok(factory) => with_python_hooks(Server::with_factory(cfg, factory)).run(),
         Err(e) => {
             log::error!("{e}");
             1
@@ -98,4 +107,33 @@ fn run_python(cfg: ferricorn::Config) -> i32 {
 #[cfg(not(feature = "python"))]
 fn run_python(_cfg: ferricorn::Config) -> i32 {
     unreachable!("rejected while parsing the command line")
+}
+
+/// The interpreter's fork bracket (a no-op while the master has no
+/// interpreter) and the hooks of a Python config file (none without one).
+#[cfg(feature = "python")]
+fn with_python_hooks(server: Server) -> Server {
+    server
+        .fork_bracket(ferricorn::python::ForkBracket)
+        .hooks(ferricorn::python::hooks::PyHooks)
+}
+
+#[cfg(not(feature = "python"))]
+fn with_python_hooks(server: Server) -> Server {
+    server
+}
+
+/// `--check-config` imports a Python app as a worker would.
+#[cfg(feature = "python")]
+fn check_app(cfg: &ferricorn::Config) -> Result<(), String> {
+    if looks_like_python(&cfg.app) {
+        ferricorn::python::check_app(cfg)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "python"))]
+fn check_app(_cfg: &ferricorn::Config) -> Result<(), String> {
+    Ok(())
 }

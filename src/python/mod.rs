@@ -12,10 +12,17 @@
 //! turn the result into a [`Response`] ([`response`]). The request body is
 //! complete before the app runs, so `wsgi.input` is an `io.BytesIO`.
 //!
+//! A Python config file (gunicorn.conf.py) also starts the interpreter in
+//! the master ([`conf`]); its server hooks are [`hooks::PyHooks`]. Whenever
+//! the master has an interpreter, [`ForkBracket`] keeps it consistent across
+//! fork; it is a no-op otherwise.
+//!
 //! Layout: [`interp`] (start-up, virtualenv, fork protocol: the only
-//! `unsafe`), [`environ`], [`response`].
+//! `unsafe`), [`conf`], [`hooks`], [`environ`], [`response`].
 
+pub mod conf;
 mod environ;
+pub mod hooks;
 mod interp;
 mod response;
 
@@ -190,11 +197,15 @@ impl App for PythonApp {
     }
 }
 
-/// Fork hooks for `--preload`: keep the interpreter's locks consistent
-/// across fork (PyOS_BeforeFork / PyOS_AfterFork_*).
-pub struct PreloadHooks;
+/// The fork protocol of an interpreter running in the master (`--preload`,
+/// a Python config file): keep its locks consistent across fork
+/// (PyOS_BeforeFork / PyOS_AfterFork_*). Does nothing while the master has
+/// no interpreter. Give it to [`crate::Server::fork_bracket`], never to the
+/// user hooks, so that no user hook can replace it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForkBracket;
 
-impl Hooks for PreloadHooks {
+impl Hooks for ForkBracket {
     fn pre_fork(&self, _server: &ServerInfo, _worker: &WorkerInfo) {
         interp::before_fork();
     }
@@ -207,10 +218,9 @@ impl Hooks for PreloadHooks {
 }
 
 /// Everything the binary needs to serve the WSGI app named by `cfg.app`:
-/// the per-worker factory and, with `--preload`, the fork hooks. Errors are
-/// reported before any worker is forked (a bad virtualenv, an import error
-/// under `--preload`).
-pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String> {
+/// the per-worker factory. Errors are reported before any worker is forked
+/// (a bad virtualenv, an import error under `--preload`).
+pub fn setup(cfg: &Config) -> Result<AppFactory, String> {
     let venv = interp::venv_from_env()?;
     let spec = cfg.app.clone();
     let cfg_rc = Rc::new(cfg.clone());
@@ -234,7 +244,7 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
                     .map_err(|e| io::Error::other(e.to_string()))
             })
         });
-        return Ok((factory, Some(PreloadHooks)));
+        return Ok(factory);
     }
     let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
         let app =
@@ -245,7 +255,13 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
                 .map_err(|e| io::Error::other(e.to_string()))
         })
     });
-    Ok((factory, None))
+    Ok(factory)
+}
+
+/// `--check-config`: import the app as a worker would, in this process.
+pub fn check_app(cfg: &Config) -> Result<(), String> {
+    let venv = interp::venv_from_env()?;
+    start_and_load(venv.as_ref(), &cfg.app, &cfg.pythonpath).map(|_| ())
 }
 
 #[cfg(test)]

@@ -2712,6 +2712,169 @@ proc_name = "web"
     }
 
     #[test]
+    fn long_options_abbreviate_as_with_argparse() {
+        assert_eq!(run(&["--worker-conn", "7"]).worker_connections, 7);
+        assert_eq!(run(&["--graceful=9"]).graceful_timeout, 9);
+        assert!(run(&["--dae"]).daemon);
+        // An exact flag wins over the longer ones it is a prefix of.
+        assert_eq!(run(&["--timeout", "3"]).timeout, 3);
+        assert_eq!(
+            err(&["--work", "2"]),
+            "ambiguous option: --work could match --workers, --worker-connections, \
+             --worker-class, --worker-tmp-dir"
+        );
+        // The two spellings of one setting are not ambiguous.
+        assert_eq!(
+            run(&["--limit-request-field-", "10"]).limit_request_field_size,
+            10
+        );
+        assert!(err(&["--limit-request-field", "10"]).starts_with("ambiguous option"));
+        assert!(err(&["--bogus"]).starts_with("unrecognized option '--bogus'"));
+    }
+
+    #[test]
+    fn gunicorn_settings_without_a_row_warn_or_refuse() {
+        let c = run(&["--worker-tmp-dir", "/dev/shm", "--reuse-port", "-w", "2"]);
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("--worker-tmp-dir is ignored: no heartbeat files"));
+        assert!(c.warnings[1].starts_with("--reuse-port is ignored"));
+        // Abbreviated and `=` forms too.
+        assert_eq!(run(&["--worker-tmp=/dev/shm"]).warnings.len(), 1);
+        let e = err(&["--certfile", "c.pem"]);
+        assert!(
+            e.starts_with("--certfile is not supported: ") && e.contains("nginx"),
+            "{e}"
+        );
+        assert!(err(&["--keyfile=k.pem"]).contains("TLS"));
+        assert!(err(&["--reuse-port=yes"]).contains("takes no value"));
+        let f = write_toml("worker_tmp_dir = \"/dev/shm\"\nworkers = 3\n");
+        let c = run(&["-c", p(&f)]);
+        assert_eq!(c.workers, 3);
+        assert_eq!(
+            c.warnings,
+            [format!(
+                "worker_tmp_dir in {} is ignored: no heartbeat files: workers report to \
+                 the master through shared memory",
+                p(&f)
+            )]
+        );
+    }
+
+    #[test]
+    fn env_flag_sets_raw_env() {
+        let c = run(&["-e", "A=1", "--env", "B=x=y", "--env=C="]);
+        assert_eq!(c.raw_env, ["A=1", "B=x=y", "C="]);
+        assert!(err(&["-e", "novalue"]).contains("KEY=VALUE"));
+        assert!(err(&["-e", "=1"]).contains("--env"));
+        let f = write_toml("raw_env = [\"X=1\"]\n");
+        assert_eq!(run(&["-c", p(&f)]).raw_env, ["X=1"]);
+        // The command line replaces the file's list, as with --bind.
+        assert_eq!(run(&["-c", p(&f), "-e", "Y=2"]).raw_env, ["Y=2"]);
+    }
+
+    #[test]
+    fn gunicorn_forms_of_values() {
+        assert_eq!(run(&["--log-level", "warn"]).loglevel, "warning");
+        assert_eq!(run(&["--log-level=WARN"]).loglevel, "warning");
+        assert_eq!(binds(&run(&["--bind", ":8001"])), ["0.0.0.0:8001"]);
+        assert_eq!(binds(&run(&["-b", "8002"])), ["0.0.0.0:8002"]);
+        assert_eq!(
+            binds(&run(&["--bind=tcp://127.0.0.1:8003"])),
+            ["127.0.0.1:8003"]
+        );
+    }
+
+    #[test]
+    fn gunicorn_cmd_args_below_ferricorn_cmd_args() {
+        let env = env_of(&[
+            (
+                "GUNICORN_CMD_ARGS",
+                "-w 2 --timeout 5 --name 'my app' -b :81",
+            ),
+            (CMD_ARGS_ENV, "--timeout 6"),
+        ]);
+        let c = run_env(&["-b", ":82"], &env);
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.timeout, 6);
+        assert_eq!(c.proc_name.as_deref(), Some("my app"));
+        assert_eq!(binds(&c), ["0.0.0.0:82"]);
+        let e = err_env(&[], &env_of(&[("GUNICORN_CMD_ARGS", "-w 0")]));
+        assert_eq!(
+            e,
+            "invalid value for --workers (in GUNICORN_CMD_ARGS): '0' (must be a positive integer)"
+        );
+        let e = err_env(&[], &env_of(&[("GUNICORN_CMD_ARGS", "--name 'open")]));
+        assert!(
+            e.contains("GUNICORN_CMD_ARGS") && e.contains("quote"),
+            "{e}"
+        );
+        // The file beats neither; a config file may be named in GUNICORN_CMD_ARGS.
+        let f = write_toml("workers = 4\ntimeout = 7\n");
+        let env = env_of(&[("GUNICORN_CMD_ARGS", &format!("-c {} --timeout 8", p(&f)))]);
+        let c = run_env(&[], &env);
+        assert_eq!((c.workers, c.timeout), (4, 8));
+    }
+
+    #[test]
+    fn print_config_says_where_each_value_came_from() {
+        let f = write_toml("workers = 4\ntimeout = 7\nkeepalive = 9\n");
+        let env = env_of(&[
+            ("GUNICORN_CMD_ARGS", "--timeout 8"),
+            (CMD_ARGS_ENV, "--keep-alive 10"),
+            ("PORT", "9000"),
+        ]);
+        let a = args(&["-c", p(&f), "--backlog", "5", "--print-config", "echo"]);
+        let Action::Print(t) = parse(&a, &env).unwrap() else {
+            panic!()
+        };
+        let has = |l: &str| assert!(t.lines().any(|x| x == l), "no line {l:?} in\n{t}");
+        has(&format!("workers = 4  # {}", p(&f)));
+        has("timeout = 8  # GUNICORN_CMD_ARGS");
+        has("keepalive = 10  # FERRICORN_CMD_ARGS");
+        has("backlog = 5  # command line");
+        has("bind = [\"0.0.0.0:9000\"]  # environment variable PORT");
+        has("graceful_timeout = 30  # default");
+        has("wsgi_app = \"echo\"  # command line");
+    }
+
+    #[test]
+    fn wsgi_app_names_the_app_unless_a_positional_does() {
+        let f = write_toml("wsgi_app = \"echo\"\n");
+        assert_eq!(run(&["-c", p(&f)]).app, "echo");
+        assert_eq!(run(&["-c", p(&f), "hello"]).app, "hello");
+        assert_eq!(run(&[]).app, DEFAULT_APP);
+    }
+
+    #[test]
+    fn default_config_file_is_looked_up_in_the_launch_dir() {
+        let d = tmpdir();
+        let act = |dir: &Path| parse_in(&[], &no_env, dir);
+        assert!(matches!(act(&d), Ok(Action::Run(c)) if c.config_file.is_none()));
+        std::fs::write(d.join("gunicorn.conf.py"), "workers = 3\n").unwrap();
+        match act(&d) {
+            #[cfg(feature = "python")]
+            Ok(Action::Run(c)) => {
+                assert_eq!(c.workers, 3);
+                assert_eq!(c.config_file, Some(d.join("gunicorn.conf.py")));
+            }
+            #[cfg(not(feature = "python"))]
+            Err(e) => assert!(
+                e.contains("gunicorn.conf.py") && e.contains("--features python"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // An explicit -c wins over the default file.
+        let f = d.join("x.toml");
+        std::fs::write(&f, "workers = 5\n").unwrap();
+        match parse_in(&args(&["-c", "x.toml"]), &no_env, &d) {
+            Ok(Action::Run(c)) => assert_eq!(c.workers, 5),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn args_stored_and_reload_rereads_file() {
         let f = write_toml("workers = 2\n");
         let a = args(&["-c", p(&f), "--keep-alive", "9"]);

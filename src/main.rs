@@ -31,8 +31,10 @@ fn main() {
             if looks_like_python(&cfg.app) && !cfg!(feature = "python") =>
         {
             eprintln!(
-                "Error: APP '{}' looks like a Python WSGI app; rebuild with --features python",
-                cfg.app
+                "Error: APP '{}' is not a built-in app ({}) and this ferricorn was built \
+                 without Python support for WSGI apps (rebuild with --features python)",
+                cfg.app,
+                apps::BUILTIN.join(", ")
             );
             std::process::exit(1);
         }

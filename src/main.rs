@@ -57,10 +57,9 @@ fn main() {
         log::warn!("{w}");
     }
     // -e/--env: the app and the workers see these (gunicorn sets them in the master).
-    for kv in &cfg.raw_env {
-        if let Some((k, v)) = kv.split_once('=') {
-            ferricorn::sys::set_env(k, v);
-        }
+    if let Err(e) = set_raw_env(&cfg.raw_env) {
+        log::error!("{e}");
+        std::process::exit(1);
     }
     if let Some(dir) = &cfg.chdir
         && let Err(e) = std::env::set_current_dir(dir)
@@ -123,6 +122,20 @@ fn with_python_hooks(server: Server) -> Server {
 #[cfg(not(feature = "python"))]
 fn with_python_hooks(server: Server) -> Server {
     server
+}
+
+/// Set `-e KEY=VALUE` variables: in the process environment, and in an
+/// interpreter a Python config file started (its `os.environ` is a copy).
+fn set_raw_env(raw_env: &[String]) -> Result<(), String> {
+    let pairs: Vec<(&str, &str)> = raw_env.iter().filter_map(|kv| kv.split_once('=')).collect();
+    #[cfg(feature = "python")]
+    if ferricorn::python::conf::set_environ(&pairs)? {
+        return Ok(());
+    }
+    for (k, v) in pairs {
+        ferricorn::sys::set_env(k, v);
+    }
+    Ok(())
 }
 
 /// `--check-config` imports a Python app as a worker would.

@@ -211,3 +211,22 @@ fn one_line(file: &str, line: Option<i64>, what: &str) -> String {
         None => format!("error in config file {file}: {what}"),
     }
 }
+
+/// `-e/--env`: with an interpreter in this process, set the variables through
+/// `os.environ` (which also calls putenv), since Python copied the environment
+/// when it started and the app reads `os.environ`. Returns false (nothing
+/// done) when the process has no interpreter.
+pub fn set_environ(pairs: &[(&str, &str)]) -> Result<bool, String> {
+    if !interp::is_initialized() {
+        return Ok(false);
+    }
+    Python::attach(|py| -> PyResult<()> {
+        let environ = py.import("os")?.getattr("environ")?;
+        for (k, v) in pairs {
+            environ.set_item(k, v)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("cannot set the environment: {e}"))?;
+    Ok(true)
+}

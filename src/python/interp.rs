@@ -151,6 +151,13 @@ fn init_from_config(executable: Option<&CStr>) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether CPython runs in this process (started here, or before fork).
+#[allow(unsafe_code)]
+pub(crate) fn is_initialized() -> bool {
+    // SAFETY: Py_IsInitialized may be called at any time, with or without the GIL.
+    unsafe { ffi::Py_IsInitialized() != 0 }
+}
+
 #[allow(unsafe_code)]
 fn status_message(st: ffi::PyStatus) -> String {
     if st.err_msg.is_null() {

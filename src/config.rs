@@ -1911,10 +1911,19 @@ fn sections() -> Vec<&'static str> {
 const DESCRIPTION: &str = "A pre-fork HTTP/1.1 application server with gunicorn's command line.";
 const APP_HELP: &str = "The application to serve. Built-in apps: `welcome` (the default; a \
                         welcome page), `hello` (answers \"Hello, World!\") and `echo` \
-                        (echoes the request back).";
+                        (echoes the request back). Built with --features python, a WSGI \
+                        app: MODULE:CALLABLE, MODULE:FACTORY(), or MODULE alone (meaning \
+                        MODULE:application).";
 const SOURCES_HELP: &str = "Settings come from, in increasing precedence: built-in defaults, \
-                            the -c TOML config file, FERRICORN_CMD_ARGS (split on whitespace), \
-                            and the command line. The name in [brackets] is the config-file key.";
+                            the config file (-c: a gunicorn.conf.py, python:MODULE or TOML; \
+                            without -c, ./ferricorn.conf.py or ./gunicorn.conf.py if present), \
+                            GUNICORN_CMD_ARGS, FERRICORN_CMD_ARGS (both split like a shell \
+                            command line), and the command line. Long options may be \
+                            abbreviated while unambiguous. The name in [brackets] is the \
+                            config-file key. gunicorn's other settings are accepted with a \
+                            warning saying why ferricorn does not need them (a few, such as \
+                            --certfile, are refused with what to do instead); \
+                            docs/settings.md lists them all.";
 
 /// The `--help` text, generated from [`SETTINGS`].
 pub fn help_text() -> String {
@@ -1962,6 +1971,7 @@ pub fn reference_markdown() -> String {
             out.push_str("\n\n");
         }
     }
+    out.push_str(&crate::config_gunicorn::reference_markdown());
     out
 }
 

@@ -6,7 +6,7 @@
 //!
 //! [`crate::config::SETTINGS`] is looked up first: a setting implemented
 //! there (e.g. once `--reload` lands) shadows its row here.
-//! [`GUNICORN_SETTINGS`] is gunicorn's own list (gunicorn 25, `config.py`),
+//! [`GUNICORN_SETTINGS`] is gunicorn's own list (gunicorn 26.1, `config.py` at its 2026-08 head),
 //! against which a unit test checks that every gunicorn name is covered.
 
 /// How a gunicorn setting that ferricorn does not implement is treated.
@@ -362,7 +362,7 @@ pub fn accepted_flag(flag: &str) -> Option<&'static Accepted> {
     ACCEPTED.iter().find(|a| a.flags.contains(&flag))
 }
 
-/// gunicorn's settings and flags (gunicorn 25, `gunicorn/config.py`), in its order.
+/// gunicorn's settings and flags (gunicorn 26.1, `gunicorn/config.py`), in its order.
 pub static GUNICORN_SETTINGS: &[(&str, &[&str])] = &[
     ("config", &["-c", "--config"]),
     ("wsgi_app", &[]),
@@ -522,6 +522,60 @@ pub fn status(name: &str) -> String {
         Some(a) => format!("accepted and ignored: {}", a.why),
         None => "unknown".into(),
     }
+}
+
+/// How the server hooks of a Python config file are called.
+const HOOKS_DOC: &str = "\
+A Python config file may define gunicorn's server hooks as functions; they are \
+called at gunicorn's moments, in the master or in the worker as in gunicorn \
+(`worker_abort` runs in the master, after the stuck worker was killed). A hook \
+that raises is logged with its traceback, and the server goes on. The arguments \
+offer what gunicorn's objects are used for in practice:
+
+| hook | arguments |
+|---|---|
+| `on_starting`, `when_ready`, `on_reload`, `pre_exec`, `on_exit` | `server` |
+| `pre_fork`, `post_fork`, `child_exit`, `worker_exit` | `server`, `worker` |
+| `post_worker_init`, `worker_int`, `worker_abort` | `worker` |
+| `pre_request` | `worker`, `req` |
+| `post_request` | `worker`, `req`, `environ`, `resp` |
+| `nworkers_changed` | `server`, `new_value`, `old_value` |
+
+- `server`: `pid`, `num_workers`, `address` (the bind addresses as strings), \
+`proc_name`, `cfg.workers`, `cfg.bind`, `log`.
+- `worker`: `pid` (`None` in `pre_fork`), `ppid`, `age` (the n-th worker this \
+master forked), `alive`, `log`.
+- `req`: `method`, `uri`, `path`, `query`, `version` (`(1, 1)`), `headers` (a list \
+of `(NAME, value)`, names upper-case as in gunicorn), `remote_addr`, `scheme`.
+- `environ`: `REQUEST_METHOD`, `PATH_INFO`, `QUERY_STRING`, `RAW_URI`, `SERVER_PROTOCOL`.
+- `resp`: `status` (`\"200 OK\"`), `status_code`.
+- `log`: `debug`, `info`, `warning`, `error`, `critical`, `exception` and \
+`log(level, msg, *args)`, with `%`-style arguments, writing to the error log.
+
+On SIGHUP the file is run again; if it fails, the running settings and hooks stay.
+";
+
+/// The docs/settings.md part about gunicorn: the hooks, then every gunicorn
+/// setting with ferricorn's status.
+pub fn reference_markdown() -> String {
+    let mut out = String::from("## Server hooks (Python config file)\n\n");
+    out.push_str(HOOKS_DOC);
+    out.push_str(
+        "\n## gunicorn's settings\n\nEvery setting of gunicorn (26.1), and what ferricorn \
+         does with it. An ignored setting is accepted with a one-line warning at start-up; \
+         a refused one stops start-up with the reason.\n\n\
+         | gunicorn setting | flags | ferricorn |\n|---|---|---|\n",
+    );
+    for (name, flags) in GUNICORN_SETTINGS {
+        let flags: Vec<String> = flags.iter().map(|f| format!("`{f}`")).collect();
+        let flags = if flags.is_empty() {
+            "(config file)".to_string()
+        } else {
+            flags.join(", ")
+        };
+        out.push_str(&format!("| `{name}` | {flags} | {} |\n", status(name)));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! (so a file that fails on SIGHUP leaves the running hooks in place).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -32,6 +33,9 @@ type HookList = Vec<(&'static str, Py<PyAny>)>;
 
 static STAGED: Mutex<Option<HookList>> = Mutex::new(None);
 static ACTIVE: Mutex<HookList> = Mutex::new(Vec::new());
+/// ACTIVE is not empty: without a config file's hooks, the per-request hooks
+/// cost one atomic load.
+static ANY: AtomicBool = AtomicBool::new(false);
 /// In a worker: who we are, for the hooks whose Rust call site does not say
 /// (`pre_request`, `post_request`, `worker_exit`'s `server`).
 static WORKER: Mutex<Option<(ServerInfo, WorkerInfo)>> = Mutex::new(None);
@@ -45,6 +49,7 @@ pub(crate) fn stage(hooks: HookList) {
 pub fn commit() {
     let staged = STAGED.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(h) = staged {
+        ANY.store(!h.is_empty(), Ordering::Release);
         let old = std::mem::replace(&mut *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()), h);
         if !old.is_empty() {
             // Dropped attached, so the references go at once.
@@ -70,11 +75,12 @@ fn active(py: Python<'_>, name: &str) -> Option<Py<PyAny>> {
 }
 
 fn any_active(name: &str) -> bool {
-    ACTIVE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .any(|(n, _)| *n == name)
+    ANY.load(Ordering::Acquire)
+        && ACTIVE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(n, _)| *n == name)
 }
 
 const HELPERS: &std::ffi::CStr = cr#"

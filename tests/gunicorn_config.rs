@@ -491,6 +491,88 @@ fn hup_rereads_the_file_and_keeps_running_when_it_breaks() {
         s.log_text()
     );
     assert_eq!(get(&s, "/").status, 200);
+
+    // A file that runs but holds a bad value: its new hook is not taken either.
+    std::fs::write(
+        &conf,
+        format!("workers = 'many'\nTAG = 'four'\nwsgi_app = 'myproj.wsgi'\n{hooks_src}"),
+    )
+    .unwrap();
+    s.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        wait_until(WAIT, || {
+            s.log_text().contains(&format!(
+            "reload failed, keeping the running configuration: invalid value for workers in {}: 'many'",
+            conf.display()
+        ))
+        }),
+        "{}",
+        s.log_text()
+    );
+    assert!(wait_until(WAIT, || lines(&hooks).len() == 3));
+    assert_eq!(lines(&hooks), ["reload two", "reload two", "reload two"]);
+    assert!(
+        wait_until(WAIT, || s.worker_pids().len() == 2),
+        "{}",
+        s.log_text()
+    );
+    assert_eq!(get(&s, "/").status, 200);
+}
+
+/// With --preload the app is imported in the master too: the interpreter's
+/// fork bracket and the file's fork hooks both run, and workers forked while
+/// an app thread runs Python still boot and serve.
+#[cfg(feature = "python")]
+#[test]
+fn preload_with_python_hooks_keeps_the_fork_bracket() {
+    let d = project("gconf-preload");
+    write(
+        d.path(),
+        "myproj/threaded.py",
+        r#"import threading, time
+from myproj.wsgi import application
+
+def _spin():
+    while True:
+        sum(range(1000))   # holds the GIL often, as a busy app thread does
+        time.sleep(0)
+
+threading.Thread(target=_spin, daemon=True).start()
+"#,
+    );
+    write(
+        d.path(),
+        "gunicorn.conf.py",
+        r#"import os
+preload_app = True
+workers = 3
+wsgi_app = "myproj.threaded:application"
+_LOG = os.path.join(os.path.dirname(__file__), "forks.log")
+def pre_fork(server, worker):
+    open(_LOG, "a").write("pre %s\n" % worker.age)
+def post_fork(server, worker):
+    open(_LOG, "a").write("post %s\n" % worker.age)
+"#,
+    );
+    let forks = d.join("forks.log");
+    let s = serve_in(d, &[], &[]);
+    assert_eq!(wait_workers(s.pid(), 3).len(), 3);
+    assert!(
+        wait_until(WAIT, || lines(&forks).len() == 6),
+        "{:?}",
+        lines(&forks)
+    );
+    for _ in 0..6 {
+        assert_eq!(get(&s, "/p").body_str(), "env=- path=/p");
+    }
+    // TTIN: one more fork while the app thread runs.
+    s.signal(nix::sys::signal::Signal::SIGTTIN);
+    assert_eq!(wait_workers(s.pid(), 4).len(), 4, "{}", s.log_text());
+    assert!(
+        wait_until(WAIT, || lines(&forks).len() == 8),
+        "{:?}",
+        lines(&forks)
+    );
 }
 
 #[cfg(feature = "python")]

@@ -1519,6 +1519,24 @@ pub fn is_python_config(name: &str) -> bool {
     name.starts_with("python:") || name.ends_with(".py")
 }
 
+/// gunicorn runs any `-c FILE` as Python (`-c gunicorn.conf`, `-c config/web`):
+/// a file with neither `.py` nor `.toml` is read as TOML if it is TOML, else
+/// as Python (in a build with Python).
+fn sniff_python(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    if is_python_config(&name) {
+        return true;
+    }
+    if name.ends_with(".toml") || !cfg!(feature = "python") {
+        return false;
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.parse::<toml::Table>().is_err(),
+        // Unreadable: the TOML reader says so.
+        Err(_) => false,
+    }
+}
+
 /// Read a TOML config file as `(key, value)` pairs in file order.
 fn read_toml(path: &Path) -> Result<Vec<(String, Value)>, String> {
     let shown = path.display();
@@ -1789,7 +1807,7 @@ fn parse_sources(
     let mut file_assigns = Vec::new();
     if let Some(path) = &file {
         let name = path.to_string_lossy().into_owned();
-        let python = is_python_config(&name);
+        let python = sniff_python(path);
         let entries = if python {
             read_python(&name, launch_dir)?
         } else {
@@ -2869,6 +2887,20 @@ proc_name = "web"
                 e.contains("gunicorn.conf.py") && e.contains("--features python"),
                 "{e}"
             ),
+            other => panic!("{other:?}"),
+        }
+        // gunicorn's `-c FILE` without .py is Python too, unless it is TOML.
+        std::fs::write(d.join("web.conf"), "import os\nworkers = 2\n").unwrap();
+        match parse_in(&args(&["-c", "web.conf"]), &no_env, &d) {
+            #[cfg(feature = "python")]
+            Ok(Action::Run(c)) => assert_eq!(c.workers, 2),
+            #[cfg(not(feature = "python"))]
+            Err(e) => assert!(e.contains("TOML syntax error"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(d.join("web.conf"), "workers = 4\n").unwrap();
+        match parse_in(&args(&["-c", "web.conf"]), &no_env, &d) {
+            Ok(Action::Run(c)) => assert_eq!(c.workers, 4),
             other => panic!("{other:?}"),
         }
         // An explicit -c wins over the default file.

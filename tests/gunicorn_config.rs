@@ -629,3 +629,63 @@ fn env_flag_and_gunicorn_command_line_forms() {
     // warn level: no INFO lines (Booting worker ...).
     assert!(!text.contains("[INFO]"), "{text}");
 }
+
+/// `worker_abort` after --timeout kills a worker stuck in the app (in the
+/// master: the stuck worker cannot run code), `worker_int` on a quick stop.
+#[cfg(feature = "python")]
+#[test]
+fn worker_abort_and_worker_int_hooks() {
+    let d = project("gconf-abort");
+    write(
+        d.path(),
+        "myproj/slow.py",
+        r#"import time
+from myproj.wsgi import application as fast
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/stuck":
+        time.sleep(60)
+    return fast(environ, start_response)
+"#,
+    );
+    write(
+        d.path(),
+        "gunicorn.conf.py",
+        r#"import os
+timeout = 1
+wsgi_app = "myproj.slow"
+_LOG = os.path.join(os.path.dirname(__file__), "hooks.log")
+def worker_abort(worker):
+    open(_LOG, "a").write("worker_abort %s %s\n" % (worker.pid, worker.ppid == os.getpid()))
+def worker_int(worker):
+    open(_LOG, "a").write("worker_int %s\n" % worker.pid)
+"#,
+    );
+    let hooks = d.join("hooks.log");
+    let mut s = serve_in(d, &[], &[]);
+    let stuck = wait_workers(s.pid(), 1)[0];
+    let mut c = s.connect();
+    std::io::Write::write_all(&mut c, b"GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    assert!(
+        wait_until(WAIT, || lines(&hooks)
+            == [format!("worker_abort {stuck} True")]),
+        "{:?}\n{}",
+        lines(&hooks),
+        s.log_text()
+    );
+    let mut fresh = 0;
+    assert!(wait_until(WAIT, || {
+        let w = workers_of(s.pid());
+        fresh = w.first().copied().unwrap_or(stuck);
+        w.len() == 1 && fresh != stuck
+    }));
+    assert_eq!(get(&s, "/ok").status, 200);
+    s.signal(nix::sys::signal::Signal::SIGINT);
+    assert!(s.wait_exit(WAIT).is_some(), "{}", s.log_text());
+    assert!(
+        lines(&hooks).contains(&format!("worker_int {fresh}")),
+        "{:?}\n{}",
+        lines(&hooks),
+        s.log_text()
+    );
+}

@@ -1863,7 +1863,19 @@ fn parse_sources(
     cfg.warnings = warnings;
 
     let action = if cfg.print_config {
-        Action::Print(cfg.to_toml_with_origins(&origins))
+        let mut text = cfg.to_toml_with_origins(&origins);
+        #[cfg(feature = "python")]
+        if let Some(file) = &cfg.config_file {
+            let hooks = crate::python::hooks::staged_names();
+            if !hooks.is_empty() {
+                text.push_str(&format!(
+                    "# server hooks from {}: {}\n",
+                    file.display(),
+                    hooks.join(", ")
+                ));
+            }
+        }
+        Action::Print(text)
     } else if cfg.check_config {
         Action::Check(cfg)
     } else {

@@ -319,6 +319,19 @@ fn default_gunicorn_conf_py_and_python_module_configs() {
             )),
         "{out}"
     );
+    write(
+        d.path(),
+        "hooked.py",
+        "def post_fork(server, worker): pass\ndef on_starting(server): pass\n",
+    );
+    let (_, out, _) = run_in(d.path(), &["-c", "hooked.py", "--print-config"], &[]);
+    assert!(
+        out.ends_with(&format!(
+            "\n# server hooks from {}: on_starting, post_fork\n",
+            d.join("hooked.py").display()
+        )),
+        "{out}"
+    );
     // ferricorn.conf.py is read first when both exist.
     write(d.path(), "ferricorn.conf.py", "workers = 4\n");
     let (_, out, _) = run_in(d.path(), &["--print-config"], &[]);

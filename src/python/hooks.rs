@@ -45,6 +45,14 @@ pub(crate) fn stage(hooks: HookList) {
     *STAGED.lock().unwrap_or_else(|e| e.into_inner()) = Some(hooks);
 }
 
+/// The names of the hooks the loader just found (for `--print-config`).
+pub fn staged_names() -> Vec<&'static str> {
+    let staged = STAGED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut names: Vec<&'static str> = staged.iter().flatten().map(|(n, _)| *n).collect();
+    names.sort_by_key(|n| crate::config_gunicorn::HOOKS.iter().position(|h| h == n));
+    names
+}
+
 /// The configuration that staged hooks parsed completely: use its hooks.
 pub fn commit() {
     let staged = STAGED.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -484,6 +484,9 @@ impl Arbiter {
                         }
                     }
                 }
+                if let Err(e) = crate::config::apply_raw_env(&new.raw_env) {
+                    log::error!("{e}");
+                }
                 let old = self.num_workers;
                 self.num_workers = new.workers;
                 self.cfg = new;

@@ -1884,6 +1884,21 @@ fn parse_sources(
     Ok((action, origins))
 }
 
+/// Set the `-e KEY=VALUE` variables in the master (at start and on SIGHUP, as
+/// gunicorn does): in the process environment, and in the `os.environ` of an
+/// interpreter running here (a copy Python took when it started).
+pub fn apply_raw_env(raw_env: &[String]) -> Result<(), String> {
+    let pairs: Vec<(&str, &str)> = raw_env.iter().filter_map(|kv| kv.split_once('=')).collect();
+    #[cfg(feature = "python")]
+    if crate::python::conf::set_environ(&pairs)? {
+        return Ok(());
+    }
+    for (k, v) in pairs {
+        crate::sys::set_env(k, v);
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Generated text.
 

@@ -57,7 +57,7 @@ fn main() {
         log::warn!("{w}");
     }
     // -e/--env: the app and the workers see these (gunicorn sets them in the master).
-    if let Err(e) = set_raw_env(&cfg.raw_env) {
+    if let Err(e) = config::apply_raw_env(&cfg.raw_env) {
         log::error!("{e}");
         std::process::exit(1);
     }
@@ -122,20 +122,6 @@ fn with_python_hooks(server: Server) -> Server {
 #[cfg(not(feature = "python"))]
 fn with_python_hooks(server: Server) -> Server {
     server
-}
-
-/// Set `-e KEY=VALUE` variables: in the process environment, and in an
-/// interpreter a Python config file started (its `os.environ` is a copy).
-fn set_raw_env(raw_env: &[String]) -> Result<(), String> {
-    let pairs: Vec<(&str, &str)> = raw_env.iter().filter_map(|kv| kv.split_once('=')).collect();
-    #[cfg(feature = "python")]
-    if ferricorn::python::conf::set_environ(&pairs)? {
-        return Ok(());
-    }
-    for (k, v) in pairs {
-        ferricorn::sys::set_env(k, v);
-    }
-    Ok(())
 }
 
 /// `--check-config` imports a Python app as a worker would.

@@ -455,14 +455,15 @@ fn hup_rereads_the_file_and_keeps_running_when_it_breaks() {
     let conf = d.join("gunicorn.conf.py");
     let hooks = d.join("hooks.log");
     let hooks_src = "import os\n_LOG = os.path.join(os.path.dirname(__file__), 'hooks.log')\n\
-                     def on_reload(server):\n    open(_LOG, 'a').write('reload %s\\n' % TAG)\n";
+                     def on_reload(server):\n    open(_LOG, 'a').write('reload %s\\n' % TAG)\n\
+                     raw_env = ['GCONF_FOO=' + TAG]\n";
     std::fs::write(
         &conf,
         format!("workers = 1\nTAG = 'one'\nwsgi_app = 'myproj.wsgi'\n{hooks_src}"),
     )
     .unwrap();
     let s = serve_in(d, &[], &[]);
-    assert_eq!(get(&s, "/").status, 200);
+    assert_eq!(get(&s, "/").body_str(), "env=one path=/");
     assert_eq!(wait_workers(s.pid(), 1).len(), 1);
 
     // A changed file: two workers and the new hook.
@@ -479,6 +480,12 @@ fn hup_rereads_the_file_and_keeps_running_when_it_breaks() {
     );
     assert!(
         wait_until(WAIT, || s.worker_pids().len() == 2),
+        "{}",
+        s.log_text()
+    );
+    // -e/raw_env is applied again, as gunicorn does: the new workers see it.
+    assert!(
+        wait_until(WAIT, || get(&s, "/").body_str() == "env=two path=/"),
         "{}",
         s.log_text()
     );

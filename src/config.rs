@@ -1863,25 +1863,32 @@ fn parse_sources(
     cfg.warnings = warnings;
 
     let action = if cfg.print_config {
-        let mut text = cfg.to_toml_with_origins(&origins);
-        #[cfg(feature = "python")]
-        if let Some(file) = &cfg.config_file {
-            let hooks = crate::python::hooks::staged_names();
-            if !hooks.is_empty() {
-                text.push_str(&format!(
-                    "# server hooks from {}: {}\n",
-                    file.display(),
-                    hooks.join(", ")
-                ));
-            }
-        }
-        Action::Print(text)
+        Action::Print(cfg.to_toml_with_origins(&origins) + &hooks_note(&cfg))
     } else if cfg.check_config {
         Action::Check(cfg)
     } else {
         Action::Run(cfg)
     };
     Ok((action, origins))
+}
+
+/// `--print-config`'s last line: the server hooks a Python config file defines.
+#[cfg(feature = "python")]
+fn hooks_note(cfg: &Config) -> String {
+    let hooks = crate::python::hooks::staged_names();
+    match &cfg.config_file {
+        Some(file) if !hooks.is_empty() => format!(
+            "# server hooks from {}: {}\n",
+            file.display(),
+            hooks.join(", ")
+        ),
+        _ => String::new(),
+    }
+}
+
+#[cfg(not(feature = "python"))]
+fn hooks_note(_cfg: &Config) -> String {
+    String::new()
 }
 
 /// Set the `-e KEY=VALUE` variables in the master (at start and on SIGHUP, as

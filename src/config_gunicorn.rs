@@ -524,6 +524,36 @@ pub fn status(name: &str) -> String {
     }
 }
 
+/// Why a gunicorn worker class other than `sync`/`gthread` is refused, with
+/// what to use instead (the reason part of "invalid value for --worker-class").
+pub fn worker_class_refusal(class: &str) -> String {
+    let c = class.to_ascii_lowercase();
+    let base = c.rsplit('.').next().unwrap_or(&c);
+    if c == "asgi" || c.starts_with("uvicorn") || c.contains("uvicornworker") {
+        "an ASGI worker is not available yet: serve the app's WSGI callable \
+         (e.g. myproj.wsgi for Django), or keep gunicorn with uvicorn for this app \
+         until ferricorn's ASGI worker lands"
+            .into()
+    } else if [
+        "gevent",
+        "eventlet",
+        "tornado",
+        "geventwebsocket",
+        "ggevent",
+        "geventworker",
+    ]
+    .iter()
+    .any(|g| c.starts_with(g) || base.starts_with(g))
+    {
+        format!(
+            "ferricorn has no green-thread workers ({class}); for concurrent requests use \
+             -k gthread --threads N (app threads per worker; slow clients never hold one)"
+        )
+    } else {
+        "must be sync or gthread; for concurrent requests use --threads N".into()
+    }
+}
+
 /// How the server hooks of a Python config file are called.
 const HOOKS_DOC: &str = "\
 A Python config file may define gunicorn's server hooks as functions; they are \
@@ -621,6 +651,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn worker_class_refusals_name_the_alternative() {
+        for asgi in [
+            "uvicorn.workers.UvicornWorker",
+            "uvicorn_worker.UvicornWorker",
+            "asgi",
+        ] {
+            assert!(worker_class_refusal(asgi).contains("ASGI"), "{asgi}");
+        }
+        for green in [
+            "gevent",
+            "eventlet",
+            "tornado",
+            "geventwebsocket.gunicorn.workers.GeventWebSocketWorker",
+            "gunicorn.workers.ggevent.GeventWorker",
+        ] {
+            assert!(
+                worker_class_refusal(green).contains("-k gthread"),
+                "{green}"
+            );
+        }
+        assert!(worker_class_refusal("bogus").starts_with("must be sync or gthread"));
     }
 
     #[test]

@@ -72,7 +72,7 @@ fn main() {
     } else {
         let app = cfg.app.clone();
         let factory = Box::new(move |ctx: &ferricorn::WorkerContext| apps::builtin(&app, ctx));
-        with_python_hooks(Server::with_factory(cfg, factory)).run()
+        with_python_hooks(&cfg.clone(), Server::with_factory(cfg, factory)).run()
     };
     std::process::exit(code);
 }
@@ -97,7 +97,7 @@ fn looks_like_python(app: &str) -> bool {
 #[cfg(feature = "python")]
 fn run_python(cfg: ferricorn::Config) -> i32 {
     match ferricorn::python::setup(&cfg) {
-        Ok(factory) => with_python_hooks(Server::with_factory(cfg, factory)).run(),
+        Ok(factory) => with_python_hooks(&cfg.clone(), Server::with_factory(cfg, factory)).run(),
         Err(e) => {
             log::error!("{e}");
             1
@@ -113,14 +113,15 @@ fn run_python(_cfg: ferricorn::Config) -> i32 {
 /// The interpreter's fork bracket (a no-op while the master has no
 /// interpreter) and the hooks of a Python config file (none without one).
 #[cfg(feature = "python")]
-fn with_python_hooks(server: Server) -> Server {
+fn with_python_hooks(cfg: &ferricorn::Config, server: Server) -> Server {
+    ferricorn::python::hooks::set_proc_name(cfg.proc_name.clone());
     server
         .fork_bracket(ferricorn::python::ForkBracket)
         .hooks(ferricorn::python::hooks::PyHooks)
 }
 
 #[cfg(not(feature = "python"))]
-fn with_python_hooks(server: Server) -> Server {
+fn with_python_hooks(_cfg: &ferricorn::Config, server: Server) -> Server {
     server
 }
 

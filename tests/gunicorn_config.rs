@@ -161,7 +161,7 @@ def _mark(*words):
         f.write(" ".join(str(w) for w in words) + "\n")
 
 def on_starting(server):
-    _mark("on_starting", server.pid, server.num_workers)
+    _mark("on_starting", server.pid, server.num_workers, server.proc_name)
 
 def when_ready(server):
     _mark("when_ready", server.pid, ",".join(server.address))
@@ -254,7 +254,11 @@ worker_tmp_dir = "/dev/shm"                   # gunicorn's, not needed: one warn
     }));
     let seen = lines(&hooks);
     let has = |p: &str| seen.iter().filter(|l| l.starts_with(p)).count();
-    assert_eq!(has(&format!("on_starting {pid} 2")), 1, "{seen:?}");
+    assert_eq!(
+        has(&format!("on_starting {pid} 2 from-project")),
+        1,
+        "{seen:?}"
+    );
     assert_eq!(has("pre_fork None "), 2, "{seen:?}");
     assert_eq!(has("post_fork "), 2, "{seen:?}");
     assert!(

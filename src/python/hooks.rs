@@ -192,7 +192,7 @@ fn server_obj<'py>(py: Python<'py>, s: &ServerInfo) -> PyResult<Bound<'py, PyAny
     )
 }
 
-/// `proc_name` for `server.proc_name` (set by the binary from the settings).
+/// `proc_name` for `server.proc_name` (set by the command from the settings).
 static WORKER_PROC_NAME: Mutex<Option<String>> = Mutex::new(None);
 
 /// Tell hooks the server's `proc_name`.
@@ -268,7 +268,7 @@ fn environ_obj<'py>(py: Python<'py>, req: &Request) -> PyResult<Bound<'py, PyDic
 }
 
 /// Call hook `name` if the config file defined it; log what it raises.
-fn call<'py, F>(name: &str, args: F)
+fn call<F>(name: &str, args: F)
 where
     F: for<'a> FnOnce(Python<'a>) -> PyResult<Vec<Bound<'a, PyAny>>>,
 {

@@ -362,7 +362,11 @@ fn precedence_file_then_gunicorn_cmd_args_then_command_line() {
     write(
         d.path(),
         "gunicorn.conf.py",
-        "workers = 2\ntimeout = 11\nkeepalive = 12\nbacklog = 13\n",
+        "workers = 2\ntimeout = 11\nkeepalive = 12\nbacklog = 13\n\
+         secure_scheme_headers = {'X-FORWARDED-PROTO': 'https'}\n\
+         forwarded_allow_ips = ['10.0.0.1', '127.0.0.1']\n\
+         accesslog = None\numask = 0o022\ndaemon = False\npreload_app = True\n\
+         raw_env = ('A=1', 'B=2')\n",
     );
     let (code, out, err) = run_in(
         d.path(),
@@ -384,6 +388,19 @@ fn precedence_file_then_gunicorn_cmd_args_then_command_line() {
         "keepalive = 32  # command line".to_string(),
         "proc_name = \"a b\"  # GUNICORN_CMD_ARGS".to_string(),
         "graceful_timeout = 30  # default".to_string(),
+        format!(
+            "secure_scheme_headers = \"X-FORWARDED-PROTO=https\"  # {}",
+            file.display()
+        ),
+        format!(
+            "forwarded_allow_ips = \"10.0.0.1,127.0.0.1\"  # {}",
+            file.display()
+        ),
+        format!("accesslog = \"\"  # {}", file.display()),
+        format!("umask = 0o022  # {}", file.display()),
+        format!("daemon = false  # {}", file.display()),
+        format!("preload_app = true  # {}", file.display()),
+        format!("raw_env = [\"A=1\", \"B=2\"]  # {}", file.display()),
     ] {
         assert!(out.lines().any(|l| l == want), "no {want:?} in\n{out}");
     }

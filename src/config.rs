@@ -1466,6 +1466,8 @@ fn texts(s: &Setting, v: &Value, wrong: &dyn Fn(&str) -> String) -> Result<Vec<S
                 .join(","),
         ]),
         Value::Map(m) if s.name == "secure_scheme_headers" => Ok(vec![pairs(m)?.join(",")]),
+        // A structure given as JSON text elsewhere (logconfig_dict).
+        Value::Map(_) | Value::List(_) if s.metavar == "JSON" => Ok(vec![v.to_json()]),
         v => Ok(vec![scalar(v)?]),
     }
 }

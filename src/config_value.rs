@@ -53,6 +53,63 @@ impl Value {
     }
 }
 
+impl Value {
+    /// JSON text, for settings that take a structure as JSON (metavar `JSON`,
+    /// e.g. gunicorn's `logconfig_dict` given as a dict in a Python file).
+    pub fn to_json(&self) -> String {
+        fn string(s: &str, out: &mut String) {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        fn write(v: &Value, out: &mut String) {
+            match v {
+                Value::None => out.push_str("null"),
+                Value::Str(s) => string(s, out),
+                Value::Int(i) => out.push_str(&i.to_string()),
+                Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                Value::Float(f) if f.is_finite() => out.push_str(&format!("{f:?}")),
+                Value::Float(_) => out.push_str("null"),
+                Value::List(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        write(item, out);
+                    }
+                    out.push(']');
+                }
+                Value::Map(pairs) => {
+                    out.push('{');
+                    for (i, (k, item)) in pairs.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        string(k, out);
+                        out.push_str(": ");
+                        write(item, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+        let mut out = String::new();
+        write(self, &mut out);
+        out
+    }
+}
+
 /// Where a setting's value came from, lowest precedence first.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Origin {
@@ -166,6 +223,29 @@ mod tests {
         assert!(shell_split("'open").is_err());
         assert!(shell_split("\"open").is_err());
         assert!(shell_split("end\\").is_err());
+    }
+
+    #[test]
+    fn structures_as_json() {
+        let v = Value::Map(vec![
+            ("version".into(), Value::Int(1)),
+            (
+                "handlers".into(),
+                Value::Map(vec![(
+                    "h".into(),
+                    Value::List(vec![
+                        Value::Str("a\"b\\c\n".into()),
+                        Value::Bool(false),
+                        Value::None,
+                        Value::Float(0.5),
+                    ]),
+                )]),
+            ),
+        ]);
+        assert_eq!(
+            v.to_json(),
+            r#"{"version": 1, "handlers": {"h": ["a\"b\\c\n", false, null, 0.5]}}"#
+        );
     }
 
     #[test]

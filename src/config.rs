@@ -102,6 +102,9 @@ pub struct Config {
     /// gunicorn settings that were accepted and ignored, one line each, for the
     /// binary to log once logging is set up.
     pub warnings: Vec<String>,
+    /// Pass CONNECT requests to the app (library only, `Server::allow_connect`;
+    /// no setting, since no built-in app can make a tunnel): false = 501.
+    pub allow_connect: bool,
 }
 
 /// What the command line asked for.
@@ -1236,6 +1239,7 @@ impl Default for Config {
             args: Vec::new(),
             launch_dir: PathBuf::from("."),
             warnings: Vec::new(),
+            allow_connect: false,
         }
     }
 }

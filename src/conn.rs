@@ -1106,6 +1106,7 @@ mod tests {
             fields: 100,
             field_size: 8190,
             body: 1 << 20,
+            allow_connect: false,
         };
         let uploads = ConnConfig::default();
         let mut access_log = AccessLog::disabled();
@@ -1179,6 +1180,7 @@ mod tests {
                     fields: 100,
                     field_size: 8190,
                     body: 1 << 20,
+                    allow_connect: false,
                 },
                 uploads: ConnConfig::default(),
                 access_log: AccessLog::disabled(),

@@ -24,7 +24,8 @@
 //! - [`conn`]: one connection's state machine, independent of mio.
 //! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
-//! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
+//! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs;
+//!   [`cli`]: the command (binary and pip package) on top of it.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
 //! - [`clock`]: the monotonic clock for every deadline, the wall clock for `Date` and logs.
@@ -41,6 +42,7 @@ pub mod arbiter;
 pub mod balance;
 pub mod bind;
 pub mod boot;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod config_gunicorn;

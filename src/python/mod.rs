@@ -1,10 +1,10 @@
-//! WSGI (PEP 3333) applications on an embedded CPython: `ferricorn
-//! [OPTIONS] MODULE:CALLABLE`, built with `--features python`.
+//! WSGI (PEP 3333) applications: `ferricorn [OPTIONS] MODULE:CALLABLE`,
+//! built with `--features python` (or `python-ext`, the pip package).
 //!
-//! By default every worker starts its own interpreter after fork, after its
-//! signal handlers are installed (Python installs none of its own, so a view
-//! never gets KeyboardInterrupt), and imports the app; nothing Python-side
-//! crosses a fork. With `--preload` the master imports the app once, freezes
+//! In the binary, by default every worker starts its own interpreter after
+//! fork, after its signal handlers are installed (Python installs none of
+//! its own, so a view never gets KeyboardInterrupt), and imports the app;
+//! nothing Python-side crosses a fork. With `--preload` the master imports the app once, freezes
 //! the GC, and the fork hooks keep the interpreter consistent across fork.
 //!
 //! Per request ([`PythonApp::call`]): attach to the interpreter, build the
@@ -12,14 +12,20 @@
 //! turn the result into a [`Response`] ([`response`]). The request body is
 //! complete before the app runs, so `wsgi.input` is an `io.BytesIO`.
 //!
-//! A Python config file (gunicorn.conf.py) also starts the interpreter in
-//! the master ([`conf`]); its server hooks are [`hooks::PyHooks`]. Whenever
-//! the master has an interpreter, [`ForkBracket`] keeps it consistent across
-//! fork; it is a no-op otherwise.
+//! Two hosts share this code: the binary embeds CPython (`--features
+//! python`, see [`interp`]); the pip package's extension module runs it in
+//! the venv interpreter that is already running the master (`python-ext`).
+//!
+//! A Python config file (gunicorn.conf.py) also needs the interpreter in
+//! the master ([`conf`]: the binary starts it there); its server hooks are
+//! [`hooks::PyHooks`]. Whenever the master has an interpreter,
+//! [`ForkBracket`] keeps it consistent across fork; it is a no-op otherwise.
 //!
 //! Layout: [`interp`] (start-up, virtualenv, fork protocol: the only
-//! `unsafe`), [`conf`], [`hooks`], [`environ`], [`response`].
+//! `unsafe`), [`boot`] (load errors in one line, once), [`conf`], [`hooks`],
+//! [`environ`], [`response`].
 
+mod boot;
 pub mod conf;
 mod environ;
 pub mod hooks;
@@ -45,38 +51,57 @@ fn split_spec(spec: &str) -> (&str, &str) {
     spec.split_once(':').unwrap_or((spec, "application"))
 }
 
-/// Import the app: `sys.path` gets the working directory, then `--pythonpath`.
-fn load(py: Python<'_>, spec: &str, pythonpath: &[String]) -> PyResult<Py<PyAny>> {
-    let sys_path = py.import("sys")?.getattr("path")?;
-    let sys_path = sys_path.cast::<PyList>()?;
-    for dir in pythonpath.iter().rev() {
-        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
-        sys_path.insert(0, abs.to_string_lossy())?;
-    }
-    let cwd = std::env::current_dir()?;
-    sys_path.insert(0, cwd.to_string_lossy())?;
+/// Import the app: `sys.path` gets the working directory, then
+/// `--pythonpath`. The error is one line (see [`boot`]).
+fn load(py: Python<'_>, spec: &str, pythonpath: &[String]) -> Result<Py<PyAny>, String> {
+    let prepare = || -> PyResult<()> {
+        let sys_path = py.import("sys")?.getattr("path")?;
+        let sys_path = sys_path.cast::<PyList>()?;
+        for dir in pythonpath.iter().rev() {
+            let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
+            sys_path.insert(0, abs.to_string_lossy())?;
+        }
+        let cwd = std::env::current_dir()?;
+        sys_path.insert(0, cwd.to_string_lossy())
+    };
+    prepare().map_err(|e| boot::describe(py, spec, &e))?;
     let (module, attr) = split_spec(spec);
-    let mut obj = py.import(module)?.into_any();
+    let mut obj = py
+        .import(module)
+        .map_err(|e| boot::describe(py, spec, &e))?
+        .into_any();
     let (attr, call) = match attr.strip_suffix("()") {
         Some(a) => (a, true),
         None => (attr, false),
     };
     for part in attr.split('.') {
-        obj = obj.getattr(part)?;
+        obj = obj.getattr(part).map_err(|e| {
+            if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
+                // gunicorn's wording.
+                format!("Failed to find attribute '{attr}' in '{module}'.")
+            } else {
+                boot::describe(py, spec, &e)
+            }
+        })?;
     }
     if call {
-        obj = obj.call0()?;
+        obj = obj.call0().map_err(|e| boot::describe(py, spec, &e))?;
     }
     if !obj.is_callable() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "{spec} is not callable"
-        )));
+        let kind = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "Application object must be callable: {spec} is a {kind}"
+        ));
     }
     Ok(obj.unbind())
 }
 
 /// Initialise the interpreter and import the app (in a worker, or in the
-/// master with `--preload`). Errors carry the Python traceback.
+/// master with `--preload`). The error is one line.
 fn start_and_load(
     venv: Option<&interp::Venv>,
     spec: &str,
@@ -87,13 +112,7 @@ fn start_and_load(
         if let Some(v) = venv {
             check_venv(py, v)?;
         }
-        load(py, spec, pythonpath).map_err(|e| {
-            let tb = e
-                .traceback(py)
-                .and_then(|t| t.format().ok())
-                .unwrap_or_default();
-            format!("cannot import {spec}: {tb}{e}")
-        })
+        load(py, spec, pythonpath)
     })
 }
 
@@ -198,7 +217,8 @@ impl App for PythonApp {
 }
 
 /// The fork protocol of an interpreter running in the master (`--preload`,
-/// a Python config file): keep its locks consistent across fork
+/// a Python config file, and always in the extension module): keep its
+/// locks consistent across fork
 /// (PyOS_BeforeFork / PyOS_AfterFork_*). Does nothing while the master has
 /// no interpreter. Give it to [`crate::Server::fork_bracket`], never to the
 /// user hooks, so that no user hook can replace it.
@@ -217,15 +237,25 @@ impl Hooks for ForkBracket {
     }
 }
 
-/// Everything the binary needs to serve the WSGI app named by `cfg.app`:
-/// the per-worker factory. Errors are reported before any worker is forked
-/// (a bad virtualenv, an import error under `--preload`).
-pub fn setup(cfg: &Config) -> Result<AppFactory, String> {
-    let venv = interp::venv_from_env()?;
+/// Why [`setup`] failed: a bad environment (exit code 1), or an app that
+/// cannot be imported under `--preload` (gunicorn's exit code 4).
+#[derive(Debug)]
+pub enum SetupError {
+    Config(String),
+    AppLoad(String),
+}
+
+/// Everything the command needs to serve the WSGI app named by `cfg.app`:
+/// the per-worker factory (the fork protocol is [`ForkBracket`], given to
+/// [`crate::Server::fork_bracket`]). Errors are reported before any worker is
+/// forked (a bad virtualenv, an import error under `--preload`).
+pub fn setup(cfg: &Config) -> Result<AppFactory, SetupError> {
+    let venv = interp::venv_from_env().map_err(SetupError::Config)?;
     let spec = cfg.app.clone();
     let cfg_rc = Rc::new(cfg.clone());
     if cfg.preload_app {
-        let app = start_and_load(venv.as_ref(), &spec, &cfg.pythonpath)?;
+        let app = start_and_load(venv.as_ref(), &spec, &cfg.pythonpath)
+            .map_err(|e| SetupError::AppLoad(format!("cannot load app '{spec}': {e}")))?;
         Python::attach(|py| -> PyResult<()> {
             // Objects that exist now are never collected: the GC does not
             // touch (and so un-share) their pages in the workers.
@@ -234,7 +264,7 @@ pub fn setup(cfg: &Config) -> Result<AppFactory, String> {
             gc.call_method0("freeze")?;
             Ok(())
         })
-        .map_err(|e| format!("gc.freeze() failed: {e}"))?;
+        .map_err(|e| SetupError::Config(format!("gc.freeze() failed: {e}")))?;
         let app = Rc::new(app);
         let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
             Python::attach(|py| {
@@ -246,9 +276,19 @@ pub fn setup(cfg: &Config) -> Result<AppFactory, String> {
         });
         return Ok(factory);
     }
+    let once = boot::ReportOnce::new()
+        .map_err(|e| SetupError::Config(format!("cannot create a pipe: {e}")))?;
     let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
-        let app =
-            start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath).map_err(io::Error::other)?;
+        let app = match start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath) {
+            Ok(app) => app,
+            Err(e) if once.claim() => return Err(io::Error::other(e)),
+            Err(e) => {
+                // Another worker has reported this; the master stops on our
+                // exit code all the same.
+                log::debug!("worker {}: {e}", ctx.pid);
+                crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
+            }
+        };
         Python::attach(|py| {
             PythonApp::new(py, app, &cfg_rc, ctx)
                 .map(|a| Box::new(a) as Box<dyn App>)

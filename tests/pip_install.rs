@@ -728,8 +728,15 @@ fn systemd_units_verify_and_serve() {
             .env("PATH", BARE_PATH),
     );
     let config = String::from_utf8_lossy(&out.stdout);
-    assert!(config.lines().any(|l| l == "timeout = 600"), "{config}");
-    assert!(config.lines().any(|l| l == "workers = 9"), "{config}");
+    // Each line ends with where the value came from (issue 14).
+    assert!(
+        config.lines().any(|l| l == "timeout = 600  # command line"),
+        "{config}"
+    );
+    assert!(
+        config.lines().any(|l| l == "workers = 9  # command line"),
+        "{config}"
+    );
 
     let server = Ferricorn::start(venv, &project.0, &argv[1..]);
     let (status, body) = wait_answer(&server, &Addr::Unix(&sock));

@@ -1420,13 +1420,11 @@ fn tokenize(args: &[String], origin: &str) -> Result<Tokens, String> {
                 setting: s,
                 value: Value::Str(value),
             }),
-            Flag::Gunicorn(a) => {
-                let msg = a.message(canonical);
-                if a.treatment == crate::config_gunicorn::Treatment::Refuse {
-                    return Err(format!("{msg}{origin}"));
-                }
-                t.warnings.push(format!("{msg}{origin}"));
-            }
+            Flag::Gunicorn(a) => match a.verdict(canonical, &value) {
+                Ok(None) => {}
+                Ok(Some(warning)) => t.warnings.push(format!("{warning}{origin}")),
+                Err(e) => return Err(format!("{e}{origin}")),
+            },
         }
     }
     Ok(t)
@@ -1597,11 +1595,10 @@ fn assigns_from_file(
     for (key, value) in entries {
         let Some(s) = setting(&key) else {
             if let Some(a) = crate::config_gunicorn::accepted(&key) {
-                let msg = a.message(&format!("{key} in {shown}"));
-                if a.treatment == crate::config_gunicorn::Treatment::Refuse {
-                    return Err(msg);
+                let text = value.scalar_text().unwrap_or_default();
+                if let Some(w) = a.verdict(&format!("{key} in {shown}"), &text)? {
+                    warnings.push(w);
                 }
-                warnings.push(msg);
                 continue;
             }
             if python {

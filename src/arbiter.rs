@@ -184,7 +184,7 @@ impl Arbiter {
                     "--daemon under systemd (NOTIFY_SOCKET is set): use Type=notify without --daemon"
                 );
             }
-            match sys::daemonize() {
+            match sys::daemonize(crate::logging::daemon_keeps_stdio(&self.cfg)) {
                 Ok(d) => daemon = Some(d),
                 Err(e) => {
                     log::error!("cannot daemonize: {e}");
@@ -237,6 +237,12 @@ impl Arbiter {
                 Phase::Running => {
                     self.murder_workers();
                     self.manage_workers();
+                    crate::statsd::workers(
+                        self.workers
+                            .iter()
+                            .filter(|(_, w)| w.state == table::WorkerState::Running)
+                            .count(),
+                    );
                     self.report_ready();
                 }
             }
@@ -490,6 +496,7 @@ impl Arbiter {
                 let old = self.num_workers;
                 self.num_workers = new.workers;
                 self.cfg = new;
+                crate::logging::reconfigure(&self.cfg);
                 if old != self.num_workers {
                     self.hooks
                         .nworkers_changed(&self.info(), self.num_workers, old);

@@ -67,8 +67,8 @@ fn run(args: &[String]) -> i32 {
         }
         Action::Run(cfg) => cfg,
     };
-    if let Err(e) = logging::init_error_log(&cfg.loglevel, &cfg.errorlog) {
-        eprintln!("Error: cannot open --error-logfile {}: {e}", cfg.errorlog);
+    if let Err(e) = logging::init(&cfg) {
+        eprintln!("Error: {e}");
         return 1;
     }
     for w in &cfg.warnings {

@@ -5,7 +5,7 @@
 //! something else than the operator asked for (TLS, PasteDeploy).
 //!
 //! [`crate::config::SETTINGS`] is looked up first: a setting implemented
-//! there (e.g. once `--reload` lands) shadows its row here.
+//! there (e.g. once `--threads` lands) shadows its row here.
 //! [`GUNICORN_SETTINGS`] is gunicorn's own list (gunicorn 26.1, `config.py` at its 2026-08 head),
 //! against which a unit test checks that every gunicorn name is covered.
 
@@ -103,7 +103,7 @@ const NO_DIRTY: &str = "ferricorn has no dirty arbiters (gunicorn's separate poo
 const NO_ASGI: &str = "ferricorn has no ASGI worker yet";
 const NO_CONTROL: &str =
     "ferricorn has no control socket; use signals (HUP, TTIN, TTOU, USR2; see docs/signals.md)";
-const PART_B: &str = "not implemented in this build yet";
+const NOT_YET: &str = "not implemented in this build yet";
 
 /// Every gunicorn setting ferricorn accepts without implementing it.
 pub static ACCEPTED: &[Accepted] = &[
@@ -119,7 +119,7 @@ pub static ACCEPTED: &[Accepted] = &[
         }),
         why: "the threaded worker is not in this build yet; the app runs on one thread per worker",
     },
-    ignore("threads", &["--threads"], true, PART_B),
+    ignore("threads", &["--threads"], true, NOT_YET),
     ignore("asgi_loop", &["--asgi-loop"], true, NO_ASGI),
     ignore("asgi_lifespan", &["--asgi-lifespan"], true, NO_ASGI),
     ignore(
@@ -135,14 +135,6 @@ pub static ACCEPTED: &[Accepted] = &[
         "ferricorn has one HTTP parser (httparse with RFC 9112 framing)",
     ),
     // Debugging
-    ignore("reload", &["--reload"], false, PART_B),
-    ignore(
-        "reload_engine",
-        &["--reload-engine"],
-        true,
-        "ferricorn picks its file watcher itself",
-    ),
-    ignore("reload_extra_files", &["--reload-extra-file"], true, PART_B),
     ignore(
         "spew",
         &["--spew"],
@@ -243,39 +235,11 @@ pub static ACCEPTED: &[Accepted] = &[
     ),
     // Logging
     ignore(
-        "disable_redirect_access_to_syslog",
-        &["--disable-redirect-access-to-syslog"],
-        false,
-        "the access log goes where --access-logfile says",
-    ),
-    ignore("capture_output", &["--capture-output"], false, PART_B),
-    ignore(
         "logger_class",
         &["--logger-class"],
         true,
         "ferricorn's logger is built in (gunicorn's format)",
     ),
-    ignore("logconfig", &["--log-config"], true, PART_B),
-    ignore("logconfig_dict", &[], true, PART_B),
-    ignore(
-        "logconfig_json",
-        &["--log-config-json"],
-        true,
-        "ferricorn's logger is built in (gunicorn's format)",
-    ),
-    ignore("syslog_addr", &["--log-syslog-to"], true, PART_B),
-    ignore("syslog", &["--log-syslog"], false, PART_B),
-    ignore("syslog_prefix", &["--log-syslog-prefix"], true, PART_B),
-    ignore("syslog_facility", &["--log-syslog-facility"], true, PART_B),
-    ignore(
-        "enable_stdio_inheritance",
-        &["-R", "--enable-stdio-inheritance"],
-        false,
-        PART_B,
-    ),
-    ignore("statsd_host", &["--statsd-host"], true, PART_B),
-    ignore("dogstatsd_tags", &["--dogstatsd-tags"], true, PART_B),
-    ignore("statsd_prefix", &["--statsd-prefix"], true, PART_B),
     ignore(
         "enable_backlog_metric",
         &["--enable-backlog-metric"],

@@ -31,7 +31,8 @@
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
 //! - [`clock`]: the monotonic clock for every deadline, the wall clock for `Date` and logs.
-//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
+//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges;
+//!   [`statsd`] (metrics) and [`reload`] (`--reload`) beside them.
 //! - [`sys`]: the only module allowed `unsafe` for syscalls (fork, signal
 //!   handler, shared memory, environment). With the `python` feature,
 //!   `python::interp` holds the few CPython FFI calls (interpreter start,
@@ -60,8 +61,10 @@ pub mod pidfile;
 pub mod proxy;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod reload;
 pub mod server;
 pub mod signals;
+pub mod statsd;
 pub mod sys;
 pub mod systemd;
 pub mod worker;

@@ -31,6 +31,7 @@ mod environ;
 pub mod hooks;
 mod interp;
 mod response;
+mod runtime;
 
 use std::io;
 use std::path::Path;
@@ -254,7 +255,7 @@ pub fn setup(cfg: &Config) -> Result<AppFactory, SetupError> {
     let spec = cfg.app.clone();
     let cfg_rc = Rc::new(cfg.clone());
     if cfg.preload_app {
-        let app = start_and_load(venv.as_ref(), &spec, &cfg.pythonpath)
+        let app = runtime::load(venv.as_ref(), &spec, cfg)
             .map_err(|e| SetupError::AppLoad(format!("cannot load app '{spec}': {e}")))?;
         Python::attach(|py| -> PyResult<()> {
             // Objects that exist now are never collected: the GC does not
@@ -279,9 +280,10 @@ pub fn setup(cfg: &Config) -> Result<AppFactory, SetupError> {
     let once = boot::ReportOnce::new()
         .map_err(|e| SetupError::Config(format!("cannot create a pipe: {e}")))?;
     let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
-        let app = match start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath) {
+        let app = match runtime::load(venv.as_ref(), &spec, &cfg_rc) {
             Ok(app) => app,
-            Err(e) if once.claim() => return Err(io::Error::other(e)),
+            // Under --reload every worker serves the error (reload::failed_app).
+            Err(e) if cfg_rc.reload || once.claim() => return Err(io::Error::other(e)),
             Err(e) => {
                 // Another worker has reported this; the master stops on our
                 // exit code all the same.

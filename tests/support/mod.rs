@@ -19,6 +19,7 @@ pub mod load;
 pub mod nginx;
 pub mod procfs;
 pub mod python;
+pub mod runtime;
 pub mod server;
 
 // Each test crate uses some of these; the others would warn as unused.

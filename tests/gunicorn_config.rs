@@ -366,7 +366,8 @@ fn precedence_file_then_gunicorn_cmd_args_then_command_line() {
          secure_scheme_headers = {'X-FORWARDED-PROTO': 'https'}\n\
          forwarded_allow_ips = ['10.0.0.1', '127.0.0.1']\n\
          accesslog = None\numask = 0o022\ndaemon = False\npreload_app = True\n\
-         raw_env = ('A=1', 'B=2')\n",
+         raw_env = ('A=1', 'B=2')\n\
+         logconfig_dict = {'version': 1, 'root': {'level': 'INFO'}}\n",
     );
     let (code, out, err) = run_in(
         d.path(),
@@ -401,6 +402,10 @@ fn precedence_file_then_gunicorn_cmd_args_then_command_line() {
         format!("daemon = false  # {}", file.display()),
         format!("preload_app = true  # {}", file.display()),
         format!("raw_env = [\"A=1\", \"B=2\"]  # {}", file.display()),
+        format!(
+            "logconfig_dict = \"{{\\\"version\\\": 1, \\\"root\\\": {{\\\"level\\\": \\\"INFO\\\"}}}}\"  # {}",
+            file.display()
+        ),
     ] {
         assert!(out.lines().any(|l| l == want), "no {want:?} in\n{out}");
     }

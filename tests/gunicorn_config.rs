@@ -243,15 +243,33 @@ worker_tmp_dir = "/dev/shm"                   # gunicorn's, not needed: one warn
         log.contains("worker_tmp_dir in ") && log.contains("is ignored: no heartbeat files"),
         "{log}"
     );
-    // The raising hook was logged with its traceback, and the master lives on.
+    // The raising hook was logged with its traceback (once it has returned:
+    // wait for the line), and the master lives on.
+    assert!(
+        wait_until(WAIT, || s
+            .log_text()
+            .contains("RuntimeError: a hook that raises")),
+        "{}",
+        s.log_text()
+    );
+    let log = s.log_text();
     assert!(log.contains("Exception in when_ready hook"), "{log}");
-    assert!(log.contains("RuntimeError: a hook that raises"), "{log}");
     assert!(log.contains("when_ready says hello"), "{log}");
     assert!(wait_until(WAIT, || {
         lines(&hooks)
             .iter()
             .any(|l| l.starts_with("post_request /x q=1 200 OK"))
     }));
+    // Both workers have run their hooks (the second may still be booting).
+    assert!(
+        wait_until(WAIT, || lines(&hooks)
+            .iter()
+            .filter(|l| l.starts_with("post_worker_init "))
+            .count()
+            == 2),
+        "{:?}",
+        lines(&hooks)
+    );
     let seen = lines(&hooks);
     let has = |p: &str| seen.iter().filter(|l| l.starts_with(p)).count();
     assert_eq!(

@@ -22,6 +22,9 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(args: &[String]) -> i32 {
+    if args.first().map(String::as_str) == Some("status") {
+        return crate::status::cli(&args[1..]);
+    }
     let action = match config::parse(args, &|k| std::env::var(k).ok()) {
         Ok(a) => a,
         Err(e) => {

@@ -33,6 +33,21 @@ pub struct Config {
     /// 0 = never restart a worker for its request count.
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// `--workers auto`: `workers` is derived from the CPU and memory limits
+    /// when parsing ends ([`crate::cgroup::auto_workers`]).
+    pub workers_auto: bool,
+    /// How `--workers auto` was derived (for the start-up log).
+    pub workers_auto_reason: Option<String>,
+    /// `--status-bind`: the status listener's address (None: off).
+    pub status_bind: Option<BindAddr>,
+    /// `--shutdown-delay`: seconds between TERM and the graceful stop.
+    pub shutdown_delay: u64,
+    /// `--request-id-header`: header carrying the request id ("" = off).
+    pub request_id_header: String,
+    /// `--max-worker-lifetime`: seconds (0 = never).
+    pub max_worker_lifetime: u64,
+    /// `--max-worker-memory`: MiB of RSS (0 = no limit).
+    pub max_worker_memory: u64,
     /// 1..=8190 (a configured 0 is stored as the maximum, 8190).
     pub limit_request_line: usize,
     /// 1..=32768.
@@ -512,16 +527,26 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "INT",
         default: "1",
         help: "The number of worker processes handling requests, a positive integer, \
-               typically 2 to 4 times the number of cores. The default is the value of \
+               typically 2 to 4 times the number of cores, or `auto`: 2 x the CPUs this \
+               process may use (cgroup CPU quota, cpuset, affinity) + 1, capped so that \
+               --max-worker-memory (else 128 MiB) per worker fits a cgroup memory limit; \
+               the start-up log says how it was derived. The default is the value of \
                the WEB_CONCURRENCY environment variable if set, else 1.",
         takes_value: true,
         repeatable: false,
         cli_only: false,
         set: |c, v| {
-            c.workers = positive(v)?;
+            c.workers_auto = v == "auto";
+            c.workers = if c.workers_auto { 1 } else { positive(v)? };
             Ok(())
         },
-        get: |c| c.workers.to_string(),
+        get: |c| {
+            if c.workers_auto {
+                toml_quote("auto")
+            } else {
+                c.workers.to_string()
+            }
+        },
     },
     Setting {
         name: "worker_connections",
@@ -577,6 +602,123 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.max_requests_jitter.to_string(),
+    },
+    // --- Observability and orchestration (issue 16): one contiguous block.
+    Setting {
+        name: "status_bind",
+        section: "Worker Processes",
+        flags: &["--status-bind"],
+        metavar: "ADDRESS",
+        default: "None",
+        help: "Serve the status listener on this address (unix:PATH or HOST:PORT): \
+               GET /healthz, /readyz, /metrics (Prometheus; OpenMetrics when Accept asks) \
+               and /status (JSON), answered by the master from the workers' shared \
+               counters. Off by default; it must not be one of the --bind addresses. \
+               `ferricorn status --status-bind ADDRESS` prints a table from it.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.status_bind = match optional(v) {
+                Some(a) => match BindAddr::parse(&a)? {
+                    BindAddr::Fd(_) => return Err("must be unix:PATH or HOST:PORT".into()),
+                    b => Some(b),
+                },
+                None => None,
+            };
+            Ok(())
+        },
+        get: |c| {
+            toml_quote(
+                &c.status_bind
+                    .as_ref()
+                    .map(|b| b.to_string())
+                    .unwrap_or_default(),
+            )
+        },
+    },
+    Setting {
+        name: "shutdown_delay",
+        section: "Worker Processes",
+        flags: &["--shutdown-delay"],
+        metavar: "INT",
+        default: "0",
+        help: "On TERM, turn /readyz to 503 at once but keep the workers accepting and \
+               serving for this many seconds before the graceful stop begins, so that a \
+               load balancer (a Kubernetes Service) stops sending new connections first. \
+               Replaces a `preStop: sleep` hook. A second TERM, or QUIT/INT, stops at once.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.shutdown_delay = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.shutdown_delay.to_string(),
+    },
+    Setting {
+        name: "request_id_header",
+        section: "Worker Processes",
+        flags: &["--request-id-header"],
+        metavar: "NAME",
+        default: "X-Request-Id",
+        help: "The request header carrying a request id. A sane id the client or proxy \
+               sent (1 to 128 visible ASCII characters) is passed through, else one is \
+               generated; the app gets it (Request::request_id, WSGI environ \
+               `ferricorn.request_id`), the access log has it (`%(request_id)s`, and the \
+               json format), and every error-log line about the request ends with \
+               `[request_id=ID]`, the WORKER TIMEOUT line included. An empty value turns \
+               request ids off.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err("must be a header name (letters, digits, '-', '_')".into());
+            }
+            c.request_id_header = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.request_id_header),
+    },
+    Setting {
+        name: "max_worker_lifetime",
+        section: "Worker Processes",
+        flags: &["--max-worker-lifetime"],
+        metavar: "INT",
+        default: "0",
+        help: "Replace a worker after it has run this many seconds (plus a random jitter \
+               of up to 10%, so workers do not all go at once). Readiness-gated like HUP: \
+               the replacement accepts before the old worker stops. 0 disables.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.max_worker_lifetime = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.max_worker_lifetime.to_string(),
+    },
+    Setting {
+        name: "max_worker_memory",
+        section: "Worker Processes",
+        flags: &["--max-worker-memory"],
+        metavar: "MIB",
+        default: "0",
+        help: "Replace a worker whose resident memory (sampled by the master from /proc \
+               every second) stays above this many MiB for 3 samples in a row. \
+               Readiness-gated like HUP. 0 disables.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.max_worker_memory = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.max_worker_memory.to_string(),
     },
     Setting {
         name: "timeout",
@@ -1592,6 +1734,13 @@ impl Default for Config {
             worker_connections: 1000,
             max_requests: 0,
             max_requests_jitter: 0,
+            workers_auto: false,
+            workers_auto_reason: None,
+            status_bind: None,
+            shutdown_delay: 0,
+            max_worker_lifetime: 0,
+            request_id_header: "X-Request-Id".into(),
+            max_worker_memory: 0,
             limit_request_line: 4094,
             limit_request_fields: 100,
             limit_request_field_size: 8190,
@@ -2275,6 +2424,24 @@ fn parse_sources(
         }
     }
     cfg.warnings = warnings;
+
+    if cfg.workers_auto {
+        let mib = match cfg.max_worker_memory {
+            0 => crate::cgroup::DEFAULT_WORKER_MIB,
+            m => m,
+        };
+        let (n, why) = crate::cgroup::auto_workers(&crate::cgroup::read_limits(), mib);
+        cfg.workers = n;
+        cfg.workers_auto_reason = Some(why);
+    }
+    if let Some(sb) = &cfg.status_bind
+        && cfg.bind.contains(sb)
+    {
+        return Err(format!(
+            "invalid value for --status-bind: '{sb}' (it is also a --bind address; the status \
+             listener must not be public)"
+        ));
+    }
 
     let action = if cfg.print_config {
         Action::Print(cfg.to_toml_with_origins(&origins) + &hooks_note(&cfg))

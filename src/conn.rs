@@ -675,7 +675,9 @@ impl<S: Stream> Conn<S> {
     }
 
     fn fail(&mut self, status: u16, ctx: &mut Ctx<'_>) {
+        let before = self.wbuf.len();
         write_error_response(&mut self.wbuf, status, ctx.date);
+        crate::scoreboard::count_refused(status, (self.wbuf.len() - before) as u64);
         self.rpos = self.rend;
         self.state = State::Lingering {
             since_ms: ctx.now_ms,
@@ -699,6 +701,10 @@ impl<S: Stream> Conn<S> {
         let is_head = head.method == "HEAD";
         let version = head.version;
         let started = std::time::Instant::now();
+        // Bytes queued for this response: what lands in `wbuf` now, plus a
+        // file sent later by sendfile (streamed bodies count as pulled).
+        let wbuf_before = self.wbuf.len();
+        let mut file_bytes = 0;
         if let Some(slot) = ctx.slot {
             // "METHOD /path" for a WORKER TIMEOUT line, assembled on the
             // stack: this runs for every request.
@@ -718,6 +724,7 @@ impl<S: Stream> Conn<S> {
             &ctx.uploads.trusted,
             &ctx.uploads.scheme_headers,
         );
+        let meta = crate::reqmeta::enter(&head.headers, ctx.uploads.trusted.trusts(&self.peer));
         let mut req = Request {
             head,
             peer: self.peer,
@@ -725,6 +732,7 @@ impl<S: Stream> Conn<S> {
             trailers,
             scheme: if client.https { "https" } else { "http" },
             remote: client.addr,
+            meta,
         };
         let app = &mut *ctx.app;
         let hooks = ctx.hooks;
@@ -732,6 +740,7 @@ impl<S: Stream> Conn<S> {
             hooks.pre_request(&req);
             app.call(&mut req)
         }));
+        let app_us = started.elapsed().as_micros() as u64;
         if let Some(slot) = ctx.slot {
             slot.busy_since_ms
                 .store(0, std::sync::atomic::Ordering::Relaxed);
@@ -829,6 +838,7 @@ impl<S: Stream> Conn<S> {
                     ctx.date,
                 );
                 let len = if bodiless { 0 } else { body.len as usize };
+                file_bytes = len;
                 self.state = if bodiless || body.len == 0 {
                     if keep_alive {
                         State::Head
@@ -847,6 +857,13 @@ impl<S: Stream> Conn<S> {
         self.served += 1;
         *ctx.requests += 1;
         let _ = catch_unwind(AssertUnwindSafe(|| ctx.hooks.post_request(&req, status)));
+        crate::scoreboard::count_request(
+            &req.head.method,
+            status,
+            app_us,
+            started.elapsed().as_micros() as u64,
+            (self.wbuf.len() - wbuf_before + file_bytes) as u64,
+        );
         if ctx.access_log.enabled() {
             ctx.access_log.log(&AccessRecord {
                 peer: self.peer,
@@ -857,6 +874,7 @@ impl<S: Stream> Conn<S> {
                 response_headers: &resp.headers,
             });
         }
+        crate::reqmeta::leave();
         let Request { head, body, .. } = req;
         if let Some(v) = body.into_vec()
             && v.capacity() <= 64 * 1024
@@ -900,6 +918,7 @@ impl<S: Stream> Conn<S> {
                 true
             }
             Ok(Ok(n)) => {
+                crate::scoreboard::count_bytes(n as u64);
                 if *chunked {
                     self.wbuf.extend_from_slice(format!("{n:x}\r\n").as_bytes());
                     self.wbuf.extend_from_slice(&buf[..n]);

@@ -93,6 +93,19 @@ pub fn init_error_log(level: &str, errorlog: &str) -> io::Result<()> {
                 log::Level::Debug => "DEBUG",
                 log::Level::Trace => "TRACE",
             };
+            // A line written while a request is handled names it at the end
+            // of its first line (a traceback follows on the next ones).
+            if let Some(id) = crate::reqmeta::current() {
+                let msg = record.args().to_string();
+                let (first, rest) = msg.split_at(msg.find('\n').unwrap_or(msg.len()));
+                return writeln!(
+                    buf,
+                    "[{}] [{}] [{}] {first} [request_id={id}]{rest}",
+                    log_time(SystemTime::now()),
+                    std::process::id(),
+                    level,
+                );
+            }
             writeln!(
                 buf,
                 "[{}] [{}] [{}] {}",
@@ -511,6 +524,10 @@ enum Atom {
     Micros,
     DecimalSecs,
     Pid,
+    /// `%(request_id)s`: the request id (`--request-id-header`).
+    RequestId,
+    /// `%(queue_time)s`: X-Request-Start queue time, decimal seconds.
+    QueueTime,
     ReqHeader(String),
     RespHeader(String),
     Env(String),
@@ -749,6 +766,8 @@ fn parse_format(fmt: &str) -> Result<Vec<Piece>, String> {
             "D" => Atom::Micros,
             "L" => Atom::DecimalSecs,
             "p" => Atom::Pid,
+            "request_id" => Atom::RequestId,
+            "queue_time" => Atom::QueueTime,
             n if n.starts_with('{') && n.ends_with("}i") => {
                 Atom::ReqHeader(n[1..n.len() - 2].to_string())
             }
@@ -904,6 +923,16 @@ fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>, time: &str) {
         Atom::Pid => {
             let _ = write!(out, "<{}>", std::process::id());
         }
+        Atom::RequestId => match req.request_id() {
+            Some(id) => out.push_str(id),
+            None => out.push('-'),
+        },
+        Atom::QueueTime => match req.queue_time() {
+            Some(q) => {
+                let _ = write!(out, "{:.6}", q.as_secs_f64());
+            }
+            None => out.push('-'),
+        },
         Atom::ReqHeader(name) => push_bytes_or_dash(out, req.header(name)),
         Atom::RespHeader(name) => push_bytes_or_dash(out, header(r.response_headers, name)),
         Atom::Env(name) => match std::env::var(name) {
@@ -955,6 +984,12 @@ fn format_json(s: &mut String, r: &AccessRecord<'_>, time: &str) {
         false,
     );
     field(s, "pid", std::process::id().to_string().as_bytes(), false);
+    if let Some(id) = req.request_id() {
+        field(s, "request_id", id.as_bytes(), false);
+    }
+    if let Some(q) = req.queue_time() {
+        s.push_str(&format!(", \"queue_time_us\": {}", q.as_micros()));
+    }
     s.push_str("}\n");
 }
 

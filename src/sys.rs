@@ -106,6 +106,11 @@ impl SignalPipe {
         self.rx.as_raw_fd()
     }
 
+    /// The read end, to poll together with other descriptors.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.rx.as_fd()
+    }
+
     /// Sleep until a signal byte is readable or `ms` milliseconds pass.
     pub fn wait(&self, ms: u16) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};

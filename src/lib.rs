@@ -25,6 +25,8 @@
 //! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs;
+//!   [`config_value`]: what every source (argv, env, TOML, a gunicorn.conf.py)
+//!   hands it; [`config_gunicorn`]: gunicorn's settings ferricorn does not need;
 //!   [`cli`]: the command (binary and pip package) on top of it.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
@@ -51,6 +53,8 @@ pub mod cgroup;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_gunicorn;
+pub mod config_value;
 pub mod conn;
 pub mod event_loop;
 pub mod hooks;

@@ -216,7 +216,7 @@ pub struct FileBody {
     pub(crate) len: u64,
     /// Dropped once the body is sent or the connection ends (the WSGI layer
     /// calls the app's `close()` from it).
-    pub(crate) _guard: Option<Box<dyn std::any::Any>>,
+    pub(crate) _guard: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl fmt::Debug for ResponseBody {
@@ -283,9 +283,27 @@ impl Response {
     }
 }
 
+/// Describes what an app thread is doing, given its `pthread_self()` (for
+/// a Python app: the thread's stack, from `sys._current_frames()`). Called
+/// from a helper thread when a request exceeds `--timeout` under
+/// `--threads`, so it may wait for a lock (the GIL) without stalling the
+/// worker.
+pub type StackReporter = std::sync::Arc<dyn Fn(u64) -> Option<String> + Send + Sync>;
+
 /// An application: called once per request, inside a worker.
+///
+/// With `--threads N` each worker runs N apps, one per thread, each built by
+/// the factory (so the factory runs N times per worker, on the worker's main
+/// thread, and the app is moved to its thread: hence `Send`). A request is
+/// always answered by the thread that was handed it, including the pulls of
+/// a streamed body, so the body reader need not be `Send`.
 pub trait App {
     fn call(&mut self, req: &mut Request) -> Response;
+
+    /// For timeout reports under `--threads` (see [`StackReporter`]).
+    fn stack_reporter(&self) -> Option<StackReporter> {
+        None
+    }
 }
 
 impl<F> App for F
@@ -297,5 +315,5 @@ where
     }
 }
 
-/// Builds one app per worker, after fork.
-pub type AppFactory = Box<dyn Fn(&WorkerContext) -> io::Result<Box<dyn App>>>;
+/// Builds one app per worker (per app thread with `--threads`), after fork.
+pub type AppFactory = Box<dyn Fn(&WorkerContext) -> io::Result<Box<dyn App + Send>>>;

@@ -10,13 +10,21 @@
 //! read side is the `State` and the write side is the output buffer):
 //!
 //! ```text
-//!   Head ──head parsed, body──▶ Body ──body complete──▶ (app) ─┐
-//!    ▲  └──head parsed, no body──────────────────────▶ (app) ─┤
-//!    │                                                        ▼
+//!   Head ──head parsed, body──▶ Body ──body complete──▶ App ─┐
+//!    ▲  └──head parsed, no body──────────────────────▶ App ─┤
+//!    │                                                       ▼
 //!    └───────── keep-alive ◀──── Stream (streamed body) ◀── response queued
 //!   any parse error ─▶ Lingering (error response, then discard input, close)
 //!   not keep-alive  ─▶ Closing   (flush, then close)
 //! ```
+//!
+//! The connection never calls the app: a complete request is handed to the
+//! worker's dispatcher ([`crate::dispatch`]) and the connection waits in
+//! `App` until [`Conn::respond`] brings the answer (at once when the app
+//! runs inline, later from a thread). One request is in the app at a time
+//! per connection, and input is not read meanwhile, so pipelined requests
+//! are answered in order. A request that finds no idle thread stays parked
+//! in `App` (`Next::Park`) until the loop offers it a thread.
 //!
 //! Pipelined requests are answered in order, and all the responses produced
 //! from one read are written with one `write(2)`. Output beyond
@@ -26,7 +34,8 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::app::{App, Body, Peer, Request, Response, ResponseBody};
+use crate::app::{Body, Peer, Request, Response, ResponseBody};
+use crate::dispatch::{Answer, ConnId, Dispatch, Env, Outcome};
 use crate::hooks::Hooks;
 use crate::http::{
     BodyDecoder, Framing, Head, Limits, ParseError, ResponseFraming, Version, parse_head_reusing,
@@ -83,7 +92,8 @@ pub trait Stream: Read + Write {
 
 /// Worker-wide things a connection needs while it is driven.
 pub struct Ctx<'a> {
-    pub app: &'a mut dyn App,
+    /// Runs the app (inline or on threads).
+    pub dispatch: &'a mut dyn Dispatch,
     pub hooks: &'a dyn Hooks,
     pub limits: &'a Limits,
     pub date: &'a [u8],
@@ -166,6 +176,9 @@ pub enum Next {
     /// Output is queued and the caller asked to defer writing: drive again,
     /// without deferral, when the event loop writes its burst.
     Flush,
+    /// A complete request waits for room in the dispatcher (all app threads
+    /// busy): drive again when there is room.
+    Park,
 }
 
 // One `State` per connection, replaced in place: the size of `Body` costs
@@ -195,6 +208,15 @@ enum State {
         body: crate::app::FileBody,
         then_close: bool,
     },
+    /// The request is with the app (`waiting` is None), or waits for an
+    /// idle app thread (`waiting` holds it): nothing is read meanwhile.
+    App {
+        waiting: Option<Request>,
+        keep_alive: bool,
+        is_head: bool,
+        version: Version,
+        started: std::time::Instant,
+    },
     /// Flush what is queued, then close.
     Closing,
     /// An error response is queued: flush it, half-close, discard input until
@@ -205,6 +227,8 @@ enum State {
 pub struct Conn<S> {
     pub stream: S,
     pub peer: Peer,
+    /// Who this connection is to the dispatcher (set by the event loop).
+    pub id: ConnId,
     state: State,
     /// Input buffer: `rbuf[rpos..rend]` is unparsed input; beyond `rend`,
     /// initialised spare room for the next read.
@@ -232,6 +256,8 @@ pub struct Conn<S> {
     pub peer_shut: bool,
     /// Socket options for kept-alive connections are set (the event loop's).
     pub nodelay: bool,
+    /// In the event loop's queue of parked connections (the loop's).
+    pub parked: bool,
     /// The previous request's head, refilled by the next parse.
     spare_head: Option<Head>,
     /// `--proxy-protocol`: the PROXY header has not been read yet.
@@ -243,6 +269,10 @@ impl<S: Stream> Conn<S> {
         Conn {
             stream,
             peer,
+            id: ConnId {
+                index: 0,
+                serial: 0,
+            },
             state: State::Head,
             rbuf: Vec::new(),
             rend: 0,
@@ -260,6 +290,7 @@ impl<S: Stream> Conn<S> {
             awaiting_proxy_header: false,
             spare_head: None,
             nodelay: false,
+            parked: false,
             peer_shut: false,
         }
     }
@@ -306,16 +337,34 @@ impl<S: Stream> Conn<S> {
                 return next;
             }
             if !progress {
-                return Next::Wait;
+                return if self.is_parked() {
+                    Next::Park
+                } else {
+                    Next::Wait
+                };
             }
         }
         Next::Again
+    }
+
+    /// A complete request waits for an idle app thread.
+    pub fn is_parked(&self) -> bool {
+        matches!(
+            self.state,
+            State::App {
+                waiting: Some(_),
+                ..
+            }
+        )
     }
 
     /// Called about once a second: enforce the header, idle and linger deadlines.
     pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Next {
         let now = ctx.now_ms;
         match self.state {
+            // Time in the app is the dispatcher's to limit (`--timeout`),
+            // and a parked request waits for a thread, not for the client.
+            State::App { .. } => Next::Wait,
             State::Lingering { since_ms, .. } if now >= since_ms + LINGER_MS => Next::Close,
             State::Head if self.pending() == 0 => {
                 if self.rpos < self.rend && self.head_started_ms > 0 {
@@ -356,7 +405,7 @@ impl<S: Stream> Conn<S> {
         match self.state {
             State::Lingering { .. } => true,
             State::Closing => false,
-            State::Stream { .. } | State::SendFile { .. } => false,
+            State::Stream { .. } | State::SendFile { .. } | State::App { .. } => false,
             _ => self.pending() < HIGH_WATER && self.rend - self.rpos < INPUT_CAP,
         }
     }
@@ -593,6 +642,13 @@ impl<S: Stream> Conn<S> {
                         return progress;
                     }
                 }
+                State::App { waiting, .. } => {
+                    if waiting.is_none() || ctx.dispatch.room() == 0 {
+                        return progress;
+                    }
+                    self.submit(ctx);
+                    progress = true;
+                }
                 State::Closing | State::Lingering { .. } => return progress,
             }
         }
@@ -614,7 +670,8 @@ impl<S: Stream> Conn<S> {
         };
     }
 
-    /// Call the app for one complete request and queue its response.
+    /// A complete request leaves the connection: to the app at once, or
+    /// parked until the dispatcher has room.
     fn dispatch(
         &mut self,
         head: Head,
@@ -629,27 +686,13 @@ impl<S: Stream> Conn<S> {
         }
         let is_head = head.method == "HEAD";
         let version = head.version;
-        let started = std::time::Instant::now();
-        if let Some(slot) = ctx.slot {
-            // "METHOD /path" for a WORKER TIMEOUT line, assembled on the
-            // stack: this runs for every request.
-            let mut what = [0u8; 64];
-            let m = head.method.len().min(63);
-            what[..m].copy_from_slice(&head.method.as_bytes()[..m]);
-            what[m] = b' ';
-            let p = head.path.len().min(63 - m);
-            what[m + 1..m + 1 + p].copy_from_slice(&head.path.as_bytes()[..p]);
-            slot.set_what(&what[..m + 1 + p]);
-            slot.busy_since_ms
-                .store(ctx.now_ms.max(1), std::sync::atomic::Ordering::Relaxed);
-        }
         let client = crate::proxy::client_info(
             &self.peer,
             &head.headers,
             &ctx.uploads.trusted,
             &ctx.uploads.scheme_headers,
         );
-        let mut req = Request {
+        let req = Request {
             head,
             peer: self.peer,
             body,
@@ -657,18 +700,71 @@ impl<S: Stream> Conn<S> {
             scheme: if client.https { "https" } else { "http" },
             remote: client.addr,
         };
-        let app = &mut *ctx.app;
-        let hooks = ctx.hooks;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            hooks.pre_request(&req);
-            app.call(&mut req)
-        }));
-        if let Some(slot) = ctx.slot {
-            slot.busy_since_ms
-                .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.state = State::App {
+            waiting: Some(req),
+            keep_alive,
+            is_head,
+            version,
+            started: std::time::Instant::now(),
+        };
+        if ctx.dispatch.room() > 0 {
+            self.submit(ctx);
+        }
+    }
+
+    /// Hand the waiting request to the dispatcher; an inline answer is
+    /// written at once.
+    fn submit(&mut self, ctx: &mut Ctx<'_>) {
+        let State::App { waiting, .. } = &mut self.state else {
+            return;
+        };
+        let Some(req) = waiting.take() else {
+            return;
+        };
+        let env = Env {
+            hooks: ctx.hooks,
+            slot: ctx.slot,
+            now_ms: ctx.now_ms,
+        };
+        if let Some(answer) = ctx.dispatch.submit(self.id, req, &env) {
+            self.respond(answer, ctx);
+        }
+    }
+
+    /// The request spent longer than `--timeout` in the app: a 504 with
+    /// `Connection: close` if nothing of the response was sent yet, else
+    /// the connection is cut. The app's late answer, if any, is dropped.
+    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        if let State::App { waiting: None, .. } = self.state {
+            write_error_response(&mut self.wbuf, 504, ctx.date);
+            self.served += 1;
+            self.rpos = self.rend;
+            self.state = State::Closing;
+            self.drive(ctx)
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Queue the app's answer to the request in the app. An answer for a
+    /// request that is no longer there (timed out) is dropped.
+    pub fn respond(&mut self, answer: Answer, ctx: &mut Ctx<'_>) {
+        let State::App {
+            waiting: None,
+            keep_alive,
+            is_head,
+            version,
+            started,
+        } = self.state
+        else {
+            return;
+        };
+        let Answer { conn, req, outcome } = answer;
+        if conn != self.id {
+            return;
         }
         let (resp, mut keep_alive) = match outcome {
-            Ok(resp) => match check_headers(&resp) {
+            Outcome::Response(resp) => match check_headers(&resp) {
                 Ok(()) => (resp, keep_alive),
                 Err(why) => {
                     log::error!(
@@ -679,12 +775,7 @@ impl<S: Stream> Conn<S> {
                     (Response::text(500, "Internal Server Error\n"), false)
                 }
             },
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+            Outcome::Panic(msg) => {
                 log::error!(
                     "Error handling request {} {}: app panicked: {msg}",
                     req.head.method,
@@ -841,6 +932,9 @@ impl<S: Stream> Conn<S> {
                 true
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
+            // Pulled on an app thread: the next piece is not there yet (the
+            // dispatcher wakes the connection when it is).
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => false,
             Ok(Err(e)) => {
                 // Headers are gone already: the only honest signal left is to
                 // cut the connection without the terminating chunk.
@@ -1028,7 +1122,7 @@ mod tests {
         let pattern: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let mut file = crate::sys::anonymous_file(&std::env::temp_dir()).unwrap();
         file.write_all(&pattern).unwrap();
-        let mut app = move |req: &mut Request| match req.path() {
+        let app = move |req: &mut Request| match req.path() {
             "/f" => Response::new(200).file(file.try_clone().unwrap(), 10, 99_990),
             _ => Response::ok("text/plain", "next"),
         };
@@ -1041,8 +1135,9 @@ mod tests {
         let uploads = ConnConfig::default();
         let mut access_log = AccessLog::disabled();
         let (mut requests, mut shed) = (0, false);
+        let mut dispatch = crate::dispatch::Inline::new(Box::new(app));
         let mut ctx = Ctx {
-            app: &mut app,
+            dispatch: &mut dispatch,
             hooks: &NoHooks,
             limits: &limits,
             date: b"Thu, 01 Jan 2026 00:00:00 GMT",

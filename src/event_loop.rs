@@ -82,8 +82,9 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
 
-use crate::app::{App, Peer};
+use crate::app::Peer;
 use crate::conn::{Conn, ConnConfig, Ctx, Next, Stream};
+use crate::dispatch::{ConnId, Dispatch, Event, Overdue};
 use crate::hooks::Hooks;
 use crate::http::Limits;
 use crate::http::date::DateCache;
@@ -92,6 +93,8 @@ use crate::sys::{Scoreboard, SignalPipe};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const MASTER: Token = Token(usize::MAX - 2);
+/// The dispatcher's waker: answers from app threads are ready.
+const WAKER: Token = Token(usize::MAX - 3);
 const LISTENER_BASE: usize = usize::MAX - 1024;
 /// Connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 8;
@@ -254,6 +257,9 @@ pub struct LoopConfig {
     pub worker_connections: usize,
     /// Stop after this many requests (0 = never).
     pub max_requests: u64,
+    /// `--timeout` in ms (0 = none): kept here, per request, when the app
+    /// runs on threads (inline, the master watches the scoreboard).
+    pub timeout_ms: u64,
     /// Proxy trust and body spooling, handed to each connection.
     pub conn: ConnConfig,
     /// `--proxy-allow-from`, when `--proxy-protocol` is on.
@@ -308,6 +314,16 @@ pub struct EventLoop {
     cfg: LoopConfig,
     date: DateCache,
     requests: u64,
+    /// Connections accepted so far: each gets a serial ([`ConnId`]).
+    serials: u64,
+    /// Connections holding a complete request that waits for an app thread,
+    /// oldest first.
+    parked: std::collections::VecDeque<ConnId>,
+    /// App threads busy at the end of the last turn (part of the load).
+    busy: u64,
+    /// No idle app thread: leave new connections to peers.
+    saturated: bool,
+    dispatch_events: Vec<Event>,
     /// Set once a graceful stop began: (when, deadline).
     draining: Option<(u64, u64)>,
     pub access_log: AccessLog,
@@ -393,14 +409,24 @@ impl EventLoop {
             cfg,
             date: DateCache::new(),
             requests: 0,
+            serials: 0,
+            parked: std::collections::VecDeque::new(),
+            busy: 0,
+            saturated: false,
+            dispatch_events: Vec::new(),
             draining: None,
             access_log: AccessLog::disabled(),
             on_reopen: None,
         })
     }
 
-    /// Run until a stop. `app` is this worker's application.
-    pub fn run(&mut self, app: &mut dyn App, hooks: &dyn Hooks) -> Exit {
+    /// A waker for a dispatcher whose answers arrive from other threads.
+    pub fn waker(&self) -> io::Result<mio::Waker> {
+        mio::Waker::new(self.poll.registry(), WAKER)
+    }
+
+    /// Run until a stop. `dispatch` runs this worker's application.
+    pub fn run(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks) -> Exit {
         let mut events = Events::with_capacity(256);
         {
             let s = self.scoreboard.slot(self.slot);
@@ -441,8 +467,10 @@ impl EventLoop {
             let mut ready = std::mem::take(&mut self.ready_buf);
             ready.clear();
             ready.append(&mut self.again);
+            let mut woken = false;
             for ev in events.iter() {
                 match ev.token() {
+                    WAKER => woken = true,
                     SIGNAL => {
                         for sig in self.signals.drain() {
                             match sig {
@@ -480,6 +508,9 @@ impl EventLoop {
                 }
             }
 
+            if woken {
+                self.answers(dispatch, hooks, now, &mut ready);
+            }
             ready.sort_unstable();
             ready.dedup();
             if now >= self.shed_checked_ms + SHED_CHECK_MS {
@@ -487,7 +518,15 @@ impl EventLoop {
                 self.shed = self.draining.is_none()
                     && self.lighter_peer(SHED_SLACK.max(self.active as u64 / 4));
             }
-            self.drive_ready(&ready, app, hooks, now);
+            self.drive_ready(&ready, dispatch, hooks, now);
+            self.busy = dispatch.busy() as u64;
+            self.saturated = dispatch.room() == 0;
+            if !self.saturated
+                && self.draining.is_none()
+                && self.active < self.cfg.worker_connections
+            {
+                self.set_listening(true);
+            }
             // Accept after the turn's work, not before: the balance rule then
             // counts only connections that outlived their request (module
             // docs), and nothing is lost, as a new connection's first bytes
@@ -496,13 +535,13 @@ impl EventLoop {
             self.ready_buf = ready;
             if now >= last_timer + 1000 || self.draining.is_some() && now >= last_timer + 100 {
                 last_timer = now;
-                self.timers(app, hooks, now);
+                self.timers(dispatch, hooks, now);
             }
             self.access_log.flush();
             self.scoreboard
                 .slot(self.slot)
                 .active
-                .store(self.active as u64, Ordering::Relaxed);
+                .store(self.active as u64 + self.busy, Ordering::Relaxed);
 
             if self.cfg.max_requests > 0
                 && self.requests >= self.cfg.max_requests
@@ -527,7 +566,7 @@ impl EventLoop {
 
     fn ctx<'a>(
         &'a mut self,
-        app: &'a mut dyn App,
+        dispatch: &'a mut dyn Dispatch,
         hooks: &'a dyn Hooks,
         now: u64,
         how: Drive,
@@ -535,7 +574,7 @@ impl EventLoop {
         let slot = self.scoreboard.slot(self.slot);
         (
             Ctx {
-                app,
+                dispatch,
                 hooks,
                 limits: &self.cfg.limits,
                 date: self.date.get(),
@@ -555,8 +594,15 @@ impl EventLoop {
         )
     }
 
-    fn drive(&mut self, i: usize, app: &mut dyn App, hooks: &dyn Hooks, now: u64, how: Drive) {
-        let (mut ctx, conns) = self.ctx(app, hooks, now, how);
+    fn drive(
+        &mut self,
+        i: usize,
+        dispatch: &mut dyn Dispatch,
+        hooks: &dyn Hooks,
+        now: u64,
+        how: Drive,
+    ) {
+        let (mut ctx, conns) = self.ctx(dispatch, hooks, now, how);
         let Some(Some(conn)) = conns.get_mut(i) else {
             return;
         };
@@ -578,21 +624,134 @@ impl EventLoop {
             let _ = s.set_nodelay(true);
             conn.nodelay = true;
         }
+        self.after(i, next);
+    }
+
+    fn after(&mut self, i: usize, next: Next) {
         match next {
             Next::Wait => {}
             Next::Again => self.again.push(i),
             Next::Close => self.close(i),
             Next::Flush => self.to_flush.push(i),
+            Next::Park => {
+                if let Some(Some(c)) = self.conns.get_mut(i)
+                    && !c.parked
+                {
+                    c.parked = true;
+                    self.parked.push_back(c.id);
+                }
+            }
+        }
+    }
+
+    /// Take the dispatcher's answers: each is queued on its connection,
+    /// which is then driven with this turn's ready ones; parked requests
+    /// get the threads that came free, oldest first.
+    fn answers(
+        &mut self,
+        dispatch: &mut dyn Dispatch,
+        hooks: &dyn Hooks,
+        now: u64,
+        ready: &mut Vec<usize>,
+    ) {
+        let mut events = std::mem::take(&mut self.dispatch_events);
+        dispatch.poll(&mut events);
+        for ev in events.drain(..) {
+            let (id, answer) = match ev {
+                Event::Answer(a) => (a.conn, Some(a)),
+                Event::Wake(id) => (id, None),
+            };
+            let i = id.index;
+            if !matches!(self.conns.get(i), Some(Some(c)) if c.id == id) {
+                continue; // the connection is gone: drop the answer
+            }
+            if let Some(a) = answer {
+                let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
+                if let Some(Some(c)) = conns.get_mut(i) {
+                    c.respond(a, &mut ctx);
+                }
+            }
+            ready.push(i);
+        }
+        self.dispatch_events = events;
+        let mut room = dispatch.room();
+        while room > 0 {
+            let Some(id) = self.parked.pop_front() else {
+                break;
+            };
+            if let Some(Some(c)) = self.conns.get_mut(id.index)
+                && c.id == id
+            {
+                c.parked = false;
+                if c.is_parked() {
+                    ready.push(id.index);
+                    room -= 1;
+                }
+            }
+        }
+    }
+
+    /// `--timeout` under threads: answer each overdue request 504, log it
+    /// as the master logs a WORKER TIMEOUT (with the thread's stack when
+    /// the app can tell it), and ask the master for a replacement; this
+    /// worker serves on until the replacement accepts and it is told to
+    /// stop, so its other requests are answered.
+    fn deadlines(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
+        if self.cfg.timeout_ms == 0 {
+            return;
+        }
+        let mut overdue: Vec<Overdue> = Vec::new();
+        dispatch.overdue(now, self.cfg.timeout_ms, &mut overdue);
+        if overdue.is_empty() {
+            return;
+        }
+        let pid = std::process::id();
+        for o in overdue {
+            log::error!(
+                "WORKER TIMEOUT (pid:{pid}), in the app for {} s handling {}; replacing the worker",
+                o.secs,
+                o.what
+            );
+            if let Some(report) = dispatch.stack_reporter() {
+                // The stack needs the app's lock (the GIL), which the stuck
+                // thread may hold: ask from a helper thread, never the loop.
+                let what = o.what.clone();
+                let thread = o.thread;
+                let _ = std::thread::Builder::new()
+                    .name("timeout-report".into())
+                    .spawn(move || {
+                        if let Some(stack) = report(thread) {
+                            log::error!(
+                                "WORKER TIMEOUT (pid:{pid}): stack of the thread handling {what}:\n{}",
+                                stack.trim_end()
+                            );
+                        }
+                    });
+            }
+            self.scoreboard.slot(self.slot).request_retire();
+            let i = o.conn.index;
+            let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
+            let next = match conns.get_mut(i) {
+                Some(Some(c)) if c.id == o.conn => c.timed_out(&mut ctx),
+                _ => continue,
+            };
+            self.after(i, next);
         }
     }
 
     /// Drive this turn's ready connections, writing their responses in
     /// bursts (module docs).
-    fn drive_ready(&mut self, ready: &[usize], app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+    fn drive_ready(
+        &mut self,
+        ready: &[usize],
+        dispatch: &mut dyn Dispatch,
+        hooks: &dyn Hooks,
+        now: u64,
+    ) {
         if ready.len() < 2 {
             // Nothing to batch with: write at once.
             for &i in ready {
-                self.drive(i, app, hooks, now, Drive::Now);
+                self.drive(i, dispatch, hooks, now, Drive::Now);
             }
             return;
         }
@@ -602,28 +761,28 @@ impl EventLoop {
             if let Some(t0) = oldest
                 && start.duration_since(t0) + self.drive_cost >= COALESCE
             {
-                self.flush_queued(app, hooks, now);
+                self.flush_queued(dispatch, hooks, now);
                 oldest = None;
             }
             let queued = self.to_flush.len();
-            self.drive(i, app, hooks, now, Drive::Deferred);
+            self.drive(i, dispatch, hooks, now, Drive::Deferred);
             if self.to_flush.len() > queued {
                 let end = Instant::now();
                 self.drive_cost = (self.drive_cost * 7 + end.duration_since(start)) / 8;
                 oldest.get_or_insert(end);
             }
         }
-        self.flush_queued(app, hooks, now);
+        self.flush_queued(dispatch, hooks, now);
     }
 
     /// Write the responses queued in this burst, oldest first.
-    fn flush_queued(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+    fn flush_queued(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
         if self.to_flush.is_empty() {
             return;
         }
         let queued = std::mem::take(&mut self.to_flush);
         for &i in &queued {
-            self.drive(i, app, hooks, now, Drive::Now);
+            self.drive(i, dispatch, hooks, now, Drive::Now);
         }
         self.to_flush = queued;
         self.to_flush.clear();
@@ -662,11 +821,13 @@ impl EventLoop {
             let mut batch = 0;
             let mut stepped_back = false;
             loop {
-                if self.active >= self.cfg.worker_connections {
+                if self.active >= self.cfg.worker_connections || self.saturated {
                     // Full: a closing connection re-arms accepting (`close`).
                     // With exclusive wake-ups, also stop being the one the
                     // kernel wakes, so new connections go to other workers
                     // (gunicorn's gthread unregisters its listeners too).
+                    // Likewise with every app thread busy: a peer with an
+                    // idle thread serves the connection sooner.
                     self.set_listening(false);
                     break;
                 }
@@ -742,7 +903,9 @@ impl EventLoop {
     /// app, loop turning), holding more than `margin` connections fewer than
     /// we do?
     fn lighter_peer(&self, margin: u64) -> bool {
-        let mine = self.active as u64;
+        // Busy app threads count as load: a worker whose threads are all
+        // busy is heavier than one with the same connections and idle ones.
+        let mine = self.active as u64 + self.busy;
         if mine <= margin {
             return false;
         }
@@ -861,6 +1024,11 @@ impl EventLoop {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let mut conn = Conn::new(sock, peer, now);
+        self.serials += 1;
+        conn.id = ConnId {
+            index: i,
+            serial: self.serials,
+        };
         conn.awaiting_proxy_header = self.cfg.conn.proxy_protocol;
         // Do not read yet: the request usually arrives a moment after the
         // handshake, and a read now would mostly return EAGAIN (two in five
@@ -872,12 +1040,13 @@ impl EventLoop {
         Ok(Accepted::Conn(i))
     }
 
-    fn timers(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+    fn timers(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
         for i in 0..self.conns.len() {
             if self.conns[i].is_some() {
-                self.drive(i, app, hooks, now, Drive::Timer);
+                self.drive(i, dispatch, hooks, now, Drive::Timer);
             }
         }
+        self.deadlines(dispatch, hooks, now);
     }
 
     /// Stop accepting and let open connections finish. Whatever the kernel

@@ -19,6 +19,8 @@
 //! - [`event_loop`]: the mio loop: accept (fairly), drive connections, timers.
 //! - [`conn`]: one connection's state machine, independent of mio.
 //! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
+//! - [`dispatch`]: the seam between a connection and the app (inline, or a
+//!   thread pool with `--threads`).
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
 //! - [`signals`]: the signal table and the upgrade procedure.
@@ -36,6 +38,7 @@ pub mod arbiter;
 pub mod bind;
 pub mod config;
 pub mod conn;
+pub mod dispatch;
 pub mod event_loop;
 pub mod hooks;
 pub mod http;
@@ -51,7 +54,9 @@ pub mod sys;
 pub mod systemd;
 pub mod worker;
 
-pub use app::{App, Body, FileBody, Peer, Request, Response, ResponseBody, WorkerContext};
+pub use app::{
+    App, Body, FileBody, Peer, Request, Response, ResponseBody, StackReporter, WorkerContext,
+};
 pub use config::Config;
 pub use hooks::{Hooks, NoHooks, ServerInfo, WorkerInfo};
 pub use server::Server;

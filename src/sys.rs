@@ -187,7 +187,10 @@ pub struct Slot {
     pub ready: AtomicU64,
     /// Length of the text in `what`.
     pub what_len: AtomicU64,
-    pub _pad: AtomicU64,
+    /// Set by a worker that wants to be replaced (a `--threads` request
+    /// overran `--timeout`): the master starts a replacement and retires
+    /// this worker once the replacement accepts.
+    pub retire: AtomicU64,
     /// "METHOD /path" of the request in the app (for WORKER TIMEOUT logs).
     pub what: [AtomicU64; 8],
 }
@@ -218,6 +221,11 @@ impl Slot {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
+    /// Ask the master to replace this worker (see `retire`).
+    pub fn request_retire(&self) {
+        self.retire.store(1, Ordering::Release);
+    }
+
     pub fn reset(&self, pid: u32, now_ms: u64) {
         self.tick_ms.store(now_ms, Ordering::Relaxed);
         self.busy_since_ms.store(0, Ordering::Relaxed);
@@ -225,6 +233,7 @@ impl Slot {
         self.requests.store(0, Ordering::Relaxed);
         self.ready.store(0, Ordering::Relaxed);
         self.what_len.store(0, Ordering::Relaxed);
+        self.retire.store(0, Ordering::Relaxed);
         self.pid.store(pid as u64, Ordering::Release);
     }
 }

@@ -186,8 +186,30 @@ impl PythonApp {
 
 impl App for PythonApp {
     fn call(&mut self, req: &mut Request) -> Response {
+        // Attached (holding the GIL, on a GIL build) only for the call: an
+        // app thread releases it whenever Python does (I/O, sleep), and the
+        // event loop's thread never takes it.
         Python::attach(|py| self.call_in(py, req))
     }
+
+    fn stack_reporter(&self) -> Option<crate::app::StackReporter> {
+        Some(std::sync::Arc::new(|thread: u64| {
+            Python::attach(|py| thread_stack(py, thread).ok().flatten())
+        }))
+    }
+}
+
+/// The Python stack of the thread whose `threading.get_ident()` is
+/// `thread` (a pthread id, as the pool records it).
+fn thread_stack(py: Python<'_>, thread: u64) -> PyResult<Option<String>> {
+    let frames = py.import("sys")?.call_method0("_current_frames")?;
+    let Some(frame) = frames.get_item(thread).ok() else {
+        return Ok(None);
+    };
+    let lines = py
+        .import("traceback")?
+        .call_method1("format_stack", (frame,))?;
+    Ok(Some(lines.extract::<Vec<String>>()?.concat()))
 }
 
 /// Fork hooks for `--preload`: keep the interpreter's locks consistent
@@ -230,18 +252,31 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
             Python::attach(|py| {
                 let app = app.clone_ref(py);
                 PythonApp::new(py, app, &cfg_rc, ctx)
-                    .map(|a| Box::new(a) as Box<dyn App>)
+                    .map(|a| Box::new(a) as Box<dyn App + Send>)
                     .map_err(|e| io::Error::other(e.to_string()))
             })
         });
         return Ok((factory, Some(PreloadHooks)));
     }
+    // With --threads the factory runs once per app thread: import once.
+    let loaded: std::cell::RefCell<Option<Py<PyAny>>> = std::cell::RefCell::new(None);
     let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
-        let app =
-            start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath).map_err(io::Error::other)?;
+        let cached = loaded
+            .borrow()
+            .as_ref()
+            .map(|a| Python::attach(|py| a.clone_ref(py)));
+        let app = match cached {
+            Some(app) => app,
+            None => {
+                let app = start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath)
+                    .map_err(io::Error::other)?;
+                *loaded.borrow_mut() = Some(Python::attach(|py| app.clone_ref(py)));
+                app
+            }
+        };
         Python::attach(|py| {
             PythonApp::new(py, app, &cfg_rc, ctx)
-                .map(|a| Box::new(a) as Box<dyn App>)
+                .map(|a| Box::new(a) as Box<dyn App + Send>)
                 .map_err(|e| io::Error::other(e.to_string()))
         })
     });

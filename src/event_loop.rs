@@ -520,11 +520,14 @@ impl EventLoop {
             }
             self.drive_ready(&ready, dispatch, hooks, now);
             self.busy = dispatch.busy() as u64;
+            // Every app thread busy: out of the listeners' wait queue now,
+            // before sleeping in epoll_wait, so the kernel wakes a peer with
+            // an idle thread for the next connection (an exclusive wake-up
+            // spent on this worker would leave it queued here).
             self.saturated = dispatch.room() == 0;
-            if !self.saturated
-                && self.draining.is_none()
-                && self.active < self.cfg.worker_connections
-            {
+            if self.saturated {
+                self.set_listening(false);
+            } else if self.draining.is_none() && self.active < self.cfg.worker_connections {
                 self.set_listening(true);
             }
             // Accept after the turn's work, not before: the balance rule then
@@ -797,7 +800,10 @@ impl EventLoop {
             if self.draining.is_none() && self.accept_pending.iter().any(|&p| p) {
                 self.accept_retry = Retry::Now;
             }
-            if self.draining.is_none() && self.active < self.cfg.worker_connections {
+            if self.draining.is_none()
+                && self.active < self.cfg.worker_connections
+                && !self.saturated
+            {
                 self.set_listening(true);
             }
             self.free.push(i);

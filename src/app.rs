@@ -290,6 +290,9 @@ impl Response {
 /// worker.
 pub type StackReporter = std::sync::Arc<dyn Fn(u64) -> Option<String> + Send + Sync>;
 
+/// Runs an app thread's whole life (see [`App::thread_scope`]).
+pub type ThreadScope = Box<dyn FnOnce(Box<dyn FnOnce() + Send>) + Send>;
+
 /// An application: called once per request, inside a worker.
 ///
 /// With `--threads N` each worker runs N apps, one per thread, each built by
@@ -302,6 +305,17 @@ pub trait App {
 
     /// For timeout reports under `--threads` (see [`StackReporter`]).
     fn stack_reporter(&self) -> Option<StackReporter> {
+        None
+    }
+
+    /// Under `--threads`, called on the app's thread before its first
+    /// request: the returned function runs the thread's whole life (its
+    /// argument), so per-thread set-up lives as long as the thread. A
+    /// Python app keeps one interpreter thread state per thread this way:
+    /// `threading.local` data (Django's database connections) survives
+    /// from one request to the next, and no thread state is made and
+    /// destroyed per request.
+    fn thread_scope(&self) -> Option<ThreadScope> {
         None
     }
 }

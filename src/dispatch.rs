@@ -283,7 +283,7 @@ impl Pool {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("app-{i}"))
-                .spawn(move || thread_main(i, &shared, app))?;
+                .spawn(move || thread_main(i, shared, app))?;
         }
         Ok(Pool {
             shared,
@@ -375,7 +375,14 @@ impl Dispatch for Pool {
     }
 }
 
-fn thread_main(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
+fn thread_main(me: usize, shared: Arc<Shared>, app: Box<dyn App + Send>) {
+    match app.thread_scope() {
+        Some(scope) => scope(Box::new(move || serve(me, &shared, app))),
+        None => serve(me, &shared, app),
+    }
+}
+
+fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
     let info = &shared.threads[me];
     info.ident
         .store(nix::sys::pthread::pthread_self() as u64, Ordering::Relaxed);

@@ -55,7 +55,8 @@ pub mod systemd;
 pub mod worker;
 
 pub use app::{
-    App, Body, FileBody, Peer, Request, Response, ResponseBody, StackReporter, WorkerContext,
+    App, Body, FileBody, Peer, Request, Response, ResponseBody, StackReporter, ThreadScope,
+    WorkerContext,
 };
 pub use config::Config;
 pub use hooks::{Hooks, NoHooks, ServerInfo, WorkerInfo};

@@ -192,6 +192,16 @@ impl App for PythonApp {
         Python::attach(|py| self.call_in(py, req))
     }
 
+    fn thread_scope(&self) -> Option<crate::app::ThreadScope> {
+        // Attach once for the thread's life, then detach (the GIL is
+        // released, the thread state stays): each request's attach then
+        // reuses this thread state instead of creating and deleting one,
+        // which would also drop the thread's `threading.local` data.
+        Some(Box::new(|life: Box<dyn FnOnce() + Send>| {
+            Python::attach(|py| py.detach(life))
+        }))
+    }
+
     fn stack_reporter(&self) -> Option<crate::app::StackReporter> {
         Some(std::sync::Arc::new(|thread: u64| {
             Python::attach(|py| thread_stack(py, thread).ok().flatten())

@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod postgres;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
 
 /// A private temporary directory, removed on drop.

@@ -97,7 +97,6 @@ fn a_worker_with_every_thread_busy_leaves_new_connections_to_its_peer() {
     send(&mut held, &get_req("/warm"));
     assert_eq!(held.read_response().unwrap().status, 200);
     send(&mut held, &get_req("/held?sleep=10"));
-    let t0 = Instant::now();
     for i in 0..12 {
         let start = Instant::now();
         let r = get(&s.addr, &format!("/n{i}")).unwrap();

@@ -256,3 +256,35 @@ fn a_request_past_the_timeout_gets_504_and_the_others_finish() {
     );
     assert_eq!(get(&s.addr, "/after").unwrap().status, 200);
 }
+
+/// --max-requests with requests in flight on the threads: workers are
+/// recycled under keep-alive load (20 ms requests, 8 clients on 2 workers x
+/// 4 threads) and no request fails.
+#[test]
+fn max_requests_recycles_workers_with_threads_in_flight_losing_nothing() {
+    let s = Server::start(&[
+        "echo",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--max-requests",
+        "40",
+    ]);
+    let first = wait_workers(s.pid(), 2);
+    let load = Load::start(&s.addr, 8, "/?sleep=0.02");
+    let recycled = wait_until(Duration::from_secs(30), || {
+        let now = s.worker_pids();
+        !now.is_empty() && now.iter().all(|p| !first.contains(p))
+    });
+    let st = load.stop();
+    assert!(
+        recycled,
+        "workers not recycled: {:?}\n{}",
+        s.worker_pids(),
+        s.log_text()
+    );
+    assert!(st.clean(), "{st:?}\n{}", s.log_text());
+    assert!(st.ok > 80, "{st:?}");
+    assert!(st.reconnects > 0, "{st:?}");
+}

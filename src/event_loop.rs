@@ -451,6 +451,8 @@ impl EventLoop {
                     Retry::Idle => Duration::from_millis(1000),
                 }
             };
+            // A request queued for an app thread is checked on soon.
+            let timeout = dispatch.tick().map_or(timeout, |t| timeout.min(t));
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -677,8 +679,13 @@ impl EventLoop {
             ready.push(i);
         }
         self.dispatch_events = events;
-        let mut room = dispatch.room();
-        while room > 0 {
+        // Parked requests first, oldest first, driven now: were they merely
+        // queued with this turn's ready connections, a newer request could
+        // take the thread and send them to the back again, and under load
+        // some waited seconds. Room only grows here, so after this either
+        // nothing is parked or every thread is taken, and later requests
+        // park behind the earlier ones: first come, first served.
+        while dispatch.room() > 0 {
             let Some(id) = self.parked.pop_front() else {
                 break;
             };
@@ -687,8 +694,7 @@ impl EventLoop {
             {
                 c.parked = false;
                 if c.is_parked() {
-                    ready.push(id.index);
-                    room -= 1;
+                    self.drive(id.index, dispatch, hooks, now, Drive::Now);
                 }
             }
         }

@@ -1182,4 +1182,141 @@ mod tests {
         assert!(turns > 10, "the socket never filled: {turns} turns");
         assert_eq!(requests, 2);
     }
+
+    /// A dispatcher whose answers come later, by hand: the connection's side
+    /// of `--threads` without threads.
+    struct Later {
+        room: usize,
+        taken: Vec<(ConnId, Request)>,
+    }
+
+    impl Dispatch for Later {
+        fn room(&self) -> usize {
+            self.room
+        }
+        fn submit(&mut self, conn: ConnId, req: Request, _env: &Env<'_>) -> Option<Answer> {
+            self.room -= 1;
+            self.taken.push((conn, req));
+            None
+        }
+    }
+
+    fn answer(d: &mut Later, body: &str) -> Answer {
+        let (conn, req) = d.taken.remove(0);
+        d.room += 1;
+        Answer {
+            conn,
+            req,
+            outcome: Outcome::Response(Response::ok("text/plain", body.to_string())),
+        }
+    }
+
+    /// Drive `conn` with `d` as its dispatcher; `f` gets the context too.
+    fn with_ctx<R>(d: &mut Later, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+        let limits = Limits {
+            request_line: 8190,
+            fields: 100,
+            field_size: 8190,
+            body: 1 << 20,
+        };
+        let uploads = ConnConfig::default();
+        let mut access_log = AccessLog::disabled();
+        let (mut requests, mut shed) = (0, false);
+        let mut ctx = Ctx {
+            dispatch: d,
+            hooks: &NoHooks,
+            limits: &limits,
+            date: b"Thu, 01 Jan 2026 00:00:00 GMT",
+            now_ms: 1,
+            keepalive_ms: 75_000,
+            header_timeout_ms: 10_000,
+            draining: false,
+            drain_idle_ms: 1000,
+            slot: None,
+            uploads: &uploads,
+            access_log: &mut access_log,
+            requests: &mut requests,
+            defer_flush: false,
+            shed: &mut shed,
+        };
+        f(&mut ctx)
+    }
+
+    fn pipe(input: &[u8]) -> Conn<Pipe> {
+        let pipe = Pipe {
+            input: input.to_vec(),
+            pos: 0,
+            out: Vec::new(),
+            room: 1 << 20,
+        };
+        Conn::new(pipe, Peer::Unix, 1)
+    }
+
+    #[test]
+    fn one_request_in_the_app_at_a_time_and_answers_in_order() {
+        let mut d = Later {
+            room: 4,
+            taken: Vec::new(),
+        };
+        let mut conn =
+            pipe(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+        // Room for four, but the second request waits for the first answer.
+        assert_eq!(with_ctx(&mut d, |c| conn.drive(c)), Next::Wait);
+        assert_eq!(d.taken.len(), 1);
+        assert_eq!(d.taken[0].1.path(), "/1");
+        assert!(conn.stream.out.is_empty());
+        let a = answer(&mut d, "one");
+        with_ctx(&mut d, |c| {
+            conn.respond(a, c);
+            conn.drive(c)
+        });
+        assert_eq!(d.taken.len(), 1);
+        assert_eq!(d.taken[0].1.path(), "/2");
+        let a = answer(&mut d, "two");
+        with_ctx(&mut d, |c| {
+            conn.respond(a, c);
+            conn.drive(c)
+        });
+        let out = String::from_utf8_lossy(&conn.stream.out).into_owned();
+        let (one, two) = (out.find("one").unwrap(), out.find("two").unwrap());
+        assert!(one < two, "{out}");
+        assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn a_request_without_a_thread_parks_until_there_is_room() {
+        let mut d = Later {
+            room: 0,
+            taken: Vec::new(),
+        };
+        let mut conn = pipe(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(with_ctx(&mut d, |c| conn.drive(c)), Next::Park);
+        assert!(conn.is_parked() && d.taken.is_empty());
+        // Still parked on the timer: waiting for a thread is not idling.
+        assert_eq!(with_ctx(&mut d, |c| conn.on_timer(c)), Next::Wait);
+        d.room = 1;
+        assert_eq!(with_ctx(&mut d, |c| conn.drive(c)), Next::Wait);
+        assert!(!conn.is_parked());
+        assert_eq!(d.taken[0].1.path(), "/p");
+    }
+
+    #[test]
+    fn a_timed_out_request_gets_504_and_a_late_answer_is_dropped() {
+        let mut d = Later {
+            room: 1,
+            taken: Vec::new(),
+        };
+        let mut conn =
+            pipe(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+        with_ctx(&mut d, |c| conn.drive(c));
+        assert_eq!(with_ctx(&mut d, |c| conn.timed_out(c)), Next::Close);
+        let out = String::from_utf8_lossy(&conn.stream.out).into_owned();
+        assert!(out.starts_with("HTTP/1.1 504"), "{out}");
+        assert!(out.contains("Connection: close"), "{out}");
+        let late = answer(&mut d, "late");
+        with_ctx(&mut d, |c| conn.respond(late, c));
+        assert!(!String::from_utf8_lossy(&conn.stream.out).contains("late"));
+        // The pipelined request behind it was never handed over.
+        assert!(d.taken.is_empty());
+    }
 }

@@ -8,11 +8,17 @@
 //! loop {
 //!     sleep until a signal arrives or a second passes
 //!     handle each queued signal (one `handle_*` method per signal)
+//!     note which workers accept, or ask to leave (note_ready_workers)
 //!     reap exited workers          (reap_workers)
 //!     kill workers stuck in the app (murder_workers)
 //!     start or retire workers until the count is right (manage_workers)
 //! }
 //! ```
+//!
+//! The decisions themselves (what to start or retire, who is overdue, what
+//! an exit means, the crash-loop back-off) are pure functions of the worker
+//! table and the time, in [`table`], unit-tested without a process. Binding
+//! and the pid file are done before, by [`crate::boot`].
 //!
 //! Signal handlers only write the signal number into a self-pipe
 //! ([`crate::sys::SignalPipe`]); everything else happens here, in one thread.
@@ -23,13 +29,20 @@
 //! `ready`), so the number of accepting workers never drops. A retiring
 //! worker stops accepting, serves what it accepted, and exits.
 //!
+//! A worker may also ask to be retired (its scoreboard row's `retire` flag,
+//! set at `--max-requests`): the arbiter treats it like an old generation,
+//! starting its replacement first.
+//!
 //! # Exit codes (gunicorn's contract)
-//! A worker that exits with [`WORKER_BOOT_ERROR`] (3) or [`APP_LOAD_ERROR`]
-//! (4) stops the master with the same code: forking again cannot help.
-//! Workers that die before becoming ready are restarted with a growing delay,
-//! and after [`MAX_BOOT_FAILURES`] in a row the master gives up (exit 3).
+//! A worker that exits with [`worker::WorkerExit::BootError`] (3) or
+//! [`worker::WorkerExit::AppLoadError`] (4) stops the master with the same code:
+//! forking again cannot help. Workers that die before becoming ready are
+//! restarted with a growing delay, and after [`MAX_BOOT_FAILURES`] in a row
+//! the master gives up (exit 3).
+//!
+//! Each worker's exit is logged once, here, with its pid, its cause as the
+//! master knows it and its wait status ([`table::classify_exit`]).
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -42,8 +55,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use crate::app::AppFactory;
+use crate::clock::monotonic_ms;
 use crate::config::Config;
-use crate::event_loop::now_ms;
 use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
 use crate::listener::{self, BindOptions, Listener};
 use crate::pidfile::PidFile;
@@ -52,38 +65,9 @@ use crate::sys::{self, Fork, Pid, Scoreboard, SignalPipe};
 use crate::systemd::Notifier;
 use crate::worker;
 
-/// A worker could not boot (gunicorn's `WORKER_BOOT_ERROR`).
-pub const WORKER_BOOT_ERROR: i32 = 3;
-/// The app could not be loaded (gunicorn's `APP_LOAD_ERROR`).
-pub const APP_LOAD_ERROR: i32 = 4;
-/// Consecutive workers dying before they accept, before the master gives up.
-pub const MAX_BOOT_FAILURES: u32 = 10;
-/// Scoreboard rows: the most workers one master can run at once.
-pub const MAX_WORKERS: usize = 1024;
-/// How long an aborted (timed-out) worker gets before SIGKILL.
-const ABORT_GRACE_MS: u64 = 2_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WorkerState {
-    Running,
-    /// Sent TERM; will be SIGKILLed at the deadline.
-    Retiring {
-        deadline_ms: u64,
-    },
-    /// Sent SIGABRT for a timeout; SIGKILL at the deadline.
-    Aborted {
-        deadline_ms: u64,
-    },
-}
-
-struct WorkerEntry {
-    age: u64,
-    slot: usize,
-    generation: u64,
-    state: WorkerState,
-    /// Has this worker ever reported ready?
-    was_ready: bool,
-}
+pub mod table;
+use table::{Action, Backoff, Beat, Overdue, WorkerTable, describe};
+pub use table::{MAX_BOOT_FAILURES, MAX_WORKERS, boot_backoff_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -93,6 +77,9 @@ enum Phase {
         graceful: bool,
         deadline_ms: u64,
     },
+    /// Workers cannot run (boot error, app load error, crash loop): kill
+    /// them and exit with this code.
+    Halting(i32),
 }
 
 pub struct Arbiter {
@@ -103,18 +90,14 @@ pub struct Arbiter {
     listeners: Vec<Listener>,
     /// The listeners came from systemd: never unlink their paths.
     systemd_sockets: bool,
-    workers: BTreeMap<Pid, WorkerEntry>,
+    workers: WorkerTable,
     scoreboard: Rc<Scoreboard>,
     signals: Option<SignalPipe>,
     /// Workers hold the read end; EOF tells them the master is gone.
     death_rx: Option<OwnedFd>,
     death_tx: Option<OwnedFd>,
     num_workers: usize,
-    generation: u64,
-    age: u64,
     phase: Phase,
-    boot_failures: u32,
-    next_spawn_ms: u64,
     /// Pid of the new master started by USR2, while it lives.
     reexec_pid: Option<Pid>,
     pidfile: Option<PidFile>,
@@ -123,7 +106,6 @@ pub struct Arbiter {
     last_watchdog_ms: u64,
     launch_dir: PathBuf,
     argv: Vec<String>,
-    exit_code: i32,
     /// Settings came from the command line and config file (HUP re-reads them).
     reloadable: bool,
 }
@@ -152,24 +134,19 @@ impl Arbiter {
             hooks: std::rc::Rc::from(hooks),
             listeners: Vec::new(),
             systemd_sockets: false,
-            workers: BTreeMap::new(),
+            workers: WorkerTable::new(),
             scoreboard: Rc::new(
                 Scoreboard::new(MAX_WORKERS).expect("mmap() of the scoreboard failed"),
             ),
             signals: None,
             death_rx: rx,
             death_tx: tx,
-            generation: 0,
-            age: 0,
             phase: Phase::Running,
-            boot_failures: 0,
-            next_spawn_ms: 0,
             reexec_pid: None,
             pidfile: None,
             notifier: Notifier::from_env(),
             announced_ready: false,
             last_watchdog_ms: 0,
-            exit_code: 0,
             reloadable: true,
         }
     }
@@ -242,32 +219,42 @@ impl Arbiter {
             for sig in queued {
                 self.handle_signal(sig);
             }
+            self.note_ready_workers();
             self.reap_workers();
-            if self.exit_code != 0 {
-                self.halt();
-                break;
-            }
-            if let Phase::Stopping {
-                graceful,
-                deadline_ms,
-            } = self.phase
-            {
-                if self.workers.is_empty() {
-                    break;
+            match self.phase {
+                Phase::Halting(code) => {
+                    self.halt(code);
+                    return self.finish(code);
                 }
-                if now_ms() >= deadline_ms {
-                    if graceful {
-                        log::warn!("graceful timeout: killing {} worker(s)", self.workers.len());
+                Phase::Stopping {
+                    graceful,
+                    deadline_ms,
+                } => {
+                    if self.stopped(graceful, deadline_ms) {
+                        return self.finish(0);
                     }
-                    self.kill_all(Signal::SIGKILL);
                 }
-                continue;
+                Phase::Running => {
+                    self.murder_workers();
+                    self.manage_workers();
+                    self.report_ready();
+                }
             }
-            self.murder_workers();
-            self.manage_workers();
-            self.report_ready();
         }
-        self.finish()
+    }
+
+    /// Are all workers gone? SIGKILL what is left past the deadline.
+    fn stopped(&mut self, graceful: bool, deadline_ms: u64) -> bool {
+        if self.workers.is_empty() {
+            return true;
+        }
+        if monotonic_ms() >= deadline_ms {
+            if graceful {
+                log::warn!("graceful timeout: killing {} worker(s)", self.workers.len());
+            }
+            self.kill_all(Signal::SIGKILL);
+        }
+        false
     }
 
     fn setup(&mut self) -> Result<(), String> {
@@ -279,88 +266,10 @@ impl Arbiter {
         // and its workers must not inherit a blocked SIGABRT.
         sys::unblock_all_signals();
         sys::ignore_signal(Signal::SIGPIPE);
-        // Check names before anything is created: a bad --user must not
-        // leave a socket file behind.
-        let identity = sys::resolve_identity(self.cfg.user.as_deref(), self.cfg.group.as_deref())?;
-        let socket_gid = match &self.cfg.socket_group {
-            Some(g) => Some(sys::resolve_group(g)?),
-            None => None,
-        };
-        let (mut inherited, systemd) = listener::inherited_sockets()
-            .map_err(|e| format!("cannot use inherited sockets: {e}"))?;
-        self.systemd_sockets = systemd;
-        let binds = self.cfg.bind.clone();
-        let mut listeners = if systemd
-            && !self
-                .cfg
-                .args
-                .iter()
-                .any(|a| a.starts_with("-b") || a.starts_with("--bind"))
-        {
-            // Socket activation with no explicit --bind: serve what systemd gave.
-            let socks = std::mem::take(&mut inherited);
-            socks
-                .into_iter()
-                .map(|s| Listener {
-                    name: listener::describe(&s),
-                    socket: s,
-                    unix_path: None,
-                    external: true,
-                })
-                .collect()
-        } else {
-            let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
-                self.cfg.umask as nix::libc::mode_t,
-            ));
-            let res = listener::bind_all(
-                &binds,
-                &BindOptions {
-                    backlog: self.cfg.backlog,
-                },
-                &mut inherited,
-            );
-            nix::sys::stat::umask(old);
-            res.map_err(|e| e.to_string())?
-        };
-        if systemd {
-            for l in listeners.iter_mut() {
-                l.external = true;
-            }
-        }
-        // Inherited sockets no --bind asked for are closed: the operator
-        // dropped that address from the configuration.
-        drop(inherited);
-        self.listeners = listeners;
-        listener::set_unix_permissions(&self.listeners, self.cfg.socket_mode, socket_gid)
-            .map_err(|e| e.to_string())?;
-        if let Some(path) = &self.cfg.pidfile {
-            self.pidfile =
-                Some(PidFile::create(path, std::process::id()).map_err(|e| e.to_string())?);
-        }
-        // Log files are opened by the workers, after they dropped to --user:
-        // create them now and hand them to that user (gunicorn chowns its
-        // logs the same way), so a root-owned log directory still works.
-        if let Some(id) = &identity {
-            let logs = [
-                Some(self.cfg.errorlog.as_str()),
-                self.cfg.accesslog.as_deref(),
-            ];
-            for path in logs.into_iter().flatten().filter(|p| *p != "-") {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("cannot open log file {path}: {e}"))?;
-                nix::unistd::chown(path, Some(id.uid), Some(id.gid))
-                    .map_err(|e| format!("chown({path}) for --user failed: {e}"))?;
-            }
-        }
-        // Everything that needs root (low ports, socket ownership, the pid
-        // file in /run) is done: run as --user/--group from here on.
-        if let Some(id) = &identity {
-            sys::drop_privileges(id).map_err(|e| e.to_string())?;
-            log::info!("Running as uid {} gid {}", id.uid, id.gid);
-        }
+        let booted = crate::boot::prepare(&self.cfg)?;
+        self.listeners = booted.listeners;
+        self.systemd_sockets = booted.systemd_sockets;
+        self.pidfile = booted.pidfile;
         Ok(())
     }
 
@@ -368,11 +277,7 @@ impl Arbiter {
     fn sleep(&self) {
         // Workers still to fork (first start, TTIN, replacements) or not yet
         // accepting: look again soon rather than after a full second.
-        let booting = self.workers.len() < self.num_workers
-            || self
-                .workers
-                .values()
-                .any(|w| !w.was_ready || !matches!(w.state, WorkerState::Running));
+        let booting = self.workers.settling(self.num_workers);
         let mut ms: u16 = if matches!(self.phase, Phase::Stopping { .. }) || booting {
             50
         } else {
@@ -426,7 +331,7 @@ impl Arbiter {
         }
         self.notifier.notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=Reloading",
-            sys::monotonic_usec()
+            crate::clock::monotonic_usec()
         ));
         self.reload();
     }
@@ -434,16 +339,16 @@ impl Arbiter {
     fn handle_ttin(&mut self) {
         log::info!("Handling signal: ttin");
         let old = self.num_workers;
-        self.num_workers = (self.num_workers + 1).min(MAX_WORKERS);
+        self.num_workers = table::more_workers(old);
         self.hooks
             .nworkers_changed(&self.info(), self.num_workers, old);
     }
 
     fn handle_ttou(&mut self) {
         log::info!("Handling signal: ttou");
-        if self.num_workers > 1 {
-            let old = self.num_workers;
-            self.num_workers -= 1;
+        let old = self.num_workers;
+        self.num_workers = table::fewer_workers(old);
+        if self.num_workers != old {
             self.hooks
                 .nworkers_changed(&self.info(), self.num_workers, old);
         }
@@ -454,8 +359,8 @@ impl Arbiter {
         if let Err(e) = crate::logging::reopen_error_log() {
             log::error!("reopening the error log failed: {e}");
         }
-        for pid in self.workers.keys() {
-            let _ = kill(*pid, Signal::SIGUSR1);
+        for pid in self.workers.pids() {
+            let _ = kill(pid, Signal::SIGUSR1);
         }
     }
 
@@ -483,12 +388,12 @@ impl Arbiter {
 
     fn stop(&mut self, graceful: bool) {
         // A second TERM changes nothing; QUIT during a graceful stop hurries it.
-        if let Phase::Stopping {
-            graceful: already, ..
-        } = self.phase
-            && (!already || graceful)
-        {
-            return;
+        match self.phase {
+            Phase::Stopping {
+                graceful: already, ..
+            } if !already || graceful => return,
+            Phase::Halting(_) => return,
+            _ => {}
         }
         if self.sole_master() {
             // After a USR2 hand-over (or during a rollback) the service's
@@ -503,7 +408,7 @@ impl Arbiter {
         };
         self.phase = Phase::Stopping {
             graceful,
-            deadline_ms: now_ms() + grace_ms,
+            deadline_ms: monotonic_ms() + grace_ms,
         };
         // The master's copies of the listeners are closed now; the workers
         // keep theirs until they drained what the kernel had queued.
@@ -542,8 +447,8 @@ impl Arbiter {
     }
 
     fn kill_all(&mut self, sig: Signal) {
-        for pid in self.workers.keys() {
-            let _ = kill(*pid, sig);
+        for pid in self.workers.pids() {
+            let _ = kill(pid, sig);
         }
     }
 
@@ -595,7 +500,7 @@ impl Arbiter {
                 }
             }
         }
-        self.generation += 1;
+        self.workers.new_generation();
         self.announced_ready = false;
         self.hooks.on_reload(&self.info());
     }
@@ -661,23 +566,19 @@ impl Arbiter {
     }
 
     /// Exit because workers cannot run (boot error, app load error, crash loop).
-    fn halt(&mut self) {
-        log::error!(
-            "Shutting down: workers cannot run (exit code {}; see the errors above)",
-            self.exit_code
-        );
+    fn halt(&mut self, code: i32) {
+        log::error!("Shutting down: workers cannot run (exit code {code}; see the errors above)");
         if self.sole_master() {
             self.notifier.notify(&format!(
-                "STOPPING=1\nSTATUS=Workers cannot run (exit code {})",
-                self.exit_code
+                "STOPPING=1\nSTATUS=Workers cannot run (exit code {code})"
             ));
         }
         self.kill_all(Signal::SIGKILL);
         while !self.workers.is_empty() {
             match waitpid(None, None) {
                 Ok(status) => {
-                    if let Some(pid) = status.pid() {
-                        self.forget(pid);
+                    if let Some(w) = status.pid().and_then(|p| self.workers.remove(p)) {
+                        self.scoreboard.slot(w.slot).pid.store(0, Ordering::Release);
                     }
                 }
                 Err(_) => break,
@@ -685,18 +586,36 @@ impl Arbiter {
         }
     }
 
-    fn finish(mut self) -> i32 {
+    fn finish(mut self, code: i32) -> i32 {
         self.close_listeners();
         if let Some(pf) = &self.pidfile {
             pf.remove(std::process::id());
         }
         self.hooks.on_exit(&self.info());
         log::info!("Shutting down: Master");
-        self.exit_code
+        code
     }
 
     // ---------------------------------------------------------------------
     // Housekeeping.
+
+    /// Read every worker's readiness and retire request from its row.
+    fn note_ready_workers(&mut self) {
+        for (pid, w) in self
+            .workers
+            .iter()
+            .map(|(p, w)| (p, w.slot))
+            .collect::<Vec<_>>()
+        {
+            let row = self.scoreboard.slot(w);
+            if row.is_ready() && self.workers.mark_ready(pid) {
+                log::debug!("Worker (pid:{pid}) is accepting");
+            }
+            if row.retire_requested() && self.workers.request_retire(pid) {
+                log::info!("Worker (pid:{pid}) asks to be retired: starting its replacement");
+            }
+        }
+    }
 
     fn reap_workers(&mut self) {
         loop {
@@ -713,206 +632,116 @@ impl Arbiter {
                 }
                 continue;
             }
-            let Some(w) = self.workers.get(&pid) else {
+            // It may have become ready since the last look.
+            if let Some(w) = self.workers.get(pid)
+                && self.scoreboard.slot(w.slot).is_ready()
+            {
+                self.workers.mark_ready(pid);
+            }
+            let stopping = matches!(self.phase, Phase::Stopping { .. });
+            let Some(gone) = self.workers.exited(pid, &status, stopping, monotonic_ms()) else {
                 // Not ours (we may be PID 1 in a container): just reaped.
                 continue;
             };
-            let (age, was_ready, state) = (w.age, w.was_ready, w.state);
-            match status {
-                WaitStatus::Exited(_, 0) => log::info!("Worker exiting (pid: {pid})"),
-                WaitStatus::Exited(_, 134) if matches!(state, WorkerState::Aborted { .. }) => {
-                    log::error!("Worker (pid:{pid}) was sent SIGABRT after WORKER TIMEOUT")
-                }
-                WaitStatus::Exited(_, code) => {
-                    log::error!("Worker (pid:{pid}) exited with code {code}")
-                }
-                WaitStatus::Signaled(_, Signal::SIGKILL, _)
-                    if !matches!(state, WorkerState::Aborted { .. }) =>
-                {
-                    log::error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
-                }
-                WaitStatus::Signaled(_, sig, core) => log::error!(
-                    "Worker (pid:{pid}) was sent {}!{}",
-                    signals::name(sig),
-                    if core { " (core dumped)" } else { "" }
+            self.scoreboard
+                .slot(gone.entry.slot)
+                .pid
+                .store(0, Ordering::Release);
+            log::log!(gone.report.level, "{}", gone.report.message);
+            match gone.backoff {
+                Some(Backoff::Delay { failures, delay_ms }) => log::warn!(
+                    "worker died before accepting ({failures} in a row); next start in {delay_ms} ms"
                 ),
-                _ => {}
+                Some(Backoff::GiveUp { failures }) => log::error!(
+                    "Workers keep dying at boot ({failures} in a row): giving up. Check the error log above."
+                ),
+                None => {}
             }
-            if let WaitStatus::Exited(_, code @ (WORKER_BOOT_ERROR | APP_LOAD_ERROR)) = status {
-                log::error!(
-                    "{}",
-                    if code == APP_LOAD_ERROR {
-                        "App failed to load."
-                    } else {
-                        "Worker failed to boot."
-                    }
-                );
-                self.exit_code = code;
+            if let Some(code) = gone.report.halt
+                && !matches!(self.phase, Phase::Halting(_))
+            {
+                self.phase = Phase::Halting(code);
             }
-            let clean_exit = matches!(status, WaitStatus::Exited(_, 0));
-            if !was_ready && !clean_exit && matches!(self.phase, Phase::Running) {
-                self.boot_failures += 1;
-                let delay = boot_backoff_ms(self.boot_failures);
-                self.next_spawn_ms = now_ms() + delay.unwrap_or(0);
-                if let Some(delay) = delay {
-                    log::warn!(
-                        "worker died before accepting ({} in a row); next start in {} ms",
-                        self.boot_failures,
-                        delay
-                    );
-                } else if self.exit_code == 0 {
-                    log::error!(
-                        "Workers keep dying at boot ({} in a row): giving up. Check the error log above.",
-                        self.boot_failures
-                    );
-                    self.exit_code = WORKER_BOOT_ERROR;
-                }
-            }
-            self.forget(pid);
             self.hooks.child_exit(
                 &self.info(),
                 &WorkerInfo {
                     pid: pid.as_raw() as u32,
-                    age,
+                    age: gone.entry.age,
                 },
             );
         }
     }
 
-    fn forget(&mut self, pid: Pid) {
-        if let Some(w) = self.workers.remove(&pid) {
-            self.scoreboard.slot(w.slot).pid.store(0, Ordering::Release);
-        }
-    }
-
     /// Kill workers that spent longer than `--timeout` inside the app, or
-    /// whose loop stopped turning. Time spent reading a slow upload is not in
-    /// the app, so it never counts.
+    /// whose loop stopped turning, and those past their retire or abort
+    /// deadline.
     fn murder_workers(&mut self) {
-        let now = now_ms();
-        let timeout_ms = self.cfg.timeout * 1000;
-        let mut aborted = Vec::new();
-        for (&pid, w) in self.workers.iter_mut() {
-            let slot = self.scoreboard.slot(w.slot);
-            if !w.was_ready && slot.ready.load(Ordering::Acquire) == 1 {
-                w.was_ready = true;
-                self.boot_failures = 0;
-            }
-            match w.state {
-                WorkerState::Aborted { deadline_ms } | WorkerState::Retiring { deadline_ms }
-                    if now >= deadline_ms =>
-                {
-                    let _ = kill(pid, Signal::SIGKILL);
-                    continue;
+        let scoreboard = &self.scoreboard;
+        let overdue = self
+            .workers
+            .overdue(monotonic_ms(), self.cfg.timeout * 1000, |slot| {
+                let row = scoreboard.slot(slot);
+                Beat {
+                    busy_since_ms: row.busy_since_ms.load(Ordering::Relaxed),
+                    tick_ms: row.tick_ms.load(Ordering::Relaxed),
                 }
-                WorkerState::Aborted { .. } => continue,
-                _ => {}
+            });
+        for o in overdue {
+            match o {
+                Overdue::Kill(pid) => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+                Overdue::Abort {
+                    pid,
+                    age,
+                    in_app_ms,
+                } => {
+                    let what = match (in_app_ms, self.workers.get(pid)) {
+                        (Some(ms), Some(w)) => format!(
+                            ", in the app for {} s handling {}",
+                            ms / 1000,
+                            self.scoreboard.slot(w.slot).what()
+                        ),
+                        _ => ", its event loop stopped turning".to_string(),
+                    };
+                    log::error!("WORKER TIMEOUT (pid:{pid}){what}");
+                    let _ = kill(pid, Signal::SIGABRT);
+                    self.hooks.worker_abort(&WorkerInfo {
+                        pid: pid.as_raw() as u32,
+                        age,
+                    });
+                }
             }
-            if timeout_ms == 0 {
-                continue;
-            }
-            let busy = slot.busy_since_ms.load(Ordering::Relaxed);
-            let tick = slot.tick_ms.load(Ordering::Relaxed);
-            let stuck_in_app = busy != 0 && now.saturating_sub(busy) > timeout_ms;
-            let loop_stalled = busy == 0 && now.saturating_sub(tick) > timeout_ms + 2_000;
-            if stuck_in_app || loop_stalled {
-                let what = if stuck_in_app {
-                    format!(
-                        ", in the app for {} s handling {}",
-                        (now - busy) / 1000,
-                        slot.what()
-                    )
-                } else {
-                    ", its event loop stopped turning".to_string()
-                };
-                log::error!("WORKER TIMEOUT (pid:{pid}){what}");
-                let _ = kill(pid, Signal::SIGABRT);
-                w.state = WorkerState::Aborted {
-                    deadline_ms: now + ABORT_GRACE_MS,
-                };
-                aborted.push(WorkerInfo {
-                    pid: pid.as_raw() as u32,
-                    age: w.age,
-                });
-            }
-        }
-        for w in aborted {
-            self.hooks.worker_abort(&w);
         }
     }
 
     /// Start or retire workers until the current generation has
-    /// `num_workers` of them and no older worker is needed any more.
+    /// `num_workers` of them and no older worker is needed any more
+    /// ([`WorkerTable::plan`]).
     fn manage_workers(&mut self) {
-        let now = now_ms();
-        let generation_now = self.generation;
-        let current: Vec<Pid> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation == generation_now && w.state == WorkerState::Running)
-            .map(|(p, _)| *p)
-            .collect();
-        // Grow (respecting the crash-loop back-off).
-        if current.len() < self.num_workers && now >= self.next_spawn_ms {
-            for _ in current.len()..self.num_workers {
-                if let Err(e) = self.spawn_worker() {
-                    log::error!("fork() failed while spawning a worker: {e}");
-                    self.next_spawn_ms = now + 1000;
-                    break;
+        let now = monotonic_ms();
+        for action in self.workers.plan(self.num_workers, now) {
+            match action {
+                Action::Spawn => {
+                    if let Err(e) = self.spawn_worker() {
+                        log::error!("fork() failed while spawning a worker: {e}");
+                        self.workers.spawn_failed(now);
+                    }
                 }
+                Action::Retire(pid) => self.retire(pid, now),
             }
-        }
-        // Shrink: retire the oldest workers of this generation (TTOU, WINCH).
-        if current.len() > self.num_workers {
-            let extra = current.len() - self.num_workers;
-            let mut by_age: Vec<(u64, Pid)> =
-                current.iter().map(|p| (self.workers[p].age, *p)).collect();
-            by_age.sort();
-            for (_, pid) in by_age.into_iter().take(extra) {
-                self.retire(pid);
-            }
-        }
-        // Roll over: an old-generation worker leaves only when a new one
-        // accepts in its place.
-        let ready_current = self
-            .workers
-            .values()
-            .filter(|w| {
-                w.generation == generation_now && w.was_ready && w.state == WorkerState::Running
-            })
-            .count();
-        let mut old: Vec<(u64, Pid)> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation != generation_now && w.state == WorkerState::Running)
-            .map(|(p, w)| (w.age, *p))
-            .collect();
-        old.sort();
-        let keep_old = self.num_workers.saturating_sub(ready_current);
-        let retire = old.len().saturating_sub(keep_old);
-        for (_, pid) in old.into_iter().take(retire) {
-            self.retire(pid);
         }
     }
 
-    fn retire(&mut self, pid: Pid) {
-        let deadline_ms = now_ms() + self.cfg.graceful_timeout * 1000;
-        if let Some(w) = self.workers.get_mut(&pid) {
-            w.state = WorkerState::Retiring { deadline_ms };
-            let _ = kill(pid, Signal::SIGTERM);
-        }
+    fn retire(&mut self, pid: Pid, now: u64) {
+        self.workers
+            .retire(pid, now + self.cfg.graceful_timeout * 1000);
+        let _ = kill(pid, Signal::SIGTERM);
     }
 
     /// Tell systemd (and the `when_ready` hook) once every worker accepts.
     fn report_ready(&mut self) {
-        let generation_now = self.generation;
-        let ready = self
-            .workers
-            .values()
-            .filter(|w| {
-                w.generation == generation_now && w.was_ready && w.state == WorkerState::Running
-            })
-            .count();
+        let ready = self.workers.ready_current();
         if !self.announced_ready && ready >= self.num_workers && self.num_workers > 0 {
             self.announced_ready = true;
             let mut msg = format!("READY=1\nSTATUS=Serving with {ready} workers");
@@ -930,7 +759,7 @@ impl Arbiter {
     /// stop must not be mistaken for a hang).
     fn ping_watchdog(&mut self) {
         if let Some(interval) = self.notifier.watchdog_ms {
-            let now = now_ms();
+            let now = monotonic_ms();
             if now >= self.last_watchdog_ms + interval {
                 self.last_watchdog_ms = now;
                 self.notifier.notify("WATCHDOG=1");
@@ -942,12 +771,11 @@ impl Arbiter {
         let slot = (0..self.scoreboard.len())
             .find(|&i| {
                 self.scoreboard.slot(i).pid.load(Ordering::Acquire) == 0
-                    && !self.workers.values().any(|w| w.slot == i)
+                    && !self.workers.slot_in_use(i)
             })
             .ok_or_else(|| std::io::Error::other("no free scoreboard slot"))?;
-        self.age += 1;
-        let age = self.age;
-        let now = now_ms();
+        let age = self.workers.next_age();
+        let now = monotonic_ms();
         self.scoreboard.slot(slot).reset(u32::MAX, now);
         let info = self.info();
         self.hooks.pre_fork(&info, &WorkerInfo { pid: 0, age });
@@ -970,16 +798,7 @@ impl Arbiter {
                     .slot(slot)
                     .pid
                     .store(pid.as_raw() as u64, Ordering::Release);
-                self.workers.insert(
-                    pid,
-                    WorkerEntry {
-                        age,
-                        slot,
-                        generation: self.generation,
-                        state: WorkerState::Running,
-                        was_ready: false,
-                    },
-                );
+                self.workers.insert(pid, slot, age);
                 log::info!("Booting worker with pid: {pid}");
                 Ok(())
             }
@@ -1007,49 +826,8 @@ impl Arbiter {
                     server: info,
                     sigmask: mask,
                 });
-                std::process::exit(code);
+                std::process::exit(code.code());
             }
         }
-    }
-}
-
-/// Delay before the next worker start after `failures` workers in a row
-/// died before accepting: 200 ms, doubling, at most 5 s; `None` once
-/// [`MAX_BOOT_FAILURES`] is reached and the master should give up.
-pub fn boot_backoff_ms(failures: u32) -> Option<u64> {
-    if failures >= MAX_BOOT_FAILURES {
-        return None;
-    }
-    Some((100u64 << failures.min(6)).min(5_000))
-}
-
-fn describe(status: &WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, c) => format!("exit code {c}"),
-        WaitStatus::Signaled(_, s, _) => format!("killed by {}", signals::name(*s)),
-        other => format!("{other:?}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crash_loop_backs_off_then_gives_up() {
-        let delays: Vec<Option<u64>> = (1..=MAX_BOOT_FAILURES).map(boot_backoff_ms).collect();
-        assert_eq!(delays[0], Some(200));
-        assert_eq!(delays[1], Some(400));
-        for w in delays.windows(2) {
-            if let (Some(a), Some(b)) = (w[0], w[1]) {
-                assert!(b >= a, "{delays:?}");
-            }
-        }
-        assert!(delays.iter().flatten().all(|&d| d <= 5_000), "{delays:?}");
-        assert_eq!(boot_backoff_ms(MAX_BOOT_FAILURES), None);
-        assert_eq!(boot_backoff_ms(MAX_BOOT_FAILURES + 5), None);
-        // The whole back-off before giving up is bounded (about half a minute).
-        let total: u64 = (1..MAX_BOOT_FAILURES).filter_map(boot_backoff_ms).sum();
-        assert!(total < 40_000, "{total}");
     }
 }

@@ -492,7 +492,7 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
         };
         *lock(&info.job) = Some((conn, what(&req)));
         info.busy_since_ms
-            .store(crate::event_loop::now_ms().max(1), Ordering::Release);
+            .store(crate::clock::monotonic_ms().max(1), Ordering::Release);
         let (t0, cpu0) = (std::time::Instant::now(), thread_cpu_us());
         let outcome = call(&mut *app, &mut req, None);
         info.busy_since_ms.store(0, Ordering::Release);
@@ -603,7 +603,7 @@ fn pump(
             }
         }
         info.busy_since_ms
-            .store(crate::event_loop::now_ms().max(1), Ordering::Release);
+            .store(crate::clock::monotonic_ms().max(1), Ordering::Release);
         let res = catch_unwind(AssertUnwindSafe(|| reader.read(&mut buf)));
         info.busy_since_ms.store(0, Ordering::Release);
         let mut st = lock(&s.state);
@@ -836,13 +836,13 @@ mod tests {
         while out.is_empty() {
             assert!(std::time::Instant::now() < deadline, "never overdue");
             // A limit of 0 ms: overdue as soon as the thread is in the app.
-            pool.overdue(crate::event_loop::now_ms() + 1, 0, &mut out);
+            pool.overdue(crate::clock::monotonic_ms() + 1, 0, &mut out);
         }
         assert_eq!(out[0].conn, conn);
         assert_eq!(out[0].what, "GET /slow");
         assert_ne!(out[0].thread, 0);
         let mut again = Vec::new();
-        pool.overdue(crate::event_loop::now_ms() + 1, 0, &mut again);
+        pool.overdue(crate::clock::monotonic_ms() + 1, 0, &mut again);
         assert!(again.is_empty(), "reported twice: {again:?}");
     }
 }

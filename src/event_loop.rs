@@ -74,7 +74,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -83,6 +83,7 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
 
 use crate::app::Peer;
+use crate::clock::{monotonic_ms, unix_secs};
 use crate::conn::{Conn, ConnConfig, Ctx, Next, Stream};
 use crate::dispatch::{ConnId, Dispatch, Event, Overdue};
 use crate::hooks::Hooks;
@@ -111,16 +112,13 @@ const SHED_SLACK: u64 = 8;
 /// How often a worker compares its load with its peers' for shedding (a
 /// scan of the scoreboard); at most one connection is shed per check.
 const SHED_CHECK_MS: u64 = 10;
+/// How long a worker that asked to be retired (--max-requests) keeps
+/// serving while the master starts its replacement, before it drains on its
+/// own (a master stopped or unable to fork). The drain's log line says 30 s.
+const RETIRE_WAIT_MS: u64 = 30_000;
 /// How long a finished response may wait for the rest of its turn's
 /// responses before it is written (module docs: writing in bursts).
 const COALESCE: Duration = Duration::from_millis(1);
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Why a connection is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,11 +428,13 @@ impl EventLoop {
         let mut events = Events::with_capacity(256);
         {
             let s = self.scoreboard.slot(self.slot);
-            s.tick_ms.store(now_ms(), Ordering::Relaxed);
+            s.tick_ms.store(monotonic_ms(), Ordering::Relaxed);
             s.ready.store(1, Ordering::Release);
         }
-        let mut last_timer = now_ms();
-        self.date.refresh(last_timer / 1000);
+        let mut last_timer = monotonic_ms();
+        // When this worker asked the master to retire it (--max-requests).
+        let mut retire_asked: Option<u64> = None;
+        self.date.refresh(unix_secs());
         loop {
             let timeout = if !self.again.is_empty() {
                 Duration::ZERO
@@ -459,8 +459,8 @@ impl EventLoop {
                 log::error!("epoll_wait() failed: {e}");
                 return Exit::Quick;
             }
-            let now = now_ms();
-            self.date.refresh(now / 1000);
+            let now = monotonic_ms();
+            self.date.refresh(unix_secs());
             self.scoreboard
                 .slot(self.slot)
                 .tick_ms
@@ -536,7 +536,7 @@ impl EventLoop {
             // counts only connections that outlived their request (module
             // docs), and nothing is lost, as a new connection's first bytes
             // are reported by the next poll either way.
-            self.accept(now_ms());
+            self.accept(monotonic_ms());
             self.ready_buf = ready;
             if now >= last_timer + 1000 || self.draining.is_some() && now >= last_timer + 100 {
                 last_timer = now;
@@ -552,7 +552,24 @@ impl EventLoop {
                 && self.requests >= self.cfg.max_requests
                 && self.draining.is_none()
             {
-                self.begin_drain(now, "max requests reached");
+                // Ask the master to replace us and keep serving: it sends TERM
+                // once the replacement accepts, so the number of accepting
+                // workers never dips. Drain on our own only if it does not.
+                let asked = *retire_asked.get_or_insert_with(|| {
+                    log::info!(
+                        "Worker (pid:{}) served {} requests (--max-requests): asking for a replacement",
+                        std::process::id(),
+                        self.requests
+                    );
+                    self.scoreboard.slot(self.slot).request_retire();
+                    now
+                });
+                if now >= asked + RETIRE_WAIT_MS {
+                    self.begin_drain(
+                        now,
+                        "max requests reached and the master did not retire this worker in 30 s",
+                    );
+                }
             }
             if let Some((_, deadline)) = self.draining {
                 if self.active == 0 {
@@ -921,7 +938,7 @@ impl EventLoop {
         if mine <= margin {
             return false;
         }
-        let now = now_ms();
+        let now = monotonic_ms();
         let sb = &self.scoreboard;
         for j in 0..sb.len() {
             if j == self.slot {
@@ -1069,7 +1086,18 @@ impl EventLoop {
         if self.draining.is_some() {
             return;
         }
-        log::info!("Worker exiting (pid: {}): {why}", std::process::id());
+        // The master logs this worker's exit, with its cause; the worker says
+        // only what the master cannot know (why it stops when not told to).
+        let level = if why == "received TERM" {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
+            "Worker (pid:{}) stops accepting: {why}",
+            std::process::id()
+        );
         for li in 0..self.listeners.len() {
             loop {
                 match self.accept_one(li, now) {

@@ -14,7 +14,9 @@
 //! # Layout
 //! Read in this order:
 //! - [`server`]: the public builder (`Server::new(factory).bind(..).run()`).
-//! - [`arbiter`]: the master loop; every signal's effect is one `handle_*` method.
+//! - [`boot`]: binding, the pid file and privileges, before there is a worker.
+//! - [`arbiter`]: the master loop; every signal's effect is one `handle_*` method;
+//!   its decisions are pure functions in [`arbiter::table`].
 //! - [`worker`]: a worker from fork to exit, set-up in a fixed order.
 //! - [`event_loop`]: the mio loop: accept (fairly), drive connections, timers.
 //! - [`conn`]: one connection's state machine, independent of mio.
@@ -25,6 +27,7 @@
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
+//! - [`clock`]: the monotonic clock for every deadline, the wall clock for `Date` and logs.
 //! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
 //! - [`sys`]: the only module allowed `unsafe` for syscalls (fork, signal
 //!   handler, shared memory, environment). With the `python` feature,
@@ -36,6 +39,8 @@ pub mod app;
 pub mod apps;
 pub mod arbiter;
 pub mod bind;
+pub mod boot;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod dispatch;

@@ -175,9 +175,10 @@ pub fn install_abort_exit() {
 pub struct Slot {
     /// Pid of the worker using this row; 0 = free.
     pub pid: AtomicU64,
-    /// Milliseconds since the epoch at the worker's last loop iteration.
+    /// [`crate::clock::monotonic_ms`] at the worker's last loop iteration.
     pub tick_ms: AtomicU64,
-    /// When the current app call began (ms since epoch), 0 when not in the app.
+    /// When the current app call began ([`crate::clock::monotonic_ms`]), 0
+    /// when not in the app.
     pub busy_since_ms: AtomicU64,
     /// Open client connections.
     pub active: AtomicU64,
@@ -187,9 +188,10 @@ pub struct Slot {
     pub ready: AtomicU64,
     /// Length of the text in `what`.
     pub what_len: AtomicU64,
-    /// Set by a worker that wants to be replaced (a `--threads` request
-    /// overran `--timeout`): the master starts a replacement and retires
-    /// this worker once the replacement accepts.
+    /// Set by a worker that wants to be replaced (`--max-requests` served,
+    /// or a `--threads` request overran `--timeout`): the master starts a
+    /// replacement and retires this worker once the replacement accepts;
+    /// the worker keeps accepting meanwhile.
     pub retire: AtomicU64,
     /// "METHOD /path" of the request in the app (for WORKER TIMEOUT logs).
     pub what: [AtomicU64; 8],
@@ -235,6 +237,16 @@ impl Slot {
         self.what_len.store(0, Ordering::Relaxed);
         self.retire.store(0, Ordering::Relaxed);
         self.pid.store(pid as u64, Ordering::Release);
+    }
+
+    /// Is the worker's event loop accepting?
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) == 1
+    }
+
+    /// Has the worker asked to be replaced ([`Slot::request_retire`])?
+    pub fn retire_requested(&self) -> bool {
+        self.retire.load(Ordering::Acquire) == 1
     }
 }
 
@@ -451,23 +463,6 @@ pub fn restore_signal_mask(old: &SigSet) {
 /// had while forking it: everything blocked).
 pub fn unblock_all_signals() {
     restore_signal_mask(&SigSet::empty());
-}
-
-// ---------------------------------------------------------------------------
-// Clocks.
-
-/// CLOCK_MONOTONIC in microseconds (sd_notify's `MONOTONIC_USEC=`).
-pub fn monotonic_usec() -> u64 {
-    let mut ts = nix::libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec on this stack frame.
-    let rc = unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
 // ---------------------------------------------------------------------------

@@ -12,7 +12,6 @@ use std::rc::Rc;
 use nix::sys::signal::Signal;
 
 use crate::app::{AppFactory, WorkerContext};
-use crate::arbiter::{APP_LOAD_ERROR, WORKER_BOOT_ERROR};
 use crate::config::Config;
 use crate::conn::ConnConfig;
 use crate::dispatch::{Dispatch, Inline, Pool};
@@ -23,6 +22,34 @@ use crate::logging::AccessLog;
 use crate::proxy::TrustedProxies;
 use crate::signals;
 use crate::sys::{self, Scoreboard, SignalPipe};
+
+/// How a worker process ends: its exit status, which the master reads
+/// (gunicorn's contract). A master whose worker exits with `BootError` or
+/// `AppLoadError` stops with the same code: forking again cannot help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum WorkerExit {
+    Clean = 0,
+    /// The worker could not set itself up (gunicorn's `WORKER_BOOT_ERROR`).
+    BootError = 3,
+    /// The app could not be built (gunicorn's `APP_LOAD_ERROR`).
+    AppLoadError = 4,
+}
+
+impl WorkerExit {
+    pub fn from_code(code: i32) -> Option<WorkerExit> {
+        match code {
+            0 => Some(WorkerExit::Clean),
+            3 => Some(WorkerExit::BootError),
+            4 => Some(WorkerExit::AppLoadError),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
 
 pub struct WorkerArgs<'a> {
     pub cfg: &'a Config,
@@ -41,8 +68,8 @@ pub struct WorkerArgs<'a> {
     pub sigmask: nix::sys::signal::SigSet,
 }
 
-/// Run a worker; returns its exit code.
-pub fn run(args: WorkerArgs<'_>) -> i32 {
+/// Run a worker; returns how it ends (the process's exit status).
+pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
     let cfg = args.cfg;
     let pid = std::process::id();
     let me = WorkerInfo { pid, age: args.age };
@@ -56,7 +83,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
         Ok(p) => p,
         Err(e) => {
             log::error!("worker {pid}: cannot install signal handlers: {e}");
-            return WORKER_BOOT_ERROR;
+            return WorkerExit::BootError;
         }
     };
     sys::install_abort_exit();
@@ -68,7 +95,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     // The master may have died before PR_SET_PDEATHSIG took effect.
     if nix::unistd::getppid().as_raw() as u32 != args.server.pid {
         log::warn!("worker {pid}: the master is gone before the worker started; exiting");
-        return 0;
+        return WorkerExit::Clean;
     }
 
     let name = cfg.proc_name.clone().unwrap_or_else(|| cfg.app.clone());
@@ -94,7 +121,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
                     "Exception in worker process: cannot load app '{}': {e}",
                     cfg.app
                 );
-                return APP_LOAD_ERROR;
+                return WorkerExit::AppLoadError;
             }
         }
     }
@@ -104,7 +131,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
             Ok(l) => l,
             Err(e) => {
                 log::error!("cannot open access log {path}: {e}");
-                return WORKER_BOOT_ERROR;
+                return WorkerExit::BootError;
             }
         },
         None => AccessLog::disabled(),
@@ -112,7 +139,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
 
     let jitter = if cfg.max_requests_jitter > 0 {
         // Spread restarts: no RNG dependency, the pid and clock are enough.
-        (crate::event_loop::now_ms() ^ (pid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        (crate::clock::monotonic_ms() ^ (pid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
             % (cfg.max_requests_jitter + 1)
     } else {
         0
@@ -159,7 +186,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
         Ok(ev) => ev,
         Err(e) => {
             log::error!("worker {pid}: cannot start the event loop: {e}");
-            return WORKER_BOOT_ERROR;
+            return WorkerExit::BootError;
         }
     };
     ev.access_log = access_log;
@@ -174,7 +201,7 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
             Ok(p) => Box::new(p),
             Err(e) => {
                 log::error!("worker {pid}: cannot start {threads} app threads: {e}");
-                return WORKER_BOOT_ERROR;
+                return WorkerExit::BootError;
             }
         }
     } else {
@@ -188,5 +215,5 @@ pub fn run(args: WorkerArgs<'_>) -> i32 {
     }
     ev.access_log.flush();
     args.hooks.worker_exit(&me);
-    0
+    WorkerExit::Clean
 }

@@ -213,12 +213,15 @@ fn a_request_past_the_timeout_gets_504_and_the_others_finish() {
     ]);
     let old = s.worker_pids();
     assert_eq!(old.len(), 1);
+    // A kept-alive connection to the old worker, for a request in flight
+    // while it is being replaced.
+    let mut other = s.connect();
+    other.set_timeout(Some(Duration::from_secs(30)));
+    send(&mut other, &get_req("/warm"));
+    assert_eq!(other.read_response().unwrap().status, 200);
     let mut stuck = s.connect();
     send(&mut stuck, &get_req("/stuck?sleep=60"));
     let t0 = Instant::now();
-    let mut other = s.connect();
-    other.set_timeout(Some(Duration::from_secs(30)));
-    send(&mut other, &get_req("/other?sleep=5"));
     let r = stuck
         .read_response()
         .unwrap_or_else(|e| panic!("{e}\n{}", s.log_text()));
@@ -240,7 +243,9 @@ fn a_request_past_the_timeout_gets_504_and_the_others_finish() {
         line.contains(&format!("WORKER TIMEOUT (pid:{})", old[0])) && line.contains("GET /stuck"),
         "{line}"
     );
-    // The other request in flight is answered in full.
+    // The replacement is on its way: a request in flight on the old worker
+    // meanwhile (shorter than --timeout) is answered in full.
+    send(&mut other, &get_req("/other?sleep=1.5"));
     let r = other.read_response().unwrap();
     assert_eq!(r.status, 200);
     assert!(r.body_str().contains("/other"));

@@ -519,8 +519,11 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--worker-connections"],
         metavar: "INT",
         default: "1000",
-        help: "The maximum number of simultaneous client connections per worker; \
-               further connections wait in the listen backlog.",
+        help: "The maximum number of simultaneous client connections per worker. \
+               A worker at the limit leaves new connections to a worker with room; \
+               when every worker is full, it closes its longest-idle connections \
+               (idle keep-alive, or never sent a byte) to admit new ones, as nginx \
+               does, and logs a warning once a second while it does.",
         takes_value: true,
         repeatable: false,
         cli_only: false,
@@ -709,9 +712,12 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "SECONDS",
         default: "10",
         help: "The number of seconds a client gets to send a complete request head \
-               (request line and headers). A client that is slower gets 408 Request \
-               Timeout and the connection is closed, so slow clients (slowloris) cannot \
-               tie up connections. A positive integer. (Not a gunicorn setting.)",
+               (request line and headers), counted from the connection's accept for its \
+               first request and from the first byte of each later one (between \
+               requests, --keep-alive applies). A client that is slower, or sends \
+               nothing, gets 408 Request Timeout and the connection is closed, so slow \
+               or silent clients (slowloris) cannot tie up connections. A positive \
+               integer. (Not a gunicorn setting.)",
         takes_value: true,
         repeatable: false,
         cli_only: false,

@@ -41,6 +41,7 @@ use crate::http::{
     BodyDecoder, Framing, Head, Limits, ParseError, ResponseFraming, Version, parse_head_reusing,
     write_error_response, write_head,
 };
+use crate::incidents::Incidents;
 use crate::logging::{AccessLog, AccessRecord};
 use crate::sys::Slot;
 
@@ -55,6 +56,9 @@ const SMALL_READ: usize = 4 * 1024;
 const INPUT_CAP: usize = 1024 * 1024;
 /// Drive rounds per event before yielding to other connections.
 const MAX_ROUNDS: usize = 16;
+/// An idle connection's buffers are given back once it has been idle this
+/// long (checked by the once-a-second timer).
+const IDLE_RELEASE_MS: u64 = 1_000;
 /// How long an error response is given to reach the client before close.
 const LINGER_MS: u64 = 2_000;
 /// Bytes discarded while lingering before giving up.
@@ -118,6 +122,11 @@ pub struct Ctx<'a> {
     /// buffered behind it says `Connection: close` instead (and clears
     /// it), so the client's next connection can go to the peer.
     pub shed: &'a mut bool,
+    /// Rejected requests (4xx from the parser, 408), for the error log.
+    pub incidents: &'a mut Incidents,
+    /// Bytes of idle connections' buffers given back (`on_timer`), so the
+    /// loop knows when to return freed memory to the kernel.
+    pub released: &'a mut usize,
 }
 
 /// Per-worker settings for proxies and request bodies.
@@ -244,7 +253,11 @@ pub struct Conn<S> {
     pub readable: bool,
     read_eof: bool,
     write_shut: bool,
-    /// When the first byte of the current head arrived (0 = none yet).
+    /// When the `--header-timeout` clock for the current head started: at
+    /// accept for a connection's first request (a client that connects and
+    /// sends nothing is answered 408 like one that stalls mid-head), at the
+    /// first byte of the next head on a kept-alive connection (idle between
+    /// requests is `--keep-alive`'s business). 0 = not running.
     head_started_ms: u64,
     /// Last time bytes moved in either direction.
     last_io_ms: u64,
@@ -283,7 +296,7 @@ impl<S: Stream> Conn<S> {
             readable: true,
             read_eof: false,
             write_shut: false,
-            head_started_ms: 0,
+            head_started_ms: now_ms.max(1),
             last_io_ms: now_ms,
             served: 0,
             spare_body: Vec::new(),
@@ -298,6 +311,46 @@ impl<S: Stream> Conn<S> {
     /// True when no request is in progress and nothing waits to be sent.
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Head) && self.rpos == self.rend && self.pending() == 0
+    }
+
+    /// When an idle connection (never sent a byte, or kept alive between
+    /// requests) last moved a byte; `None` while a request is under way.
+    /// The event loop closes the longest idle first when it runs out of
+    /// connection slots, and does not count long-idle ones as load.
+    pub fn idle_since(&self) -> Option<u64> {
+        self.is_idle().then_some(self.last_io_ms)
+    }
+
+    /// Give the buffers of an idle connection back: an idle connection
+    /// should cost its `Conn` and nothing more (nginx's idle connection is
+    /// about 0.5 kB; holding a 4 KiB read buffer, the last response's output
+    /// buffer and the previous head made one cost about 5 kB). Called from
+    /// the timer rather than after each response, so a busy keep-alive
+    /// connection does not allocate and zero a buffer per request.
+    /// Returns the bytes given back.
+    fn release_buffers(&mut self) -> usize {
+        debug_assert!(self.is_idle());
+        let head = self.spare_head.as_ref().map_or(0, |h| {
+            h.headers.capacity() * std::mem::size_of::<(String, Vec<u8>)>()
+                + h.headers
+                    .iter()
+                    .map(|(n, v)| n.capacity() + v.capacity())
+                    .sum::<usize>()
+                + h.method.capacity()
+                + h.target.capacity()
+                + h.path.capacity()
+                + h.query.capacity()
+        });
+        let freed = self.rbuf.capacity() + self.wbuf.capacity() + self.spare_body.capacity() + head;
+        self.rbuf = Vec::new();
+        self.rpos = 0;
+        self.rend = 0;
+        self.big_reads = false;
+        self.wbuf = Vec::new();
+        self.wpos = 0;
+        self.spare_body = Vec::new();
+        self.spare_head = None;
+        freed
     }
 
     /// Requests answered on this connection so far.
@@ -358,7 +411,8 @@ impl<S: Stream> Conn<S> {
         )
     }
 
-    /// Called about once a second: enforce the header, idle and linger deadlines.
+    /// Called about once a second: enforce the header, idle and linger
+    /// deadlines, and give an idle connection's buffers back.
     pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Next {
         let now = ctx.now_ms;
         match self.state {
@@ -367,25 +421,37 @@ impl<S: Stream> Conn<S> {
             State::App { .. } => Next::Wait,
             State::Lingering { since_ms, .. } if now >= since_ms + LINGER_MS => Next::Close,
             State::Head if self.pending() == 0 => {
-                if self.rpos < self.rend && self.head_started_ms > 0 {
-                    if now >= self.head_started_ms + ctx.header_timeout_ms {
-                        log::debug!("closing {}: request head not complete in time", self.peer);
-                        self.fail(408, ctx);
-                        return self.drive(ctx);
-                    }
-                    Next::Wait
-                } else {
+                let nothing_buffered = self.rpos == self.rend;
+                // Nothing buffered: idle, closed after `--keep-alive` (the
+                // drain window during a graceful stop). That includes a
+                // connection that has sent nothing yet, which is on the
+                // header clock too: whichever ends first.
+                if nothing_buffered {
                     let idle = if ctx.draining {
                         ctx.drain_idle_ms.min(ctx.keepalive_ms)
                     } else {
                         ctx.keepalive_ms
                     };
                     if now >= self.last_io_ms + idle {
-                        Next::Close
-                    } else {
-                        Next::Wait
+                        return Next::Close;
                     }
                 }
+                if self.head_started_ms > 0 && now >= self.head_started_ms + ctx.header_timeout_ms {
+                    let why = if nothing_buffered && self.served == 0 {
+                        "no request within --header-timeout"
+                    } else {
+                        "request head not complete within --header-timeout"
+                    };
+                    log::debug!("closing {}: {why}", self.peer);
+                    ctx.incidents
+                        .rejected(408, self.peer, format_args!("{why}"));
+                    self.fail(408, ctx);
+                    return self.drive(ctx);
+                }
+                if nothing_buffered && now >= self.last_io_ms + IDLE_RELEASE_MS {
+                    *ctx.released += self.release_buffers();
+                }
+                Next::Wait
             }
             // Body uploads and slow readers: close after a keep-alive period
             // without any progress (a slow upload that keeps moving is fine).
@@ -496,7 +562,8 @@ impl<S: Stream> Conn<S> {
                         Ok(Some((hdr, n))) => {
                             self.rpos += n;
                             self.awaiting_proxy_header = false;
-                            self.head_started_ms = 0;
+                            // The head clock keeps running: it started at accept
+                            // and covers the PROXY header and the request head.
                             if let crate::proxy::ProxyHeader::Proxied { source, .. } = hdr {
                                 self.peer = Peer::Tcp(source);
                             }
@@ -658,6 +725,8 @@ impl<S: Stream> Conn<S> {
     /// unicorn do the same: after a framing error the stream is unusable).
     fn reject(&mut self, e: &ParseError, ctx: &mut Ctx<'_>) {
         log::debug!("bad request from {}: {:?}", self.peer, e);
+        ctx.incidents
+            .rejected(e.status(), self.peer, format_args!("{e:?}"));
         self.fail(e.status(), ctx);
     }
 
@@ -1136,6 +1205,7 @@ mod tests {
         let mut access_log = AccessLog::disabled();
         let (mut requests, mut shed) = (0, false);
         let mut dispatch = crate::dispatch::Inline::new(Box::new(app));
+        let (mut incidents, mut released) = (Incidents::new(), 0);
         let mut ctx = Ctx {
             dispatch: &mut dispatch,
             hooks: &NoHooks,
@@ -1152,6 +1222,8 @@ mod tests {
             requests: &mut requests,
             defer_flush: false,
             shed: &mut shed,
+            incidents: &mut incidents,
+            released: &mut released,
         };
         let pipe = Pipe {
             input: b"GET /f HTTP/1.1\r\nHost: h\r\n\r\nGET /n HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
@@ -1183,6 +1255,181 @@ mod tests {
         assert_eq!(requests, 2);
     }
 
+    /// What a connection's `Ctx` borrows, owned for a test.
+    struct World {
+        limits: Limits,
+        uploads: ConnConfig,
+        access_log: AccessLog,
+        requests: u64,
+        shed: bool,
+        incidents: Incidents,
+        released: usize,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                limits: Limits {
+                    request_line: 8190,
+                    fields: 100,
+                    field_size: 8190,
+                    body: 1 << 20,
+                },
+                uploads: ConnConfig::default(),
+                access_log: AccessLog::disabled(),
+                requests: 0,
+                shed: false,
+                incidents: Incidents::new(),
+                released: 0,
+            }
+        }
+
+        /// `--keep-alive 75 --header-timeout 10` at `now_ms`.
+        fn ctx<'a>(&'a mut self, dispatch: &'a mut dyn Dispatch, now_ms: u64) -> Ctx<'a> {
+            Ctx {
+                dispatch,
+                hooks: &NoHooks,
+                limits: &self.limits,
+                date: b"Thu, 01 Jan 2026 00:00:00 GMT",
+                now_ms,
+                keepalive_ms: 75_000,
+                header_timeout_ms: 10_000,
+                draining: false,
+                drain_idle_ms: 1000,
+                slot: None,
+                uploads: &self.uploads,
+                access_log: &mut self.access_log,
+                requests: &mut self.requests,
+                defer_flush: false,
+                shed: &mut self.shed,
+                incidents: &mut self.incidents,
+                released: &mut self.released,
+            }
+        }
+    }
+
+    fn pipe(input: &[u8]) -> Pipe {
+        Pipe {
+            input: input.to_vec(),
+            pos: 0,
+            out: Vec::new(),
+            room: usize::MAX,
+        }
+    }
+
+    fn hello(_: &mut Request) -> Response {
+        Response::ok("text/plain", "hi")
+    }
+
+    #[test]
+    fn a_connection_that_sends_nothing_gets_408_after_header_timeout() {
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
+        let accepted = 1_000;
+        let mut conn = Conn::new(pipe(b""), Peer::Unix, accepted);
+        assert_eq!(conn.drive(&mut world.ctx(&mut app, accepted)), Next::Wait);
+        let before = accepted + 9_999;
+        assert_eq!(conn.on_timer(&mut world.ctx(&mut app, before)), Next::Wait);
+        assert!(conn.stream.out.is_empty());
+        // Issue 11.1: the head clock runs from accept, not from a first
+        // byte that never comes (the connection was held for --keep-alive).
+        conn.on_timer(&mut world.ctx(&mut app, accepted + 10_000));
+        let out = String::from_utf8_lossy(&conn.stream.out);
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        assert!(out.contains("Connection: close\r\n"), "{out}");
+        let lines = world.incidents.report(accepted + 10_000, 1000);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains("408: 1") && lines[0].contains("no request within"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_kept_alive_connection_idles_for_keep_alive_not_header_timeout() {
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
+        let mut conn = Conn::new(
+            pipe(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Peer::Unix,
+            1_000,
+        );
+        assert_eq!(conn.drive(&mut world.ctx(&mut app, 1_500)), Next::Wait);
+        assert!(conn.stream.out.ends_with(b"hi"));
+        let answered = conn.stream.out.len();
+        // Idle between requests: well past --header-timeout, the connection
+        // stays open (and silent) until --keep-alive.
+        for now in [11_600, 40_000, 76_499] {
+            assert_eq!(conn.on_timer(&mut world.ctx(&mut app, now)), Next::Wait);
+        }
+        assert_eq!(conn.stream.out.len(), answered, "nothing more was sent");
+        assert_eq!(conn.on_timer(&mut world.ctx(&mut app, 76_500)), Next::Close);
+    }
+
+    #[test]
+    fn the_next_head_on_a_kept_alive_connection_gets_header_timeout_from_its_first_byte() {
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
+        let mut conn = Conn::new(
+            pipe(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Peer::Unix,
+            1_000,
+        );
+        conn.drive(&mut world.ctx(&mut app, 1_000));
+        let answered = conn.stream.out.len();
+        conn.stream
+            .input
+            .extend_from_slice(b"GET /slow HTTP/1.1\r\n");
+        conn.readable = true;
+        conn.drive(&mut world.ctx(&mut app, 30_000));
+        assert_eq!(conn.on_timer(&mut world.ctx(&mut app, 39_999)), Next::Wait);
+        assert_eq!(conn.stream.out.len(), answered);
+        conn.on_timer(&mut world.ctx(&mut app, 40_000));
+        let out = String::from_utf8_lossy(&conn.stream.out[answered..]);
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+    }
+
+    #[test]
+    fn an_idle_connection_gives_its_buffers_back_and_serves_again() {
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
+        let mut conn = Conn::new(
+            pipe(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            Peer::Unix,
+            1_000,
+        );
+        conn.drive(&mut world.ctx(&mut app, 1_000));
+        assert!(conn.rbuf.capacity() >= SMALL_READ && conn.wbuf.capacity() > 0);
+        assert!(conn.spare_head.is_some());
+        // Not yet idle for a second: kept, for the next request.
+        conn.on_timer(&mut world.ctx(&mut app, 1_999));
+        assert!(conn.rbuf.capacity() > 0);
+        conn.on_timer(&mut world.ctx(&mut app, 2_000));
+        assert_eq!(conn.rbuf.capacity(), 0);
+        assert_eq!(conn.wbuf.capacity(), 0);
+        assert!(conn.spare_head.is_none());
+        assert!(world.released >= SMALL_READ, "{}", world.released);
+        let answered = conn.stream.out.len();
+        conn.stream
+            .input
+            .extend_from_slice(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        conn.readable = true;
+        assert_eq!(conn.drive(&mut world.ctx(&mut app, 3_000)), Next::Wait);
+        assert!(conn.stream.out[answered..].ends_with(b"hi"));
+        assert_eq!(world.requests, 2);
+    }
+
+    #[test]
+    fn a_rejected_request_is_counted_for_the_log() {
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
+        let mut conn = Conn::new(pipe(b"GET / HTTP/9.9\r\n\r\n"), Peer::Unix, 1_000);
+        conn.drive(&mut world.ctx(&mut app, 1_000));
+        let out = String::from_utf8_lossy(&conn.stream.out);
+        assert!(out.starts_with("HTTP/1.1 505 "), "{out}");
+        let lines = world.incidents.report(1_000, 1000);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("rejected 1 request (505: 1)"),
+            "{lines:?}"
+        );
+    }
+
     /// A dispatcher whose answers come later, by hand: the connection's side
     /// of `--threads` without threads.
     struct Later {
@@ -1211,45 +1458,14 @@ mod tests {
         }
     }
 
-    /// Drive `conn` with `d` as its dispatcher; `f` gets the context too.
+    /// Drive with `d` as the dispatcher; `f` gets the context.
     fn with_ctx<R>(d: &mut Later, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
-        let limits = Limits {
-            request_line: 8190,
-            fields: 100,
-            field_size: 8190,
-            body: 1 << 20,
-        };
-        let uploads = ConnConfig::default();
-        let mut access_log = AccessLog::disabled();
-        let (mut requests, mut shed) = (0, false);
-        let mut ctx = Ctx {
-            dispatch: d,
-            hooks: &NoHooks,
-            limits: &limits,
-            date: b"Thu, 01 Jan 2026 00:00:00 GMT",
-            now_ms: 1,
-            keepalive_ms: 75_000,
-            header_timeout_ms: 10_000,
-            draining: false,
-            drain_idle_ms: 1000,
-            slot: None,
-            uploads: &uploads,
-            access_log: &mut access_log,
-            requests: &mut requests,
-            defer_flush: false,
-            shed: &mut shed,
-        };
-        f(&mut ctx)
+        let mut world = World::new();
+        f(&mut world.ctx(d, 1))
     }
 
-    fn pipe(input: &[u8]) -> Conn<Pipe> {
-        let pipe = Pipe {
-            input: input.to_vec(),
-            pos: 0,
-            out: Vec::new(),
-            room: 1 << 20,
-        };
-        Conn::new(pipe, Peer::Unix, 1)
+    fn conn_on(input: &[u8]) -> Conn<Pipe> {
+        Conn::new(pipe(input), Peer::Unix, 1)
     }
 
     #[test]
@@ -1259,7 +1475,7 @@ mod tests {
             taken: Vec::new(),
         };
         let mut conn =
-            pipe(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+            conn_on(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
         // Room for four, but the second request waits for the first answer.
         assert_eq!(with_ctx(&mut d, |c| conn.drive(c)), Next::Wait);
         assert_eq!(d.taken.len(), 1);
@@ -1289,7 +1505,7 @@ mod tests {
             room: 0,
             taken: Vec::new(),
         };
-        let mut conn = pipe(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
+        let mut conn = conn_on(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(with_ctx(&mut d, |c| conn.drive(c)), Next::Park);
         assert!(conn.is_parked() && d.taken.is_empty());
         // Still parked on the timer: waiting for a thread is not idling.
@@ -1307,7 +1523,7 @@ mod tests {
             taken: Vec::new(),
         };
         let mut conn =
-            pipe(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+            conn_on(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n");
         with_ctx(&mut d, |c| conn.drive(c));
         assert_eq!(with_ctx(&mut d, |c| conn.timed_out(c)), Next::Close);
         let out = String::from_utf8_lossy(&conn.stream.out).into_owned();

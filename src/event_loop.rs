@@ -19,7 +19,7 @@
 //! - after accepting, a worker re-adds its listener, moving itself to the
 //!   back of the socket's wait queue (round robin among idle workers);
 //! - a worker accepts at most `ACCEPT_BATCH` connections per turn;
-//! - a worker holding clearly more connections than an idle peer (read from
+//! - a worker holding clearly more load than an idle peer (read from
 //!   the shared scoreboard) leaves what is queued to that peer for up to
 //!   `DEFER_MS`, then takes it itself, so nothing waits longer than that;
 //!   it also steps to the back of the wait queue, so the next arrival wakes
@@ -51,9 +51,25 @@
 //! request already buffered (pipelining) is not chosen, as closing it
 //! would reset the client before it read its answer.
 //!
+//! A worker's load is its open connections less those idle for a second
+//! or more ("dormant", counted by the once-a-second timer). An idle
+//! connection costs no work; counted, it never moved and kept the deferral
+//! rule on for as long as it stayed open (two workers holding 100 and 80
+//! idle connections made half of all new clients wait the 3 ms). The rules
+//! themselves are pure functions in [`crate::balance`].
+//!
 //! nginx's `ngx_accept_disabled` is the same idea as the deferral rule. On
 //! kernels without `EPOLLEXCLUSIVE` the herd returns, and the deferral rule
 //! and shedding alone keep the balance.
+//!
+//! # At `--worker-connections`
+//! A full worker stops listening while a peer has a free slot. When every
+//! worker is full, it closes its longest-idle connection (one that never
+//! sent a byte, or an idle keep-alive one) for each queued connection it
+//! admits, as nginx reuses its idle connections, instead of serving no one
+//! until timeouts free a slot: connections that send nothing could
+//! otherwise hold every slot. A request under way is never closed. Closing
+//! is logged (`crate::incidents`), a line a second at most.
 //!
 //! # Writing in bursts
 //! When a turn has several connections ready, their responses are queued
@@ -83,12 +99,14 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
 
 use crate::app::Peer;
+use crate::balance::{self, BALANCE_SLACK, DEFER_MS, DORMANT_MS, Deferral, PeerLoad};
 use crate::clock::{monotonic_ms, unix_secs};
 use crate::conn::{Conn, ConnConfig, Ctx, Next, Stream};
 use crate::dispatch::{ConnId, Dispatch, Event, Overdue};
 use crate::hooks::Hooks;
 use crate::http::Limits;
 use crate::http::date::DateCache;
+use crate::incidents::Incidents;
 use crate::logging::AccessLog;
 use crate::sys::{Scoreboard, SignalPipe};
 
@@ -99,16 +117,10 @@ const WAKER: Token = Token(usize::MAX - 3);
 const LISTENER_BASE: usize = usize::MAX - 1024;
 /// Connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 8;
-/// How many more connections than the least loaded worker we may hold before
-/// leaving new ones to it.
-const BALANCE_SLACK: u64 = 2;
-/// How long a loaded worker leaves queued connections to a less loaded peer
-/// (exclusive wake-ups) before accepting them itself.
-const DEFER_MS: u64 = 3;
-/// A worker holding more than this many connections above a peer's (or a
-/// quarter more, when that is larger) closes one kept-alive connection per
-/// `SHED_CHECK_MS`, so that the client reconnects to the peer (module docs).
-const SHED_SLACK: u64 = 8;
+/// Freed connection buffers worth returning to the kernel at the next
+/// timer sweep (`sys::release_free_heap`, a walk of the allocator's free
+/// lists: not worth it for a few connections).
+const RELEASE_TRIM_BYTES: usize = 1 << 20;
 /// How often a worker compares its load with its peers' for shedding (a
 /// scan of the scoreboard); at most one connection is shed per check.
 const SHED_CHECK_MS: u64 = 10;
@@ -294,8 +306,15 @@ pub struct EventLoop {
     epoll: Epoll,
     /// The listeners are in the epoll set (off while at `worker_connections`).
     listening: bool,
-    /// When this worker first left queued connections to a less loaded peer.
-    deferred_since: u64,
+    /// Since when this worker leaves queued connections to a lighter peer.
+    deferral: Deferral,
+    /// Open connections idle for `DORMANT_MS` or more at the last timer sweep
+    /// (not counted as load; `balance`).
+    dormant: usize,
+    /// Rejected requests and connections closed at capacity, for the log.
+    incidents: Incidents,
+    /// Bytes of idle connections' buffers freed since the last trim.
+    released: usize,
     /// The next keep-alive response closes its connection instead
     /// (`Ctx::shed`).
     shed: bool,
@@ -393,7 +412,10 @@ impl EventLoop {
             exclusive: all_exclusive,
             epoll,
             listening: true,
-            deferred_since: 0,
+            deferral: Deferral::default(),
+            dormant: 0,
+            incidents: Incidents::new(),
+            released: 0,
             shed: false,
             shed_checked_ms: 0,
 
@@ -517,8 +539,9 @@ impl EventLoop {
             ready.dedup();
             if now >= self.shed_checked_ms + SHED_CHECK_MS {
                 self.shed_checked_ms = now;
+                let mine = self.load();
                 self.shed = self.draining.is_none()
-                    && self.lighter_peer(SHED_SLACK.max(self.active as u64 / 4));
+                    && balance::lighter_peer(mine, balance::shed_margin(mine), self.peers(), now);
             }
             self.drive_ready(&ready, dispatch, hooks, now);
             self.busy = dispatch.busy() as u64;
@@ -543,10 +566,13 @@ impl EventLoop {
                 self.timers(dispatch, hooks, now);
             }
             self.access_log.flush();
-            self.scoreboard
-                .slot(self.slot)
-                .active
-                .store(self.active as u64 + self.busy, Ordering::Relaxed);
+            for line in self.incidents.report(now, self.cfg.worker_connections) {
+                log::warn!("{line}");
+            }
+            let slot = self.scoreboard.slot(self.slot);
+            slot.active.store(self.active as u64, Ordering::Relaxed);
+            slot.dormant.store(self.dormant as u64, Ordering::Relaxed);
+            slot.busy_threads.store(self.busy, Ordering::Relaxed);
 
             if self.cfg.max_requests > 0
                 && self.requests >= self.cfg.max_requests
@@ -611,6 +637,8 @@ impl EventLoop {
                 requests: &mut self.requests,
                 defer_flush: how == Drive::Deferred,
                 shed: &mut self.shed,
+                incidents: &mut self.incidents,
+                released: &mut self.released,
             },
             &mut self.conns,
         )
@@ -850,8 +878,13 @@ impl EventLoop {
             let mut batch = 0;
             let mut stepped_back = false;
             loop {
-                if self.active >= self.cfg.worker_connections || self.saturated {
-                    // Full: a closing connection re-arms accepting (`close`).
+                let full = self.active >= self.cfg.worker_connections;
+                // Full: admit the next connection in place of the idlest one.
+                let victim = if full { self.shed_candidate(now) } else { None };
+                if self.saturated || (full && victim.is_none()) {
+                    // Full, and a peer has room or nothing here is idle: a
+                    // closing connection re-arms accepting (`close`), and so
+                    // does the timer once closing an idle one would help.
                     // With exclusive wake-ups, also stop being the one the
                     // kernel wakes, so new connections go to other workers
                     // (gunicorn's gthread unregisters its listeners too).
@@ -860,8 +893,9 @@ impl EventLoop {
                     self.set_listening(false);
                     break;
                 }
-                let was_deferring = self.deferred_since != 0;
-                if !self.my_turn(now) {
+                let was_deferring = self.deferral.active();
+                // (Full: every peer is full too, and room was made here.)
+                if !full && !self.my_turn(now) {
                     self.accept_retry = self.accept_retry.min(Retry::Soon);
                     // Just began leaving the queue to a peer: step to the back
                     // of the wait queue too, or the next arrival wakes this
@@ -874,10 +908,18 @@ impl EventLoop {
                     break;
                 }
                 match self.accept_one(li, now) {
-                    Ok(Accepted::Conn(_)) | Ok(Accepted::Refused) => batch += 1,
+                    Ok(Accepted::Conn(_)) => {
+                        batch += 1;
+                        // Closed only now that a connection came in: the
+                        // queue may have been empty (a stale edge).
+                        if let Some(v) = victim {
+                            self.shed_idle(v, now);
+                        }
+                    }
+                    Ok(Accepted::Refused) => batch += 1,
                     Ok(Accepted::Empty) => {
                         self.accept_pending[li] = false;
-                        self.deferred_since = 0;
+                        self.deferral.clear();
                         break;
                     }
                     Err(e) => {
@@ -905,60 +947,68 @@ impl EventLoop {
 
     /// Whether this worker should take the next connection (see module docs).
     fn my_turn(&mut self, now: u64) -> bool {
-        if !self.lighter_peer(BALANCE_SLACK) {
-            self.deferred_since = 0;
-            return true;
-        }
-        if !self.exclusive {
-            // Every worker was woken by this connection's edge: a less loaded
-            // one will take it.
-            return false;
-        }
-        // With EPOLLEXCLUSIVE only this worker was told about what is queued;
-        // a less loaded peer hears of the queue only when the next connection
-        // arrives (and then drains it). Leave the queue to it for a moment,
-        // then take it ourselves: nothing waits more than DEFER_MS.
-        if self.deferred_since == 0 {
-            self.deferred_since = now.max(1);
-        }
-        if now >= self.deferred_since + DEFER_MS {
-            self.deferred_since = 0;
-            return true;
-        }
-        false
+        let lighter = balance::lighter_peer(self.load(), BALANCE_SLACK, self.peers(), now);
+        self.deferral.my_turn(lighter, self.exclusive, now)
     }
 
-    /// Is another worker, able to accept right now (ready, not stuck in its
-    /// app, loop turning), holding more than `margin` connections fewer than
-    /// we do?
-    fn lighter_peer(&self, margin: u64) -> bool {
-        // Busy app threads count as load: a worker whose threads are all
-        // busy is heavier than one with the same connections and idle ones.
-        let mine = self.active as u64 + self.busy;
-        if mine <= margin {
-            return false;
-        }
-        let now = monotonic_ms();
+    /// This worker's load: open connections less dormant ones (`balance`),
+    /// plus busy app threads: a worker whose threads are all busy is
+    /// heavier than one with the same connections and idle threads.
+    fn load(&self) -> u64 {
+        balance::load(self.active, self.dormant) + self.busy
+    }
+
+    /// The other workers' rows of the scoreboard.
+    fn peers(&self) -> impl Iterator<Item = PeerLoad> + '_ {
         let sb = &self.scoreboard;
-        for j in 0..sb.len() {
-            if j == self.slot {
-                continue;
-            }
-            let s = sb.slot(j);
-            if s.pid.load(Ordering::Relaxed) == 0 {
-                if j > self.slot + 64 {
-                    break;
+        let me = self.slot;
+        // Rows are used from the front; past a long run of free rows, stop.
+        (0..sb.len())
+            .take_while(move |&j| j <= me + 64 || sb.slot(j).pid.load(Ordering::Relaxed) != 0)
+            .filter(move |&j| j != me && sb.slot(j).pid.load(Ordering::Relaxed) != 0)
+            .map(move |j| {
+                let s = sb.slot(j);
+                let open = s.active.load(Ordering::Relaxed);
+                PeerLoad {
+                    load: open.saturating_sub(s.dormant.load(Ordering::Relaxed))
+                        + s.busy_threads.load(Ordering::Relaxed),
+                    open,
+                    ready: s.ready.load(Ordering::Relaxed) == 1,
+                    in_app: s.busy_since_ms.load(Ordering::Relaxed) != 0,
+                    tick_ms: s.tick_ms.load(Ordering::Relaxed),
                 }
-                continue;
-            }
-            let alive = s.ready.load(Ordering::Relaxed) == 1
-                && s.busy_since_ms.load(Ordering::Relaxed) == 0
-                && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500;
-            if alive && s.active.load(Ordering::Relaxed) + margin < mine {
-                return true;
-            }
+            })
+    }
+
+    /// At `--worker-connections` with connections queued: the connection
+    /// to close to admit one (the one idle the longest: never sent a byte,
+    /// or kept alive between requests), as nginx does when it runs out of
+    /// connections. Otherwise every slot could be held by clients that send
+    /// nothing, and the server would serve no one until their timeouts ran
+    /// out. None while a peer has a free slot (it takes the connection
+    /// without closing anything) or when nothing here is idle.
+    fn shed_candidate(&self, now: u64) -> Option<usize> {
+        if balance::peer_has_room(self.cfg.worker_connections, self.peers(), now) {
+            return None;
         }
-        false
+        let idle = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.as_ref()?.idle_since()?)));
+        balance::longest_idle(idle, 1).first().copied()
+    }
+
+    /// Close idle connection `i` to make room for a new one (`shed_candidate`).
+    fn shed_idle(&mut self, i: usize, now: u64) {
+        let since = self.conns[i].as_ref().and_then(|c| c.idle_since());
+        let idle_ms = since.map_or(0, |t| now.saturating_sub(t));
+        if idle_ms >= DORMANT_MS {
+            self.dormant = self.dormant.saturating_sub(1);
+        }
+        log::debug!("closing an idle connection (idle {idle_ms} ms) to admit a new one");
+        self.incidents.shed(idle_ms);
+        self.close(i);
     }
 
     /// With exclusive wake-ups the kernel wakes the first *idle* worker in
@@ -1069,11 +1119,35 @@ impl EventLoop {
         Ok(Accepted::Conn(i))
     }
 
+    /// Deadlines for every connection; then count the dormant ones (idle
+    /// for `DORMANT_MS`, not load), and listen again if this worker stopped
+    /// when full but could now make room by closing an idle connection.
     fn timers(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
+        let (mut dormant, mut idle) = (0, 0);
         for i in 0..self.conns.len() {
             if self.conns[i].is_some() {
                 self.drive(i, dispatch, hooks, now, Drive::Timer);
             }
+            if let Some(since) = self.conns[i].as_ref().and_then(|c| c.idle_since()) {
+                idle += 1;
+                dormant += usize::from(now >= since + DORMANT_MS);
+            }
+        }
+        self.dormant = dormant;
+        // Idle connections gave their buffers back (`Conn::on_timer`); among
+        // live allocations that memory stays resident until trimmed.
+        if self.released >= RELEASE_TRIM_BYTES {
+            self.released = 0;
+            crate::sys::release_free_heap();
+        }
+        if !self.listening
+            && self.draining.is_none()
+            && !self.saturated
+            && idle > 0
+            && self.active >= self.cfg.worker_connections
+            && !balance::peer_has_room(self.cfg.worker_connections, self.peers(), now)
+        {
+            self.set_listening(true);
         }
         self.deadlines(dispatch, hooks, now);
     }

@@ -19,6 +19,8 @@
 //!   its decisions are pure functions in [`arbiter::table`].
 //! - [`worker`]: a worker from fork to exit, set-up in a fixed order.
 //! - [`event_loop`]: the mio loop: accept (fairly), drive connections, timers.
+//! - [`balance`]: the loop's accept-balancing and capacity decisions, pure.
+//! - [`incidents`]: rejected requests and shed connections, counted for the log.
 //! - [`conn`]: one connection's state machine, independent of mio.
 //! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
 //! - [`dispatch`]: the seam between a connection and the app (inline, or a
@@ -38,6 +40,7 @@
 pub mod app;
 pub mod apps;
 pub mod arbiter;
+pub mod balance;
 pub mod bind;
 pub mod boot;
 pub mod clock;
@@ -47,6 +50,7 @@ pub mod dispatch;
 pub mod event_loop;
 pub mod hooks;
 pub mod http;
+pub mod incidents;
 pub mod listener;
 pub mod logging;
 pub mod pidfile;

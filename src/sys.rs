@@ -195,6 +195,11 @@ pub struct Slot {
     pub retire: AtomicU64,
     /// "METHOD /path" of the request in the app (for WORKER TIMEOUT logs).
     pub what: [AtomicU64; 8],
+    /// Of `active`, connections idle long enough not to count as load
+    /// (`balance::DORMANT_MS`), as of the worker's last once-a-second sweep.
+    pub dormant: AtomicU64,
+    /// App threads serving a request now (`--threads`): part of the load.
+    pub busy_threads: AtomicU64,
 }
 
 impl Slot {
@@ -232,6 +237,8 @@ impl Slot {
         self.tick_ms.store(now_ms, Ordering::Relaxed);
         self.busy_since_ms.store(0, Ordering::Relaxed);
         self.active.store(0, Ordering::Relaxed);
+        self.dormant.store(0, Ordering::Relaxed);
+        self.busy_threads.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
         self.ready.store(0, Ordering::Relaxed);
         self.what_len.store(0, Ordering::Relaxed);
@@ -653,5 +660,22 @@ pub fn raise_nofile_limit() -> u64 {
             }
         }
         Err(_) => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Memory.
+
+/// Hand the allocator's free memory back to the kernel. glibc returns freed
+/// memory on its own only from the top of the heap; buffers freed among live
+/// allocations (an idle connection's, given back by `Conn`) stay resident
+/// until `malloc_trim` releases their pages. Costs a walk of the free lists:
+/// call it after freeing much, not per free.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it works on the allocator's
+    // own state under the allocator's locks, so it is sound at any point.
+    unsafe {
+        nix::libc::malloc_trim(0);
     }
 }

@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use support::hardening::{continue_process, stop_process};
 use support::*;
 
 const CONNS: usize = 64;
@@ -89,7 +88,7 @@ fn connections_piled_on_one_worker_spread_out_while_in_use() {
     let s = Server::start(&["welcome", "--workers", "2"]);
     let workers = s.worker_pids();
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
-    let stopped = Pid::from_raw(workers[1] as i32);
+    let stopped = workers[1];
     let mut reconnects = 0;
     // Two pipelined requests: a connection the server sheds must not be one
     // with a request still buffered (closing it would lose that answer), so
@@ -119,7 +118,7 @@ fn connections_piled_on_one_worker_spread_out_while_in_use() {
         served_by(&resp)
     };
     // With one worker stopped, every connection lands on the other.
-    kill(stopped, Signal::SIGSTOP).unwrap();
+    stop_process(stopped);
     let mut clients: Vec<Client> = (0..CONNS).map(|_| s.connect()).collect();
     let mut owner: Vec<u32> = Vec::with_capacity(CONNS);
     for (i, c) in clients.iter_mut().enumerate() {
@@ -129,7 +128,7 @@ fn connections_piled_on_one_worker_spread_out_while_in_use() {
         owner.iter().all(|&p| p == workers[0]),
         "a stopped worker served requests: {owner:?}"
     );
-    kill(stopped, Signal::SIGCONT).unwrap();
+    continue_process(stopped);
     // Keep every connection busy until the load is even (or time is up).
     let deadline = Instant::now() + Duration::from_secs(5);
     let busiest = loop {

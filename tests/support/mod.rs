@@ -3,6 +3,8 @@
 //! and always stop it by pid (the guard's `Drop` runs even when a test fails).
 #![allow(dead_code)]
 
+pub mod hardening;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;

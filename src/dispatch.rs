@@ -236,10 +236,12 @@ struct Queue {
 struct Shared {
     jobs: Mutex<Queue>,
     job_ready: Condvar,
-    /// Running averages of one app call's wall-clock and CPU time (µs x 16,
-    /// racy updates: an estimate is all the wake policy needs).
-    wall_avg: AtomicU64,
-    cpu_avg: AtomicU64,
+    /// Running average of the voluntary context switches one app call makes
+    /// (x 16; racy updates: an estimate is all the wake policy needs).
+    /// `u64::MAX` before the first call.
+    waits_avg: AtomicU64,
+    /// When a thread last took a job (monotonic µs).
+    last_pickup_us: AtomicU64,
     done: Mutex<Vec<Done>>,
     waker: mio::Waker,
     threads: Vec<ThreadInfo>,
@@ -277,6 +279,10 @@ impl Shared {
     /// compute? Then each queued request gets a thread of its own at once
     /// (with a lazy wake, a Django view waiting 0.2 ms on PostgreSQL left
     /// the CPU idle: 20% fewer requests/s than granian, at less CPU).
+    /// A call that waits gives up the CPU of its own accord (a voluntary
+    /// context switch, counted by the kernel per thread); one that is only
+    /// preempted on a busy machine does not, so time off the CPU, which
+    /// includes waiting for a core, would misjudge a computing app.
     /// A computing app's requests are better taken one after another by the
     /// thread already running: waking a thread per request costs two
     /// context switches each (a third of the requests/s of a Rust hello on
@@ -284,26 +290,20 @@ impl Shared {
     /// parallelism. Should one of its calls take long after all, the loop
     /// wakes another thread after `NUDGE` ([`Dispatch::tick`]).
     fn blocking_app(&self) -> bool {
-        let wall = self.wall_avg.load(Ordering::Relaxed);
-        let cpu = self.cpu_avg.load(Ordering::Relaxed);
-        // Blocked (off the CPU) for over 100 us per call on average: a
-        // database round trip, not scheduling noise. Before the first call
-        // the averages are 0: wake, as for a blocker.
-        wall == 0 || wall > cpu + 100 * 16
+        // At least one wait in every other call (and, before the first
+        // call, assume so).
+        self.waits_avg.load(Ordering::Relaxed) >= 8
     }
 
-    fn record(&self, wall_us: u64, cpu_us: u64) {
-        let avg = |a: &AtomicU64, x: u64| {
-            let old = a.load(Ordering::Relaxed);
-            let new = if old == 0 {
-                x * 16
-            } else {
-                (old * 7 + x * 16) / 8
-            };
-            a.store(new.max(1), Ordering::Relaxed);
+    fn record(&self, waits: u64) {
+        let old = self.waits_avg.load(Ordering::Relaxed);
+        let x = waits.min(1 << 20) * 16;
+        let new = if old == u64::MAX {
+            x
+        } else {
+            (old * 7 + x) / 8
         };
-        avg(&self.wall_avg, wall_us);
-        avg(&self.cpu_avg, cpu_us);
+        self.waits_avg.store(new, Ordering::Relaxed);
     }
 }
 
@@ -329,8 +329,8 @@ impl Pool {
                 sleeping: 0,
             }),
             job_ready: Condvar::new(),
-            wall_avg: AtomicU64::new(0),
-            cpu_avg: AtomicU64::new(0),
+            waits_avg: AtomicU64::new(u64::MAX),
+            last_pickup_us: AtomicU64::new(0),
             done: Mutex::new(Vec::new()),
             waker,
             threads: (0..size)
@@ -424,18 +424,17 @@ impl Dispatch for Pool {
         if waited < NUDGE {
             return Some(NUDGE - waited);
         }
-        // The awake threads are taking long: one more thread per queued
-        // request that has waited NUDGE (each takes one).
-        let late = q
-            .jobs
-            .iter()
-            .take_while(|(t, _)| t.elapsed() >= NUDGE)
-            .count();
-        // (A thread woken here and not yet running is woken again by the
-        // next tick: harmless, it finds the queue empty or takes a job.)
-        let wake = late.min(q.sleeping);
+        // Another thread only if the awake ones stopped taking jobs (a long
+        // call, a stream): a computing app's thread working through the
+        // queue is left to it, as a second thread would only contend for
+        // the GIL.
+        let since_pickup = crate::clock::monotonic_usec()
+            .saturating_sub(self.shared.last_pickup_us.load(Ordering::Relaxed));
+        let wake = since_pickup >= NUDGE.as_micros() as u64 && q.sleeping > 0;
         drop(q);
-        for _ in 0..wake {
+        if wake {
+            // One per tick; a thread woken here and not yet running may be
+            // woken again by the next one: harmless.
             self.shared.job_ready.notify_one();
         }
         Some(NUDGE)
@@ -480,6 +479,9 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
             let mut q = lock(&shared.jobs);
             loop {
                 if let Some((_, j)) = q.jobs.pop_front() {
+                    shared
+                        .last_pickup_us
+                        .store(crate::clock::monotonic_usec(), Ordering::Relaxed);
                     break j;
                 }
                 q.sleeping += 1;
@@ -497,13 +499,10 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
         *lock(&info.job) = Some((conn, what(&req)));
         info.busy_since_ms
             .store(crate::clock::monotonic_ms().max(1), Ordering::Release);
-        let (t0, cpu0) = (std::time::Instant::now(), thread_cpu_us());
+        let waits0 = voluntary_switches();
         let outcome = call(&mut *app, &mut req, None);
         info.busy_since_ms.store(0, Ordering::Release);
-        shared.record(
-            t0.elapsed().as_micros() as u64,
-            thread_cpu_us().saturating_sub(cpu0),
-        );
+        shared.record(voluntary_switches().saturating_sub(waits0));
         let mut stream = None;
         let outcome = match outcome {
             Outcome::Panic(msg) => Err(msg),
@@ -537,15 +536,11 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
     }
 }
 
-/// CPU time this thread has used, in µs.
-fn thread_cpu_us() -> u64 {
+/// Times this thread gave up the CPU to wait (`ru_nvcsw`).
+fn voluntary_switches() -> u64 {
     use nix::sys::resource::{UsageWho, getrusage};
     getrusage(UsageWho::RUSAGE_THREAD)
-        .map(|u| {
-            let t =
-                |tv: nix::sys::time::TimeVal| tv.tv_sec() as u64 * 1_000_000 + tv.tv_usec() as u64;
-            t(u.user_time()) + t(u.system_time())
-        })
+        .map(|u| u.voluntary_context_switches() as u64)
         .unwrap_or(0)
 }
 

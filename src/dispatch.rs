@@ -21,6 +21,10 @@
 //!   inline pull. `--timeout` is kept by the loop, per thread
 //!   ([`Dispatch::overdue`]): an overdue request's client is answered 504 and
 //!   the worker asks to be replaced, its other requests finishing first.
+//!   Which thread is woken for a request: one per request for an app whose
+//!   calls wait (a database, a sleep); for an app that computes, the thread
+//!   already awake takes the requests in turn, and another is woken only if
+//!   no job was taken for 1 ms (see `Shared::blocking_app`).
 //!
 //! An ASGI dispatcher would be a third implementation of the same trait.
 

@@ -545,11 +545,20 @@ impl EventLoop {
             }
             self.drive_ready(&ready, dispatch, hooks, now);
             self.busy = dispatch.busy() as u64;
-            // Every app thread busy: out of the listeners' wait queue now,
-            // before sleeping in epoll_wait, so the kernel wakes a peer with
-            // an idle thread for the next connection (an exclusive wake-up
-            // spent on this worker would leave it queued here).
-            self.saturated = dispatch.room() == 0;
+            // Every app thread busy while a peer has an idle one: out of the
+            // listeners' wait queue now, before sleeping in epoll_wait, so
+            // the kernel wakes that peer for the next connection (an
+            // exclusive wake-up spent on this worker would leave it queued
+            // here). When every worker is busy, new connections are taken
+            // as usual and their requests wait behind the parked ones: left
+            // in the backlog, one would wait for as long as this worker's
+            // connections keep its threads busy (wrk timeouts, Django view).
+            let room = dispatch.room();
+            self.scoreboard.slot(self.slot).idle_threads.store(
+                if room == usize::MAX { 0 } else { room as u64 },
+                Ordering::Relaxed,
+            );
+            self.saturated = room == 0 && self.peer_with_idle_thread(now);
             if self.saturated {
                 self.set_listening(false);
             } else if self.draining.is_none() && self.active < self.cfg.worker_connections {
@@ -956,6 +965,20 @@ impl EventLoop {
     /// heavier than one with the same connections and idle threads.
     fn load(&self) -> u64 {
         balance::load(self.active, self.dormant) + self.busy
+    }
+
+    /// Does a peer that could accept now have an idle app thread?
+    fn peer_with_idle_thread(&self, now: u64) -> bool {
+        let sb = &self.scoreboard;
+        (0..sb.len())
+            .filter(|&j| j != self.slot)
+            .map(|j| sb.slot(j))
+            .filter(|s| s.pid.load(Ordering::Relaxed) != 0)
+            .any(|s| {
+                s.idle_threads.load(Ordering::Relaxed) > 0
+                    && s.ready.load(Ordering::Relaxed) == 1
+                    && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500
+            })
     }
 
     /// The other workers' rows of the scoreboard.

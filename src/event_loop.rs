@@ -341,6 +341,10 @@ pub struct EventLoop {
     /// No idle app thread: leave new connections to peers.
     saturated: bool,
     dispatch_events: Vec<Event>,
+    /// Timeout reports (a thread's Python stack) being written by helper
+    /// threads: a replaced worker waits for them (briefly) before exiting.
+    reports: (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>),
+    reports_pending: usize,
     /// Set once a graceful stop began: (when, deadline).
     draining: Option<(u64, u64)>,
     pub access_log: AccessLog,
@@ -434,6 +438,8 @@ impl EventLoop {
             busy: 0,
             saturated: false,
             dispatch_events: Vec::new(),
+            reports: std::sync::mpsc::channel(),
+            reports_pending: 0,
             draining: None,
             access_log: AccessLog::disabled(),
             on_reopen: None,
@@ -608,6 +614,7 @@ impl EventLoop {
             }
             if let Some((_, deadline)) = self.draining {
                 if self.active == 0 {
+                    self.wait_for_reports();
                     return Exit::Graceful;
                 }
                 if now >= deadline {
@@ -615,6 +622,7 @@ impl EventLoop {
                         "graceful timeout: closing {} connection(s) still open",
                         self.active
                     );
+                    self.wait_for_reports();
                     return Exit::Graceful;
                 }
             }
@@ -754,6 +762,21 @@ impl EventLoop {
         }
     }
 
+    /// Before exiting, give the timeout reports under way up to 3 s: a
+    /// replacement takes over fast, and the report (which waits for the
+    /// GIL) would otherwise die with this process unwritten.
+    fn wait_for_reports(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while self.reports_pending > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.reports.1.recv_timeout(left).is_err() {
+                log::warn!("exiting before a timeout report (the app thread's stack) was written");
+                return;
+            }
+            self.reports_pending -= 1;
+        }
+    }
+
     /// `--timeout` under threads: answer each overdue request 504, log it
     /// as the master logs a WORKER TIMEOUT (with the thread's stack when
     /// the app can tell it), and ask the master for a replacement; this
@@ -780,7 +803,8 @@ impl EventLoop {
                 // thread may hold: ask from a helper thread, never the loop.
                 let what = o.what.clone();
                 let thread = o.thread;
-                let _ = std::thread::Builder::new()
+                let done = self.reports.0.clone();
+                let spawned = std::thread::Builder::new()
                     .name("timeout-report".into())
                     .spawn(move || {
                         if let Some(stack) = report(thread) {
@@ -789,7 +813,9 @@ impl EventLoop {
                                 stack.trim_end()
                             );
                         }
+                        let _ = done.send(());
                     });
+                self.reports_pending += usize::from(spawned.is_ok());
             }
             self.scoreboard.slot(self.slot).request_retire();
             let i = o.conn.index;

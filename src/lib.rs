@@ -7,8 +7,8 @@
 //!                 └───────┬──────────────┬───────────────────┘
 //!              fork+inherit fds    scoreboard (shared memory: heartbeats)
 //!                 ┌───────▼──┐    ┌──────▼───┐
-//!                 │ worker 1 │ …  │ worker N │   each: mio loop → Conn → App
-//!                 └──────────┘    └──────────┘
+//!                 │ worker 1 │ …  │ worker N │   each: mio loop → Conn → dispatch → App
+//!                 └──────────┘    └──────────┘         (inline, or on --threads threads)
 //! ```
 //!
 //! # Layout

@@ -832,6 +832,9 @@ impl<S: Stream> Conn<S> {
         if conn != self.id {
             return;
         }
+        // A graceful stop that began while the request waited for a thread
+        // or ran: this response is the connection's last.
+        let keep_alive = keep_alive && !ctx.draining;
         let (resp, mut keep_alive) = match outcome {
             Outcome::Response(resp) => match check_headers(&resp) {
                 Ok(()) => (resp, keep_alive),
@@ -1534,5 +1537,23 @@ mod tests {
         assert!(!String::from_utf8_lossy(&conn.stream.out).contains("late"));
         // The pipelined request behind it was never handed over.
         assert!(d.taken.is_empty());
+    }
+
+    #[test]
+    fn a_request_answered_after_a_graceful_stop_began_says_close() {
+        let mut d = Later {
+            room: 1,
+            taken: Vec::new(),
+        };
+        let mut conn = conn_on(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
+        with_ctx(&mut d, |c| conn.drive(c));
+        let a = answer(&mut d, "done");
+        let mut world = World::new();
+        let mut ctx = world.ctx(&mut d, 2);
+        ctx.draining = true;
+        conn.respond(a, &mut ctx);
+        assert_eq!(conn.drive(&mut ctx), Next::Close);
+        let out = String::from_utf8_lossy(&conn.stream.out).into_owned();
+        assert!(out.contains("Connection: close\r\n"), "{out}");
     }
 }

@@ -848,4 +848,26 @@ mod tests {
         pool.overdue(crate::clock::monotonic_ms() + 1, 0, &mut again);
         assert!(again.is_empty(), "reported twice: {again:?}");
     }
+
+    #[test]
+    fn an_app_that_waits_gets_a_thread_per_request_one_that_computes_does_not() {
+        let (pool, _poll) = pool(1, |_| Response::new(204));
+        let s = &pool.shared;
+        assert!(s.blocking_app(), "before any call: assume it waits");
+        for _ in 0..20 {
+            s.record(0);
+        }
+        assert!(!s.blocking_app(), "no waits: computes");
+        for _ in 0..20 {
+            s.record(1);
+        }
+        assert!(s.blocking_app(), "a wait per call (a query)");
+        // A wait now and then (a cache miss) does not make it a waiter.
+        for _ in 0..40 {
+            for w in [0, 0, 0, 1] {
+                s.record(w);
+            }
+        }
+        assert!(!s.blocking_app());
+    }
 }

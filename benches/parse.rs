@@ -74,6 +74,7 @@ fn default_limits() -> Limits {
         fields: 100,
         field_size: 8190,
         body: 1 << 30,
+        allow_connect: false,
     }
 }
 

@@ -66,7 +66,17 @@ fn hello(req: &mut Request) -> Response {
 /// block inside the app for S seconds first, as a slow view would. The
 /// client address and scheme (after `--forwarded-allow-ips`) come back in
 /// the `X-Echo-Remote-Addr` (`-` when unknown) and `X-Echo-Scheme` headers.
+/// `&mark=PATH` (a path in URI characters, not decoded) creates the file PATH
+/// containing the worker's pid as the app call begins, so a test can wait
+/// until a request is inside the app instead of sleeping.
 fn echo(req: &mut Request) -> Response {
+    if let Some(path) = query_param(req.query(), "mark") {
+        // Written aside and renamed: the file appears with its content.
+        let tmp = format!("{path}.tmp");
+        if std::fs::write(&tmp, std::process::id().to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
     if let Some(secs) = query_param(req.query(), "sleep").and_then(|s| s.parse::<f64>().ok())
         && secs.is_finite()
         && secs > 0.0

@@ -99,6 +99,9 @@ pub struct Config {
     /// The working directory at startup: relative `-c`/`--chdir` paths are resolved
     /// against it, also on reload after the server has changed directory.
     pub launch_dir: PathBuf,
+    /// Pass CONNECT requests to the app (library only, `Server::allow_connect`;
+    /// no setting, since no built-in app can make a tunnel): false = 501.
+    pub allow_connect: bool,
 }
 
 /// What the command line asked for.
@@ -1233,6 +1236,7 @@ impl Default for Config {
             print_config: false,
             args: Vec::new(),
             launch_dir: PathBuf::from("."),
+            allow_connect: false,
         }
     }
 }

@@ -1203,6 +1203,7 @@ mod tests {
             fields: 100,
             field_size: 8190,
             body: 1 << 20,
+            allow_connect: false,
         };
         let uploads = ConnConfig::default();
         let mut access_log = AccessLog::disabled();
@@ -1277,6 +1278,7 @@ mod tests {
                     fields: 100,
                     field_size: 8190,
                     body: 1 << 20,
+                    allow_connect: false,
                 },
                 uploads: ConnConfig::default(),
                 access_log: AccessLog::disabled(),

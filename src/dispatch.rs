@@ -694,6 +694,7 @@ mod tests {
             fields: 100,
             field_size: 8190,
             body: 1 << 20,
+            allow_connect: false,
         };
         let (head, _) = parse_head_reusing(raw.as_bytes(), &limits, &mut None)
             .unwrap()

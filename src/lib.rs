@@ -26,7 +26,8 @@
 //! - [`dispatch`]: the seam between a connection and the app (inline, or a
 //!   thread pool with `--threads`).
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
-//! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs.
+//! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs;
+//!   [`cli`]: the command (binary and pip package) on top of it.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
 //! - [`clock`]: the monotonic clock for every deadline, the wall clock for `Date` and logs.
@@ -43,6 +44,7 @@ pub mod arbiter;
 pub mod balance;
 pub mod bind;
 pub mod boot;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conn;

@@ -77,7 +77,7 @@ pub fn bind_all(
                 name,
                 socket: sock,
                 unix_path,
-                external: false,
+                external: matches!(addr, BindAddr::Fd(_)),
             });
             continue;
         }
@@ -119,7 +119,10 @@ fn take_matching(inherited: &mut Vec<Socket>, addr: &BindAddr) -> Option<Socket>
         match addr {
             BindAddr::Tcp(sa) => local.as_socket() == Some(*sa),
             BindAddr::Unix(p) => local.as_pathname() == Some(p.as_path()),
-            BindAddr::Fd(_) => false,
+            // An fd passed down by an upgrading master (USR2) is the same
+            // descriptor `--bind fd://N` names: adopting it a second time
+            // would give two owners, and the first to close it breaks the other.
+            BindAddr::Fd(n) => s.as_raw_fd() == *n,
         }
     })?;
     Some(inherited.remove(pos))

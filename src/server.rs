@@ -104,6 +104,15 @@ impl Server {
         self
     }
 
+    /// Pass CONNECT requests to the app. Off by default: the server makes no
+    /// tunnel, and a 2xx to CONNECT switches the connection to one (RFC 9110
+    /// §9.3.6), so an app that does not handle CONNECT must not see it; the
+    /// client gets 501 Not Implemented instead.
+    pub fn allow_connect(mut self, yes: bool) -> Server {
+        self.cfg.allow_connect = yes;
+        self
+    }
+
     pub fn hooks(mut self, hooks: impl Hooks + 'static) -> Server {
         self.hooks = Box::new(hooks);
         self

@@ -150,6 +150,7 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
             fields: cfg.limit_request_fields,
             field_size: cfg.limit_request_field_size,
             body: cfg.limit_request_body,
+            allow_connect: cfg.allow_connect,
         },
         keepalive_ms: cfg.keepalive * 1000,
         header_timeout_ms: cfg.header_timeout * 1000,

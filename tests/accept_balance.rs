@@ -48,7 +48,7 @@ fn a_burst_of_keep_alive_connections_is_spread_over_the_workers() {
 /// requests on each, and return how many the busiest worker holds.
 fn one_burst() -> usize {
     let s = Server::start(&["welcome", "--workers", "2"]);
-    let workers = s.worker_pids();
+    let workers = wait_workers(s.pid(), 2); // the second may still be booting
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
     // Connect all first, then send: every connection is queued before the
     // first request, as with a load generator's or a proxy's start.
@@ -57,14 +57,21 @@ fn one_burst() -> usize {
     for c in clients.iter_mut() {
         c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
     }
+    let mut shed = Vec::with_capacity(CONNS);
     for (i, c) in clients.iter_mut().enumerate() {
         let resp = c.read_response().unwrap();
         assert_eq!(resp.status, 200, "connection {i}");
         owner.push(served_by(&resp));
+        // A worker over the slack sheds (answers with Connection: close):
+        // on a loaded machine that can happen during the burst itself.
+        shed.push(resp.header("Connection") == Some("close"));
     }
     // Kept alive: the second request on a connection is served by the same
     // worker.
     for (i, c) in clients.iter_mut().enumerate() {
+        if shed[i] {
+            continue;
+        }
         c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
         let resp = c.read_response().unwrap();
         assert_eq!(served_by(&resp), owner[i], "connection {i} changed worker");
@@ -86,7 +93,7 @@ fn one_burst() -> usize {
 #[test]
 fn connections_piled_on_one_worker_spread_out_while_in_use() {
     let s = Server::start(&["welcome", "--workers", "2"]);
-    let workers = s.worker_pids();
+    let workers = wait_workers(s.pid(), 2); // the second may still be booting
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
     let stopped = workers[1];
     let mut reconnects = 0;

@@ -292,7 +292,12 @@ fn two_workers_under_load_never_interleave_in_a_file() {
     let loads: Vec<Load> = (0..4)
         .map(|i| Load::start_for(&s.addr, 2, &long_target(i), Duration::from_secs(10)))
         .collect();
-    std::thread::sleep(Duration::from_secs(2));
+    let served = || loads.iter().map(Load::ok).sum::<u64>();
+    assert!(
+        wait_until(Duration::from_secs(10), || served() > 600),
+        "{}",
+        served()
+    );
     for l in loads {
         total.merge(l.stop());
     }
@@ -341,11 +346,13 @@ impl Drop for PipedServer {
 #[test]
 fn stdout_dash_under_load_keeps_lines_whole_through_a_pipe() {
     let dir = TempDir::new("stdout-pipe");
-    let addr = Addr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], free_port())));
+    // Our listener, passed as fd 3: no free-port race.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Addr::Tcp(listener.local_addr().unwrap());
     let mut cmd = Command::new(BIN);
+    pass_as_fd3(&mut cmd, &listener);
     cmd.args(["hello", "--workers", "2", "--access-logfile", "-"])
-        .args(["--access-logformat", "json", "--bind"])
-        .arg(addr.bind_arg())
+        .args(["--access-logformat", "json", "--bind", "fd://3"])
         .env_remove("FERRICORN_CMD_ARGS")
         .env_remove("WEB_CONCURRENCY")
         .stdin(Stdio::null())
@@ -355,6 +362,7 @@ fn stdout_dash_under_load_keeps_lines_whole_through_a_pipe() {
         ));
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().unwrap();
+    drop(listener);
     let stdout = child.stdout.take().unwrap();
     let server = PipedServer {
         child,
@@ -362,6 +370,8 @@ fn stdout_dash_under_load_keeps_lines_whole_through_a_pipe() {
         _dir: dir,
     };
     // Read the pipe slowly (small reads) so the workers' writes find it full.
+    let logged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let logged_by_reader = logged.clone();
     let reader = std::thread::spawn(move || {
         let mut r = std::io::BufReader::with_capacity(512, stdout);
         let mut lines = Vec::new();
@@ -370,7 +380,13 @@ fn stdout_dash_under_load_keeps_lines_whole_through_a_pipe() {
             buf.clear();
             match r.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => lines.push(String::from_utf8_lossy(&buf).trim_end().to_string()),
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    if line.contains("/load/") {
+                        logged_by_reader.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    lines.push(line);
+                }
             }
         }
         lines
@@ -384,12 +400,20 @@ fn stdout_dash_under_load_keeps_lines_whole_through_a_pipe() {
     let loads: Vec<Load> = (0..4)
         .map(|i| Load::start_for(&server.addr, 2, &long_target(i), Duration::from_secs(10)))
         .collect();
-    std::thread::sleep(Duration::from_secs(2));
+    let served = || loads.iter().map(Load::ok).sum::<u64>();
+    assert!(
+        wait_until(Duration::from_secs(10), || served() > 600),
+        "{}",
+        served()
+    );
     for l in loads {
         total.merge(l.stop());
     }
     assert!(total.clean() && total.ok > 500, "{total:?}");
-    std::thread::sleep(Duration::from_millis(500));
+    // Every answered request's line has come through the pipe (or, if one
+    // is missing, the count below says so after 10 s).
+    let got = || logged.load(std::sync::atomic::Ordering::SeqCst);
+    wait_until(Duration::from_secs(10), || got() >= total.ok);
     drop(server); // closes the pipe's write ends: the reader sees EOF
     let lines = reader.join().unwrap();
     let load_lines: Vec<String> = lines.into_iter().filter(|l| !l.is_empty()).collect();

@@ -59,12 +59,14 @@ fn file_pattern() -> Vec<u8> {
     (0..FILE_LEN).map(|i| (i % 251) as u8).collect()
 }
 
-/// Not a test of its own: the body of the child process.
+/// Not a test of its own: the body of the child process, run by
+/// re-executing this binary with `--ignored --exact serve_when_asked`.
+/// Ignored so that a normal run does not count it as a passed test.
 #[test]
+#[ignore = "the library server's process body; started by the tests below"]
 fn serve_when_asked() {
-    let Ok(spec) = std::env::var(ENV) else {
-        return;
-    };
+    let spec = std::env::var(ENV)
+        .unwrap_or_else(|_| panic!("not a test: run by the other tests with {ENV} set"));
     let mut parts = spec.split(',');
     let (addr, notes, threads) = (
         parts.next().unwrap(),
@@ -82,6 +84,10 @@ fn serve_when_asked() {
             hits += 1;
             match req.path() {
                 "/panic" => panic!("app bug"),
+                // CONNECT reaches the app only because of allow_connect below.
+                _ if req.method() == "CONNECT" => {
+                    Response::text(403, format!("no tunnel to {}\n", req.target()))
+                }
                 "/stream" => Response::new(200)
                     .header("Content-Type", "text/plain")
                     .stream(std::io::Cursor::new(b"streamed body".to_vec())),
@@ -97,6 +103,7 @@ fn serve_when_asked() {
     .workers(1)
     .threads(threads)
     .hooks(FileHooks(notes.into()))
+    .allow_connect(true)
     .run();
     std::process::exit(code);
 }
@@ -116,19 +123,21 @@ fn panicking_app_gives_500_and_the_worker_lives_on_threads() {
 
 fn library_serves(threads: usize) {
     let dir = TempDir::new("lib");
-    let port = free_port();
     let notes = dir.join("hooks.log");
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    // Our listener, passed as fd 3: no free-port race.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Addr::Tcp(listener.local_addr().unwrap());
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    pass_as_fd3(&mut cmd, &listener);
+    let mut child = cmd
         .args([
+            "--ignored",
             "--exact",
             "serve_when_asked",
             "--test-threads=1",
             "--nocapture",
         ])
-        .env(
-            ENV,
-            format!("127.0.0.1:{port},{},{threads}", notes.display()),
-        )
+        .env(ENV, format!("fd://3,{},{threads}", notes.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -140,7 +149,7 @@ fn library_serves(threads: usize) {
             nix::sys::signal::Signal::SIGKILL,
         );
     });
-    let addr = Addr::Tcp(([127, 0, 0, 1], port).into());
+    drop(listener);
     assert!(
         wait_until(Duration::from_secs(20), || Client::connect(&addr).is_ok()),
         "library server did not start"
@@ -197,6 +206,18 @@ fn library_serves(threads: usize) {
         r.body.len()
     );
     assert_eq!(c.read_response().unwrap().status, 200);
+
+    // CONNECT: the app opted in (Server::allow_connect), so it answers.
+    let r = Client::connect(&addr)
+        .and_then(|mut c| {
+            c.write_all(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")?;
+            c.read_response()
+        })
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (403, "no tunnel to example.com:443\n")
+    );
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),

@@ -29,7 +29,7 @@ fn hup_reloads_config_and_replaces_workers(extra: &[&str]) {
     let first = wait_workers(s.pid(), 2);
 
     let load = Load::start(&s.addr, 4, "/");
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_more(50);
     s.signal(Signal::SIGHUP);
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -42,7 +42,6 @@ fn hup_reloads_config_and_replaces_workers(extra: &[&str]) {
     );
     let second = s.worker_pids();
     std::fs::write(&conf, "workers = 3\n").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     s.signal(Signal::SIGHUP);
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -53,7 +52,7 @@ fn hup_reloads_config_and_replaces_workers(extra: &[&str]) {
         s.worker_pids(),
         s.log_text()
     );
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_more(50); // served by the new workers too
     let st = load.stop();
     assert!(st.clean(), "{st:?}\n{}", s.log_text());
     assert!(st.ok > 100, "{st:?}");
@@ -82,12 +81,22 @@ fn ttin_ttou_follow_and_stop_at_one() {
     count(3);
     s.signal(Signal::SIGTTIN);
     count(4);
-    for _ in 0..5 {
+    // One at a time: standard signals coalesce, so two TTOUs sent before
+    // the master handles the first would count as one.
+    for n in [3, 2, 1] {
         s.signal(Signal::SIGTTOU);
-        std::thread::sleep(Duration::from_millis(100));
+        count(n);
     }
-    count(1);
-    std::thread::sleep(Duration::from_millis(500));
+    // Two more at one worker: handled (logged), and ignored.
+    let ttou = || s.log_text().matches("Handling signal: ttou").count();
+    for seen in [4, 5] {
+        s.signal(Signal::SIGTTOU);
+        assert!(
+            wait_until(Duration::from_secs(8), || ttou() >= seen),
+            "TTOU not handled:\n{}",
+            s.log_text()
+        );
+    }
     assert_eq!(s.worker_pids().len(), 1);
     assert_eq!(get(&s.addr, "/").unwrap().status, 200);
 }
@@ -121,7 +130,15 @@ fn usr1_reopens_access_and_error_logs() {
         wait_until(Duration::from_secs(5), || access.exists() && error.exists()),
         "logs not recreated"
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // Each worker reopens on its own: wait until none holds the old file.
+    let workers = wait_workers(s.pid(), 2);
+    assert!(
+        wait_until(Duration::from_secs(5), || workers.iter().all(|w| {
+            let files = open_files(*w);
+            files.contains(&access) && !files.iter().any(|f| f.ends_with("access.log.1"))
+        })),
+        "workers still write to the rotated access log"
+    );
     // Several requests so that both workers write after their reopen.
     for i in 0..10 {
         assert_eq!(get(&s.addr, &format!("/after/{i}")).unwrap().status, 200);

@@ -71,10 +71,10 @@ fn usr2_winch_term_upgrades(extra: &[&str]) {
     let old = s.pid();
     let old_workers = wait_workers(old, 2);
     let load = Load::start(&s.addr, 4, "/");
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_more(50);
 
     let new = upgrade(&s, &pidfile, 2);
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_more(50);
     send_signal(old, Signal::SIGWINCH);
     assert!(
         wait_until(Duration::from_secs(10), || workers_of(old).is_empty()),
@@ -85,7 +85,7 @@ fn usr2_winch_term_upgrades(extra: &[&str]) {
     for w in &old_workers {
         assert!(wait_gone(*w, Duration::from_secs(5)));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_more(50); // the new master's workers alone
     send_signal(old, Signal::SIGTERM);
     assert_eq!(
         s.wait_exit(Duration::from_secs(10)),
@@ -93,7 +93,7 @@ fn usr2_winch_term_upgrades(extra: &[&str]) {
         "{}",
         s.log_text()
     );
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_more(50);
     let st = load.stop();
 
     assert!(st.clean(), "{st:?}\n{}", s.log_text());
@@ -123,7 +123,7 @@ fn upgrade_rollback_brings_old_workers_back() {
     let old = s.pid();
     let first = wait_workers(old, 2);
     let load = Load::start(&s.addr, 4, "/");
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_more(50);
 
     let new = upgrade(&s, &pidfile, 2);
     send_signal(old, Signal::SIGWINCH);
@@ -153,7 +153,7 @@ fn upgrade_rollback_brings_old_workers_back() {
         s.log_text()
     );
     assert!(!oldbin(&pidfile).exists());
-    std::thread::sleep(Duration::from_millis(500));
+    load.wait_more(50);
     let st = load.stop();
     assert!(st.clean(), "{st:?}\n{}", s.log_text());
     assert!(st.ok > 100, "{st:?}");
@@ -173,7 +173,14 @@ fn winch_without_upgrade_is_ignored() {
         "{}",
         s.log_text()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // A barrier: once the master has handled a later signal, it is done
+    // with the WINCH (which would have stopped the workers at once).
+    s.signal(Signal::SIGUSR1);
+    assert!(wait_log(
+        &s,
+        "Handling signal: usr1",
+        Duration::from_secs(5)
+    ));
     assert_eq!(s.worker_pids(), before);
     assert_eq!(get(&s.addr, "/").unwrap().status, 200);
 }

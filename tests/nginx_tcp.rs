@@ -148,11 +148,11 @@ fn balanced_pool_survives_stopping_an_instance() {
 
     // Stop instance A gracefully while 4 keep-alive clients load nginx.
     let load = Load::start_for(&nginx.addr(), 4, "/load", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_more(30);
     a.signal(nix::sys::signal::Signal::SIGTERM);
     let code = a.wait_exit(Duration::from_secs(15));
     assert_eq!(code, Some(0), "instance A did not stop:\n{}", a.log_text());
-    std::thread::sleep(Duration::from_millis(300));
+    load.wait_more(30); // served by B and C alone
     let stats = load.stop();
     eprintln!("load while instance A stopped: {stats:?}");
     assert!(

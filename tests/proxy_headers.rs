@@ -211,7 +211,16 @@ fn proxy_protocol_v1_sets_the_client() {
     // The header may arrive in pieces.
     let mut c = s.connect();
     c.write_all(b"PROXY TCP4 192.0.2.").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // The server has read the first piece (its socket's receive queue is
+    // empty) before the rest is sent: it really parsed a partial header.
+    let (Client::Tcp(t), Addr::Tcp(srv)) = (&c, &s.addr) else {
+        unreachable!()
+    };
+    let mine = t.local_addr().unwrap().port();
+    assert!(wait_until(Duration::from_secs(10), || tcp_rx_queue(
+        srv.port(),
+        mine
+    ) == Some(0)));
     c.write_all(
         b"77 192.0.2.2 5000 80\r\nGET /split HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     )

@@ -111,7 +111,11 @@ fn wsgiref_validator_accepts_environ_input_errors_and_response() {
 
 #[test]
 fn environ_follows_pep3333_and_gunicorn() {
-    let s = apps(&[]);
+    // The server binds its own address: without Host, SERVER_NAME/PORT come
+    // from `--bind` (a passed `fd://3` would give localhost:80).
+    let s = py_server("tests/python/apps", "wsgi_apps:application", &[])
+        .bind_port()
+        .start();
     let r = s.request(
         b"GET /environ_dump/%41%zz?q=%20 HTTP/1.1\r\nHost: example.com:8080\r\nX-Dup: a\r\nX-Dup: b\r\nX_Spoof: 1\r\nX-Ok_Not: 2\r\nConnection: close\r\n\r\n",
     );

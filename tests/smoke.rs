@@ -6,14 +6,18 @@ use support::*;
 
 #[test]
 fn welcome_page_names_worker_and_binds() {
-    let s = Server::start(&["--workers", "2"]);
+    // The server binds its own port: the page names the `--bind` addresses.
+    let s = Server::builder()
+        .args(["--workers", "2"])
+        .bind_port()
+        .start();
     let r = s.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
     let body = r.body_str();
     assert!(body.contains("ferricorn is running"), "{body}");
     assert!(body.contains(&s.addr.bind_arg()), "{body}");
-    let workers = s.worker_pids();
+    let workers = wait_workers(s.pid(), 2);
     assert_eq!(workers.len(), 2, "workers: {workers:?}");
     assert!(
         workers

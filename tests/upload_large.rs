@@ -179,6 +179,8 @@ fn slow_upload_does_not_block_the_worker() {
     let server = Server::start(&["echo", "--workers", "1"]);
     let addr = server.addr.clone();
     const PIECES: usize = 60; // 1 KiB every 50 ms: 3 s
+    let sent = Arc::new(AtomicU64::new(0));
+    let sent_by_uploader = sent.clone();
     let uploader = std::thread::spawn(move || {
         let mut c = Client::connect(&addr).unwrap();
         c.write_all(
@@ -192,11 +194,15 @@ fn slow_upload_does_not_block_the_worker() {
         let piece = [b'z'; 1024];
         for _ in 0..PIECES {
             c.write_all(&piece).unwrap();
+            sent_by_uploader.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(50));
         }
         c.read_response().unwrap()
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // The upload is under way (the worker holds a half-received body).
+    assert!(wait_until(Duration::from_secs(10), || sent
+        .load(Ordering::SeqCst)
+        >= 2));
     let mut worst = Duration::ZERO;
     let mut n = 0;
     while !uploader.is_finished() {

@@ -8,10 +8,21 @@
 //!   already received exceed them, even when the head is still incomplete. A
 //!   server that waits for the end of the head before checking sizes lets a
 //!   client make it buffer without bound.
-//! * **Version policy**: HTTP/1.0 and HTTP/1.1 are served; a well-formed
-//!   `HTTP/x.y` of any other value is a 505, anything else in that slot a 400.
+//! * **Version policy**: HTTP/1.0 and HTTP/1.1 are served, and a higher minor
+//!   version of 1 (`HTTP/1.2`) is processed as HTTP/1.1 (RFC 9110 §2.5: the
+//!   client speaks at least 1.1); a well-formed `HTTP/x.y` of any other major
+//!   version is a 505, anything else in that slot a 400.
+//! * **Request-target characters** (RFC 9112 §3.2, RFC 3986): httparse lets
+//!   bytes `0x80..=0xFF` through in the target (it tolerates raw UTF-8); the
+//!   grammar has no place for them (non-ASCII must be percent-encoded), and
+//!   nginx forwards such a target unchanged, so it is a 400 here. The method
+//!   and field names are tokens (httparse refuses any non-tchar, high bytes
+//!   included); field values keep obs-text (`0x80..=0xFF`, RFC 9110 §5.5).
 //! * **Request-target forms** (RFC 9112 §3.2): origin, absolute, asterisk
 //!   (OPTIONS only) and authority (CONNECT only).
+//! * **CONNECT** (RFC 9110 §9.3.6) asks for a tunnel, which this server does
+//!   not make: it is a 501 unless [`Limits::allow_connect`] is set (an app
+//!   that handles CONNECT itself opts in with `Server::allow_connect`).
 //! * **Message framing** (RFC 9112 §6): these rules are strict on purpose. When a
 //!   proxy in front of us and this server disagree on where a body ends, an
 //!   attacker can hide a second request inside the first one ("request
@@ -32,6 +43,8 @@ pub struct Limits {
     pub field_size: usize,
     /// Max request body bytes (`--limit-request-body`, 0 = unlimited).
     pub body: u64,
+    /// Pass CONNECT requests to the app; false: 501 (`Server::allow_connect`).
+    pub allow_connect: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +85,8 @@ pub enum ParseError {
     UnsupportedVersion,
     UnknownTransferCoding,
     BodyTooLarge,
+    /// A method the server does not implement (CONNECT, unless allowed).
+    MethodNotImplemented,
 }
 
 impl ParseError {
@@ -82,7 +97,7 @@ impl ParseError {
             ParseError::RequestLineTooLong => 414,
             ParseError::TooManyHeaders | ParseError::HeaderTooLarge => 431,
             ParseError::UnsupportedVersion => 505,
-            ParseError::UnknownTransferCoding => 501,
+            ParseError::UnknownTransferCoding | ParseError::MethodNotImplemented => 501,
             ParseError::BodyTooLarge => 413,
         }
     }
@@ -109,6 +124,7 @@ struct Eff {
     /// Total head size cap.
     head: usize,
     body: u64,
+    allow_connect: bool,
 }
 
 impl Eff {
@@ -134,6 +150,7 @@ impl Eff {
             field_size: l.field_size,
             head,
             body: l.body,
+            allow_connect: l.allow_connect,
         }
     }
 }
@@ -197,7 +214,12 @@ fn parse_with<'b>(
             scan_partial(buf, eff)?;
             return Ok(None);
         }
-        Err(httparse::Error::Version) => return version_error(buf, eff),
+        Err(httparse::Error::Version) => {
+            return match version_error(buf, eff)? {
+                VersionError::Partial => Ok(None),
+                VersionError::HigherMinor(at) => parse_as_http11(buf, at, eff, slots.len(), spare),
+            };
+        }
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
         Err(e) => {
             // A limit already exceeded by the bytes seen is reported first, so a
@@ -244,7 +266,13 @@ fn parse_with<'b>(
         }
     }
 
+    if !target.is_ascii() {
+        return Err(ParseError::Bad("non-ASCII byte in request target"));
+    }
     let (path, query) = split_target(method, target)?;
+    if method == "CONNECT" && !eff.allow_connect {
+        return Err(ParseError::MethodNotImplemented);
+    }
 
     // ---- one pass over the fields: copy them out and collect framing facts ----
     let mut out = match spare {
@@ -630,11 +658,21 @@ fn scan_partial(buf: &[u8], eff: &Eff) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// What [`version_error`] found in the version slot when it is not an error.
+enum VersionError {
+    /// A prefix of `HTTP/d.d` on an unfinished line: read more.
+    Partial,
+    /// `HTTP/1.d` with `d >= 2`, whose minor digit is at this offset.
+    HigherMinor(usize),
+}
+
 /// httparse reports `Error::Version` for any version other than `HTTP/1.0` or
-/// `HTTP/1.1`, including garbage in that slot. Tell the two apart: a
-/// well-formed `HTTP/d.d` is 505, anything else 400; a prefix of `HTTP/d.d` on
-/// an unfinished line means "read more".
-fn version_error(buf: &[u8], eff: &Eff) -> Result<Option<(Head, usize)>, ParseError> {
+/// `HTTP/1.1`, including garbage in that slot. Tell them apart: `HTTP/1.d`
+/// (d >= 2) is served as 1.1, any other well-formed `HTTP/d.d` is 505,
+/// anything else 400; a prefix of `HTTP/d.d` on an unfinished line means
+/// "read more". A non-ASCII target is a 400 before the version is looked at,
+/// as it is when the version is one we serve.
+fn version_error(buf: &[u8], eff: &Eff) -> Result<VersionError, ParseError> {
     scan_partial(buf, eff)?;
     let start = request_line_start(buf);
     let lf = find_lf(buf, start);
@@ -646,10 +684,13 @@ fn version_error(buf: &[u8], eff: &Eff) -> Result<Option<(Head, usize)>, ParseEr
     // httparse already accepted `method SP target SP`; the version follows the
     // second space.
     let mut parts = line.splitn(3, |&b| b == b' ');
-    let version = match (parts.next(), parts.next(), parts.next()) {
-        (Some(_), Some(_), Some(v)) => v,
+    let (target, version) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(t), Some(v)) => (t, v),
         _ => return Err(ParseError::Bad("invalid request line")),
     };
+    if !target.is_ascii() {
+        return Err(ParseError::Bad("non-ASCII byte in request target"));
+    }
     let matches_pattern = |v: &[u8]| {
         v.iter().zip(b"HTTP/d.d").all(|(&b, &p)| match p {
             b'd' => b.is_ascii_digit(),
@@ -657,12 +698,36 @@ fn version_error(buf: &[u8], eff: &Eff) -> Result<Option<(Head, usize)>, ParseEr
         })
     };
     match lf {
-        None if version.len() <= 8 && matches_pattern(version) => Ok(None),
+        None if version.len() <= 8 && matches_pattern(version) => Ok(VersionError::Partial),
         Some(_) if version.len() == 8 && matches_pattern(version) => {
-            Err(ParseError::UnsupportedVersion)
+            if version[5] == b'1' {
+                // httparse took 1.0 and 1.1, so the minor digit is 2..=9.
+                let at = version.as_ptr() as usize - buf.as_ptr() as usize + 7;
+                Ok(VersionError::HigherMinor(at))
+            } else {
+                Err(ParseError::UnsupportedVersion)
+            }
         }
         _ => Err(ParseError::Bad("invalid HTTP version")),
     }
+}
+
+/// Parse a head whose request line says `HTTP/1.d` (d >= 2) as HTTP/1.1
+/// (RFC 9110 §2.5): a copy of `buf` with the minor digit at `at` replaced
+/// by `1`, same length, so every offset and limit is unchanged. Rare enough
+/// that the copy does not matter; the `Head` owns its strings, so nothing
+/// borrows from the copy afterwards.
+fn parse_as_http11(
+    buf: &[u8],
+    at: usize,
+    eff: &Eff,
+    nslots: usize,
+    spare: &mut Option<Head>,
+) -> Result<Option<(Head, usize)>, ParseError> {
+    let mut copy = buf.to_vec();
+    copy[at] = b'1';
+    let mut slots = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); nslots];
+    parse_with(&copy, eff, &mut slots, spare)
 }
 
 #[cfg(test)]
@@ -675,6 +740,7 @@ mod tests {
             fields: 100,
             field_size: 8190,
             body: 0,
+            allow_connect: false,
         }
     }
 
@@ -778,7 +844,9 @@ mod tests {
 
     #[test]
     fn unsupported_versions_are_505() {
-        for v in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0", "HTTP/9.9"] {
+        for v in [
+            "HTTP/2.0", "HTTP/0.9", "HTTP/3.0", "HTTP/9.9", "HTTP/2.1", "HTTP/0.1",
+        ] {
             let req = format!("GET / {v}\r\nHost: a\r\n\r\n");
             assert_eq!(err(req.as_bytes()), ParseError::UnsupportedVersion, "{v}");
             assert_eq!(err(req.as_bytes()).status(), 505);
@@ -818,6 +886,119 @@ mod tests {
         bad(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n");
         bad(b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n");
         bad(b"hello world\r\n\r\n");
+    }
+
+    #[test]
+    fn higher_minor_versions_of_1_are_served_as_http11() {
+        // RFC 9110 §2.5: a recipient that implements 1.1 processes 1.x (x > 1)
+        // as 1.1: persistent by default, Host required, chunked allowed.
+        for v in ["HTTP/1.2", "HTTP/1.9"] {
+            let req = format!("POST /a?b {v}\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+            let h = ok(req.as_bytes());
+            assert_eq!(h.version, Version::Http11, "{v}");
+            assert_eq!((h.method.as_str(), h.target.as_str()), ("POST", "/a?b"));
+            assert_eq!((h.path.as_str(), h.query.as_str()), ("/a", "b"));
+            assert!(h.keep_alive, "{v}");
+            assert_eq!(h.framing, Framing::Chunked);
+            assert_eq!(h.headers[0], ("Host".to_string(), b"a".to_vec()));
+            bad(format!("GET / {v}\r\n\r\n").as_bytes()); // no Host
+            let close = format!("GET / {v}\r\nHost: a\r\nConnection: close\r\n\r\n");
+            assert!(!ok(close.as_bytes()).keep_alive);
+            // Incomplete: read more, at every split.
+            let full = format!("GET / {v}\r\nHost: a\r\n\r\n");
+            for i in 0..full.len() {
+                assert!(
+                    parse(&full.as_bytes()[..i]).unwrap().is_none(),
+                    "{v} split {i}"
+                );
+            }
+        }
+        // The head length is that of the original bytes; pipelined data after it stays.
+        let (h, n) = parse(b"GET / HTTP/1.2\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.version, n), (Version::Http11, 27));
+        // Limits still apply to the original line.
+        let l = Limits {
+            request_line: 13,
+            ..lim()
+        };
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", &l).unwrap_err(),
+            ParseError::RequestLineTooLong
+        );
+        // More fields than the stack array: the heap fallback works too.
+        let mut many = String::from("GET / HTTP/1.3\r\nHost: a\r\n");
+        for i in 0..80 {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        many.push_str("\r\n");
+        let h = ok(many.as_bytes());
+        assert_eq!((h.version, h.headers.len()), (Version::Http11, 81));
+    }
+
+    #[test]
+    fn non_ascii_in_the_request_target_is_400() {
+        // RFC 9112 §3.2 / RFC 3986: non-ASCII must be percent-encoded. httparse
+        // alone lets these through (it tolerates raw UTF-8 in the path).
+        for t in [
+            &b"/\xc3\xa0%20k"[..],
+            b"/\x80",
+            b"/\xff",
+            b"/a?q=\xc3\xa9",
+            b"http://h\xc3\xa0st/",
+            b"http://h/\xe2\x82\xac",
+        ] {
+            for v in ["HTTP/1.0", "HTTP/1.1", "HTTP/1.2", "HTTP/2.0"] {
+                let req = [b"GET ", t, b" ", v.as_bytes(), b"\r\nHost: a\r\n\r\n"].concat();
+                // Invalid UTF-8 is already refused by httparse, valid UTF-8 here.
+                bad(&req);
+            }
+        }
+        assert_eq!(
+            err(b"GET /\xc3\xa0%20k HTTP/1.0\r\n\r\n"),
+            ParseError::Bad("non-ASCII byte in request target")
+        );
+        // Percent-encoded, the same target is fine and is not decoded.
+        let h = ok(b"GET /%C3%A0%20k HTTP/1.0\r\n\r\n");
+        assert_eq!(h.path, "/%C3%A0%20k");
+    }
+
+    #[test]
+    fn non_ascii_in_method_version_and_field_names_is_400() {
+        bad(b"G\xc3\x89T / HTTP/1.1\r\nHost: a\r\n\r\n");
+        bad(b"\xffGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        bad(b"GET\xa0/ HTTP/1.1\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP/1.\xb1\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP\xc2\xa0/1.1\r\nHost: a\r\n\r\n");
+        bad(b"GET / HTTP/1.1\r\nHost: a\r\nX-\xc3\xa0: v\r\n\r\n");
+        bad(b"GET / HTTP/1.1\r\nHost: a\r\n\x80: v\r\n\r\n");
+        // obs-text stays allowed in field values (RFC 9110 §5.5).
+        let h = ok(b"GET / HTTP/1.1\r\nHost: a\r\nX: \xc3\xa0\xff\x80\r\n\r\n");
+        assert_eq!(h.headers[1].1, b"\xc3\xa0\xff\x80");
+    }
+
+    #[test]
+    fn connect_is_501_unless_allowed() {
+        let req = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+        let e = err(req);
+        assert_eq!(e, ParseError::MethodNotImplemented);
+        assert_eq!(e.status(), 501);
+        let allow = Limits {
+            allow_connect: true,
+            ..lim()
+        };
+        let (h, _) = parse_head(req, &allow).unwrap().unwrap();
+        assert_eq!(
+            (h.method.as_str(), h.target.as_str()),
+            ("CONNECT", "example.com:443")
+        );
+        assert_eq!((h.path.as_str(), h.query.as_str()), ("", ""));
+        // Only the exact method (methods are case-sensitive, RFC 9110 §9.1).
+        let h = ok(b"connect / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.method, "connect");
+        // A malformed CONNECT is still a 400 either way.
+        bad(b"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n");
     }
 
     #[test]
@@ -897,7 +1078,12 @@ mod tests {
 
     fn target(method: &str, t: &str) -> Result<(String, String), ParseError> {
         let req = format!("{method} {t} HTTP/1.1\r\nHost: a\r\n\r\n");
-        parse(req.as_bytes()).map(|r| {
+        // Target forms only; whether CONNECT is served is tested on its own.
+        let l = Limits {
+            allow_connect: true,
+            ..lim()
+        };
+        parse_head(req.as_bytes(), &l).map(|r| {
             let h = r.unwrap().0;
             assert_eq!(h.target, t);
             (h.path, h.query)
@@ -1305,6 +1491,7 @@ mod tests {
             fields: 2,
             field_size: 0,
             body: 0,
+            allow_connect: false,
         };
         let cap = 30 + 2 + 2 * 8192 + 2;
         let mut req = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
@@ -1330,6 +1517,7 @@ mod tests {
             fields: 3,
             field_size: 20,
             body: 100,
+            allow_connect: false,
         };
         let req = b"POST /abc?d HTTP/1.1\r\nHost: example\r\nContent-Length: 100\r\nX: y\r\n\r\n";
         for i in 0..req.len() {
@@ -1347,6 +1535,7 @@ mod tests {
             fields: 100,
             field_size: 8190,
             body: 0,
+            allow_connect: false,
         };
         let first = b"POST /a/long/path?x=1 HTTP/1.1\r\nHost: h\r\nX-One: 1\r\nX-Two: 2\r\nContent-Length: 0\r\n\r\n";
         let (head, _) = parse_head(first, &lim).unwrap().unwrap();

@@ -1,8 +1,23 @@
-//! The embedded interpreter: start-up (virtualenv, no signal handlers) and
-//! the fork protocol for `--preload`. Every `unsafe` call of the Python
-//! feature is in this file, each in a small item with a `SAFETY` comment.
+//! The interpreter: start-up and the fork protocol. Every `unsafe` call of
+//! the Python feature is in this file, each in a small item with a `SAFETY`
+//! comment.
+//!
+//! Two ways in:
+//! - embedded (`--features python`, the binary): CPython is started here,
+//!   in each worker after fork (or once in the master with `--preload`),
+//!   as the virtualenv named by `VIRTUAL_ENV` would run it;
+//! - extension (`--features python-ext`, the pip package): the interpreter
+//!   of the venv's `bin/ferricorn` script is already running in the master,
+//!   so there is nothing to start; it is built for the stable ABI, where
+//!   the `PyConfig` start-up calls do not exist.
+//!
+//! Either way, a master that holds an initialised interpreter brackets every
+//! worker fork with `PyOS_BeforeFork` / `PyOS_AfterFork_*`.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
+#[cfg(not(feature = "python-ext"))]
+use std::ffi::CString;
+#[cfg(not(feature = "python-ext"))]
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +30,7 @@ pub(crate) struct Venv {
     /// `bin/python` inside it: becomes `PyConfig.executable`, which makes
     /// CPython find `pyvenv.cfg` and set `sys.prefix` to the venv, exactly as
     /// when the venv's own `python` is run.
+    #[cfg_attr(feature = "python-ext", allow(dead_code))]
     pub python: PathBuf,
 }
 
@@ -40,6 +56,11 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 
 /// Read `VIRTUAL_ENV` and check it can work with the linked libpython.
 pub(crate) fn venv_from_env() -> Result<Option<Venv>, String> {
+    if cfg!(feature = "python-ext") {
+        // The extension runs in the venv's own interpreter; a VIRTUAL_ENV
+        // left in the environment (perhaps another venv's) is not followed.
+        return Ok(None);
+    }
     if let Some(home) = std::env::var_os("PYTHONHOME")
         && Path::new(&home).join("pyvenv.cfg").exists()
     {
@@ -106,6 +127,7 @@ pub(crate) fn venv_from_env() -> Result<Option<Venv>, String> {
 /// not installed (`Py_InitializeEx(0)` semantics), so ferricorn's handlers,
 /// installed before, stay in place and a view never sees KeyboardInterrupt.
 /// The GIL is released on return; callers attach with `Python::attach`.
+#[cfg(not(feature = "python-ext"))]
 pub(crate) fn initialize(venv: Option<&Venv>) -> Result<(), String> {
     let exe = match venv {
         Some(v) => Some(
@@ -117,6 +139,26 @@ pub(crate) fn initialize(venv: Option<&Venv>) -> Result<(), String> {
     init_from_config(exe.as_deref())
 }
 
+/// The extension module runs inside the interpreter that imported it.
+#[cfg(feature = "python-ext")]
+pub(crate) fn initialize(_venv: Option<&Venv>) -> Result<(), String> {
+    if is_initialized() {
+        Ok(())
+    } else {
+        Err("the ferricorn extension module runs without a Python interpreter".into())
+    }
+}
+
+/// An interpreter runs in this process: the extension's always, the
+/// embedded one once started (in the master only with `--preload`).
+#[allow(unsafe_code)]
+pub(crate) fn is_initialized() -> bool {
+    // SAFETY: Py_IsInitialized may be called at any time, before
+    // Py_Initialize and without the GIL; it reads one runtime flag.
+    unsafe { ffi::Py_IsInitialized() != 0 }
+}
+
+#[cfg(not(feature = "python-ext"))]
 #[allow(unsafe_code)]
 fn init_from_config(executable: Option<&CStr>) -> Result<(), String> {
     // SAFETY: single-threaded start-up. PyConfig is initialised by
@@ -151,6 +193,7 @@ fn init_from_config(executable: Option<&CStr>) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(not(feature = "python-ext"))]
 #[allow(unsafe_code)]
 fn status_message(st: ffi::PyStatus) -> String {
     if st.err_msg.is_null() {
@@ -166,17 +209,18 @@ thread_local! {
         const { std::cell::Cell::new(None) };
 }
 
-/// Master, just before fork (`--preload`): take the GIL and Python's
-/// internal locks so the child starts with them in a consistent state.
+/// Master, just before fork (when it holds an interpreter: `--preload`, or
+/// always in the extension): take the GIL and Python's internal locks so the
+/// child starts with them in a consistent state.
 #[allow(unsafe_code)]
 pub(crate) fn before_fork() {
-    // SAFETY: the interpreter is initialised (preload loaded the app); the
-    // GIL is taken with PyGILState_Ensure as PyOS_BeforeFork requires, and
-    // given back by after_fork_parent / after_fork_child on each side.
+    if !is_initialized() || FORK_GIL.get().is_some() {
+        return;
+    }
+    // SAFETY: the interpreter is initialised (checked above); the GIL is
+    // taken with PyGILState_Ensure as PyOS_BeforeFork requires, and given
+    // back by after_fork_parent / after_fork_child on each side.
     unsafe {
-        if ffi::Py_IsInitialized() == 0 || FORK_GIL.get().is_some() {
-            return;
-        }
         let g = ffi::PyGILState_Ensure();
         ffi::PyOS_BeforeFork();
         FORK_GIL.set(Some(g));

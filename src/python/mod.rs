@@ -1,10 +1,10 @@
-//! WSGI (PEP 3333) applications on an embedded CPython: `ferricorn
-//! [OPTIONS] MODULE:CALLABLE`, built with `--features python`.
+//! WSGI (PEP 3333) applications: `ferricorn [OPTIONS] MODULE:CALLABLE`,
+//! built with `--features python` (or `python-ext`, the pip package).
 //!
-//! By default every worker starts its own interpreter after fork, after its
-//! signal handlers are installed (Python installs none of its own, so a view
-//! never gets KeyboardInterrupt), and imports the app; nothing Python-side
-//! crosses a fork. With `--preload` the master imports the app once, freezes
+//! In the binary, by default every worker starts its own interpreter after
+//! fork, after its signal handlers are installed (Python installs none of
+//! its own, so a view never gets KeyboardInterrupt), and imports the app;
+//! nothing Python-side crosses a fork. With `--preload` the master imports the app once, freezes
 //! the GC, and the fork hooks keep the interpreter consistent across fork.
 //!
 //! Per request ([`PythonApp::call`]): attach to the interpreter, build the
@@ -12,9 +12,15 @@
 //! turn the result into a [`Response`] ([`response`]). The request body is
 //! complete before the app runs, so `wsgi.input` is an `io.BytesIO`.
 //!
+//! Two hosts share this code: the binary embeds CPython (`--features
+//! python`, see [`interp`]); the pip package's extension module runs it in
+//! the venv interpreter that is already running the master (`python-ext`).
+//!
 //! Layout: [`interp`] (start-up, virtualenv, fork protocol: the only
-//! `unsafe`), [`environ`], [`response`].
+//! `unsafe`), [`boot`] (load errors in one line, once), [`environ`],
+//! [`response`].
 
+mod boot;
 mod environ;
 mod interp;
 mod response;
@@ -38,38 +44,57 @@ fn split_spec(spec: &str) -> (&str, &str) {
     spec.split_once(':').unwrap_or((spec, "application"))
 }
 
-/// Import the app: `sys.path` gets the working directory, then `--pythonpath`.
-fn load(py: Python<'_>, spec: &str, pythonpath: &[String]) -> PyResult<Py<PyAny>> {
-    let sys_path = py.import("sys")?.getattr("path")?;
-    let sys_path = sys_path.cast::<PyList>()?;
-    for dir in pythonpath.iter().rev() {
-        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
-        sys_path.insert(0, abs.to_string_lossy())?;
-    }
-    let cwd = std::env::current_dir()?;
-    sys_path.insert(0, cwd.to_string_lossy())?;
+/// Import the app: `sys.path` gets the working directory, then
+/// `--pythonpath`. The error is one line (see [`boot`]).
+fn load(py: Python<'_>, spec: &str, pythonpath: &[String]) -> Result<Py<PyAny>, String> {
+    let prepare = || -> PyResult<()> {
+        let sys_path = py.import("sys")?.getattr("path")?;
+        let sys_path = sys_path.cast::<PyList>()?;
+        for dir in pythonpath.iter().rev() {
+            let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.into());
+            sys_path.insert(0, abs.to_string_lossy())?;
+        }
+        let cwd = std::env::current_dir()?;
+        sys_path.insert(0, cwd.to_string_lossy())
+    };
+    prepare().map_err(|e| boot::describe(py, spec, &e))?;
     let (module, attr) = split_spec(spec);
-    let mut obj = py.import(module)?.into_any();
+    let mut obj = py
+        .import(module)
+        .map_err(|e| boot::describe(py, spec, &e))?
+        .into_any();
     let (attr, call) = match attr.strip_suffix("()") {
         Some(a) => (a, true),
         None => (attr, false),
     };
     for part in attr.split('.') {
-        obj = obj.getattr(part)?;
+        obj = obj.getattr(part).map_err(|e| {
+            if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
+                // gunicorn's wording.
+                format!("Failed to find attribute '{attr}' in '{module}'.")
+            } else {
+                boot::describe(py, spec, &e)
+            }
+        })?;
     }
     if call {
-        obj = obj.call0()?;
+        obj = obj.call0().map_err(|e| boot::describe(py, spec, &e))?;
     }
     if !obj.is_callable() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "{spec} is not callable"
-        )));
+        let kind = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "Application object must be callable: {spec} is a {kind}"
+        ));
     }
     Ok(obj.unbind())
 }
 
 /// Initialise the interpreter and import the app (in a worker, or in the
-/// master with `--preload`). Errors carry the Python traceback.
+/// master with `--preload`). The error is one line.
 fn start_and_load(
     venv: Option<&interp::Venv>,
     spec: &str,
@@ -80,13 +105,7 @@ fn start_and_load(
         if let Some(v) = venv {
             check_venv(py, v)?;
         }
-        load(py, spec, pythonpath).map_err(|e| {
-            let tb = e
-                .traceback(py)
-                .and_then(|t| t.format().ok())
-                .unwrap_or_default();
-            format!("cannot import {spec}: {tb}{e}")
-        })
+        load(py, spec, pythonpath)
     })
 }
 
@@ -222,11 +241,13 @@ fn thread_stack(py: Python<'_>, thread: u64) -> PyResult<Option<String>> {
     Ok(Some(lines.extract::<Vec<String>>()?.concat()))
 }
 
-/// Fork hooks for `--preload`: keep the interpreter's locks consistent
-/// across fork (PyOS_BeforeFork / PyOS_AfterFork_*).
-pub struct PreloadHooks;
+/// Fork hooks: keep the interpreter's locks consistent across fork
+/// (PyOS_BeforeFork / PyOS_AfterFork_*) whenever the master holds one: with
+/// `--preload`, and always in the extension module. They do nothing while
+/// the master has no interpreter (the embedded binary without `--preload`).
+pub struct ForkHooks;
 
-impl Hooks for PreloadHooks {
+impl Hooks for ForkHooks {
     fn pre_fork(&self, _server: &ServerInfo, _worker: &WorkerInfo) {
         interp::before_fork();
     }
@@ -238,16 +259,24 @@ impl Hooks for PreloadHooks {
     }
 }
 
-/// Everything the binary needs to serve the WSGI app named by `cfg.app`:
-/// the per-worker factory and, with `--preload`, the fork hooks. Errors are
-/// reported before any worker is forked (a bad virtualenv, an import error
-/// under `--preload`).
-pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String> {
-    let venv = interp::venv_from_env()?;
+/// Why [`setup`] failed: a bad environment (exit code 1), or an app that
+/// cannot be imported under `--preload` (gunicorn's exit code 4).
+#[derive(Debug)]
+pub enum SetupError {
+    Config(String),
+    AppLoad(String),
+}
+
+/// Everything the command needs to serve the WSGI app named by `cfg.app`:
+/// the per-worker factory and the fork hooks. Errors are reported before any
+/// worker is forked (a bad virtualenv, an import error under `--preload`).
+pub fn setup(cfg: &Config) -> Result<(AppFactory, ForkHooks), SetupError> {
+    let venv = interp::venv_from_env().map_err(SetupError::Config)?;
     let spec = cfg.app.clone();
     let cfg_rc = Rc::new(cfg.clone());
     if cfg.preload_app {
-        let app = start_and_load(venv.as_ref(), &spec, &cfg.pythonpath)?;
+        let app = start_and_load(venv.as_ref(), &spec, &cfg.pythonpath)
+            .map_err(|e| SetupError::AppLoad(format!("cannot load app '{spec}': {e}")))?;
         Python::attach(|py| -> PyResult<()> {
             // Objects that exist now are never collected: the GC does not
             // touch (and so un-share) their pages in the workers.
@@ -256,7 +285,7 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
             gc.call_method0("freeze")?;
             Ok(())
         })
-        .map_err(|e| format!("gc.freeze() failed: {e}"))?;
+        .map_err(|e| SetupError::Config(format!("gc.freeze() failed: {e}")))?;
         let app = Rc::new(app);
         let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
             Python::attach(|py| {
@@ -266,8 +295,10 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
                     .map_err(|e| io::Error::other(e.to_string()))
             })
         });
-        return Ok((factory, Some(PreloadHooks)));
+        return Ok((factory, ForkHooks));
     }
+    let once = boot::ReportOnce::new()
+        .map_err(|e| SetupError::Config(format!("cannot create a pipe: {e}")))?;
     // With --threads the factory runs once per app thread: import once.
     let loaded: std::cell::RefCell<Option<Py<PyAny>>> = std::cell::RefCell::new(None);
     let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
@@ -277,12 +308,19 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
             .map(|a| Python::attach(|py| a.clone_ref(py)));
         let app = match cached {
             Some(app) => app,
-            None => {
-                let app = start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath)
-                    .map_err(io::Error::other)?;
-                *loaded.borrow_mut() = Some(Python::attach(|py| app.clone_ref(py)));
-                app
-            }
+            None => match start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath) {
+                Ok(app) => {
+                    *loaded.borrow_mut() = Some(Python::attach(|py| app.clone_ref(py)));
+                    app
+                }
+                Err(e) if once.claim() => return Err(io::Error::other(e)),
+                Err(e) => {
+                    // Another worker has reported this; the master stops on
+                    // our exit code all the same.
+                    log::debug!("worker {}: {e}", ctx.pid);
+                    crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
+                }
+            },
         };
         Python::attach(|py| {
             PythonApp::new(py, app, &cfg_rc, ctx)
@@ -290,7 +328,7 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, Option<PreloadHooks>), String>
                 .map_err(|e| io::Error::other(e.to_string()))
         })
     });
-    Ok((factory, None))
+    Ok((factory, ForkHooks))
 }
 
 #[cfg(test)]

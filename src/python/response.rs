@@ -70,7 +70,9 @@ fn native(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
                 .unwrap_or_default()
         ))
     })?;
-    let s = s.to_str()?;
+    // to_cow, not to_str: the abi3 build (pip package) supports Python 3.9, where
+    // the stable ABI cannot borrow UTF-8 from a str. Borrowed in the embedded build.
+    let s = s.to_cow()?;
     if s.is_ascii() {
         return Ok(s.as_bytes().to_vec());
     }
@@ -227,7 +229,7 @@ impl ErrorStream {
     }
     fn writelines(&mut self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
         for l in lines.try_iter()? {
-            self.write(l?.extract::<&str>()?);
+            self.write(&l?.extract::<std::borrow::Cow<str>>()?);
         }
         Ok(())
     }

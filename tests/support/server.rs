@@ -1,0 +1,306 @@
+//! Process control: start the real `ferricorn` binary on a free port, a
+//! temporary Unix socket or a listener the test holds (`fd://3`), wait until it
+//! answers, and always stop it by pid (the guard's `Drop` runs even when a
+//! test fails).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Addr, Client, HttpResponse, TempDir, free_port, wait_until};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
+
+/// A running ferricorn master, killed (with its process group) on drop.
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: Addr,
+    pub dir: TempDir,
+    /// stderr of the server, written to a file in `dir`.
+    pub log: PathBuf,
+}
+
+pub struct ServerBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    unix: bool,
+    /// TCP: bind the port here and pass the listener as `--bind fd://3`.
+    inherit: bool,
+    wait: bool,
+}
+
+impl ServerBuilder {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, it: I) -> Self {
+        self.args.extend(it.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    /// Listen on a temporary Unix socket instead of TCP.
+    pub fn unix(mut self) -> Self {
+        self.unix = true;
+        self
+    }
+    /// Let the server bind its TCP port itself (`--bind 127.0.0.1:PORT` on a
+    /// port found free and released: racy against other tests). Default: the
+    /// test binds the listener and passes it as `--bind fd://3`, so no other
+    /// process can take the port in between.
+    pub fn bind_port(mut self) -> Self {
+        self.inherit = false;
+        self
+    }
+    /// Do not wait for the server to answer before returning.
+    pub fn no_wait(mut self) -> Self {
+        self.wait = false;
+        self
+    }
+    pub fn start(self) -> Server {
+        let dir = TempDir::new("srv");
+        let mut listener = None;
+        let addr = if self.unix {
+            Addr::Unix(dir.join("s.sock"))
+        } else if self.inherit {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind a test listener");
+            // std listens with a backlog of 128; ferricorn binds with its
+            // --backlog default, 2048, and tests open thousands of
+            // connections at once (a full backlog drops SYNs: 1 s retries).
+            socket2::SockRef::from(&l)
+                .listen(2048)
+                .expect("listen with the server's backlog");
+            let a = l.local_addr().unwrap();
+            listener = Some(l);
+            Addr::Tcp(a)
+        } else {
+            Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())))
+        };
+        let log = dir.join("stderr.log");
+        let mut cmd = Command::new(BIN);
+        match &listener {
+            Some(l) => {
+                pass_as_fd3(&mut cmd, l);
+                cmd.arg("--bind").arg("fd://3");
+            }
+            None => {
+                cmd.arg("--bind").arg(addr.bind_arg());
+            }
+        }
+        cmd.args(&self.args);
+        cmd.env_remove("FERRICORN_CMD_ARGS")
+            .env_remove("PORT")
+            .env_remove("WEB_CONCURRENCY")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("stdout.log")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawn ferricorn");
+        // The child has its copy; ours would keep the port accepting (into
+        // the backlog) after the server is gone.
+        drop(listener);
+        let server = Server {
+            child: Some(child),
+            addr,
+            dir,
+            log,
+        };
+        if self.wait {
+            server.wait_ready();
+        }
+        server
+    }
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            args: Vec::new(),
+            env: Vec::new(),
+            unix: false,
+            inherit: true,
+            wait: true,
+        }
+    }
+
+    /// Start with `args` on a free TCP port and wait until it answers.
+    pub fn start(args: &[&str]) -> Server {
+        Server::builder().args(args.iter().copied()).start()
+    }
+
+    pub fn start_unix(args: &[&str]) -> Server {
+        Server::builder().args(args.iter().copied()).unix().start()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    #[track_caller]
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.addr).expect("connect to ferricorn")
+    }
+
+    /// Wait until a connection succeeds (the master bound) and a request is
+    /// answered (a worker accepts).
+    #[track_caller]
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = Client::connect(&self.addr) {
+                c.set_timeout(Some(Duration::from_secs(5)));
+                if c.write_all(b"GET /__ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                    && c.read_response().is_ok()
+                {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("ferricorn did not become ready; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send raw bytes on a new connection and read one response.
+    #[track_caller]
+    pub fn request(&self, raw: &[u8]) -> HttpResponse {
+        let mut c = self.connect();
+        c.write_all(raw).unwrap();
+        c.read_response()
+            .unwrap_or_else(|e| panic!("no response: {e}; log:\n{}", self.log_text()))
+    }
+
+    /// Send raw bytes, half-close, read everything until the server closes.
+    #[track_caller]
+    pub fn exchange(&self, raw: &[u8]) -> Vec<u8> {
+        let mut c = self.connect();
+        c.write_all(raw).unwrap();
+        c.read_to_end_lossy()
+    }
+
+    #[track_caller]
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        super::send_signal(self.pid(), sig);
+    }
+
+    /// Wait for the master to exit; returns its exit status code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pids of this master's worker processes (children named "worker").
+    pub fn worker_pids(&self) -> Vec<u32> {
+        super::workers_of(self.pid())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            // The whole process group: master and workers (and a USR2 child).
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Wait for `needle` to appear in the server's log.
+pub fn wait_log(s: &Server, needle: &str, timeout: Duration) -> bool {
+    wait_until(timeout, || s.log_text().contains(needle))
+}
+
+/// A marker file the echo app creates as a request enters the app
+/// (`?mark=PATH`, src/apps.rs): wait on it instead of sleeping and hoping
+/// the request got there.
+pub struct Mark(pub PathBuf);
+
+impl Mark {
+    /// A fresh marker path in `dir` (nothing is created).
+    pub fn new(dir: &TempDir, name: &str) -> Mark {
+        Mark(dir.join(&format!("{name}.mark")))
+    }
+
+    /// The query parameter to add to an echo request: `mark=PATH`.
+    pub fn param(&self) -> String {
+        format!("mark={}", self.0.display())
+    }
+
+    /// Wait until the app has been entered; returns the pid of the worker
+    /// that entered it. Panics after 20 s (a loaded machine is slow, but not
+    /// that slow).
+    #[track_caller]
+    pub fn wait(&self) -> u32 {
+        let mut pid = None;
+        let entered = wait_until(Duration::from_secs(20), || {
+            pid = std::fs::read_to_string(&self.0)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            pid.is_some()
+        });
+        assert!(
+            entered,
+            "no request entered the app ({} never appeared)",
+            self.0.display()
+        );
+        pid.unwrap()
+    }
+}
+
+/// Make `listener` the child's fd 3 (for `--bind fd://3`). Our copy stays
+/// close-on-exec, so concurrently spawned children do not inherit it.
+pub fn pass_as_fd3(cmd: &mut Command, listener: &TcpListener) {
+    // A close-on-exec duplicate numbered above 3: dup2 onto 3 in the child
+    // then always makes a new descriptor, without close-on-exec.
+    let high = nix::fcntl::fcntl(listener, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+        .expect("dup the test listener");
+    // SAFETY: fcntl just returned `high`, a new descriptor nobody else
+    // owns; the OwnedFd closes it when `cmd` (which keeps the closure) drops.
+    let dup = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) };
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it calls dup2 alone, with no
+    // allocation and no lock; `dup` is open there (fork copied it).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if nix::libc::dup2(dup.as_raw_fd(), 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -293,3 +293,55 @@ fn max_requests_recycles_workers_with_threads_in_flight_losing_nothing() {
     assert!(st.ok > 80, "{st:?}");
     assert!(st.reconnects > 0, "{st:?}");
 }
+
+/// A request parked for a thread gets the next free one before a newer
+/// request: connection A holds the only thread with a pipelined request
+/// behind it, B's request parks meanwhile; when A's first answer frees the
+/// thread, B goes first (the access log's order is the answering order).
+/// Driven among the turn's ready connections instead, A's pipelined request
+/// took the thread and B went to the back again (seconds of wait under load).
+#[test]
+fn a_parked_request_gets_the_next_thread_before_a_newer_one() {
+    let logs = TempDir::new("fifo");
+    let access = logs.join("access.log");
+    let s = Server::start(&[
+        "echo",
+        "--workers",
+        "1",
+        "-k",
+        "gthread",
+        "--access-logfile",
+        access.to_str().unwrap(),
+    ]);
+    let inside = Mark::new(&s.dir, "hold");
+    let mut a = s.connect();
+    send(
+        &mut a,
+        &format!(
+            "GET /hold?sleep=2&{} HTTP/1.1\r\nHost: t\r\n\r\nGET /a2 HTTP/1.1\r\nHost: t\r\n\r\n",
+            inside.param()
+        ),
+    );
+    inside.wait();
+    let mut b = s.connect();
+    send(&mut b, &get_req("/b"));
+    for _ in 0..2 {
+        assert_eq!(a.read_response().unwrap().status, 200);
+    }
+    assert_eq!(b.read_response().unwrap().status, 200);
+    let order = || {
+        let log = std::fs::read_to_string(&access).unwrap_or_default();
+        let at = |p: &str| log.find(&format!("GET {p} "));
+        (at("/b"), at("/a2"))
+    };
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (b, a2) = order();
+        b.is_some() && a2.is_some()
+    }));
+    let (b_at, a2_at) = order();
+    assert!(
+        b_at < a2_at,
+        "the pipelined /a2 was answered before the parked /b:\n{}",
+        std::fs::read_to_string(&access).unwrap()
+    );
+}

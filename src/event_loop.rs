@@ -112,6 +112,9 @@ use crate::sys::{Scoreboard, SignalPipe};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const MASTER: Token = Token(usize::MAX - 2);
+/// How often a worker with an idle app thread looks at the listeners while
+/// a peer's threads are all busy (see `run`).
+const PEER_BUSY_MS: u64 = 50;
 /// The dispatcher's waker: answers from app threads are ready.
 const WAKER: Token = Token(usize::MAX - 3);
 const LISTENER_BASE: usize = usize::MAX - 1024;
@@ -340,6 +343,8 @@ pub struct EventLoop {
     busy: u64,
     /// No idle app thread: leave new connections to peers.
     saturated: bool,
+    /// A peer has every app thread busy (see `run`).
+    peer_busy: bool,
     dispatch_events: Vec<Event>,
     /// Timeout reports (a thread's Python stack) being written by helper
     /// threads: a replaced worker waits for them (briefly) before exiting.
@@ -437,6 +442,7 @@ impl EventLoop {
             parked: std::collections::VecDeque::new(),
             busy: 0,
             saturated: false,
+            peer_busy: false,
             dispatch_events: Vec::new(),
             reports: std::sync::mpsc::channel(),
             reports_pending: 0,
@@ -481,6 +487,11 @@ impl EventLoop {
             };
             // A request queued for an app thread is checked on soon.
             let timeout = dispatch.tick().map_or(timeout, |t| timeout.min(t));
+            let timeout = if self.peer_busy {
+                timeout.min(Duration::from_millis(PEER_BUSY_MS))
+            } else {
+                timeout
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -560,11 +571,23 @@ impl EventLoop {
             // in the backlog, one would wait for as long as this worker's
             // connections keep its threads busy (wrk timeouts, Django view).
             let room = dispatch.room();
-            self.scoreboard.slot(self.slot).idle_threads.store(
-                if room == usize::MAX { 0 } else { room as u64 },
-                Ordering::Relaxed,
-            );
-            self.saturated = room == 0 && self.peer_with_idle_thread(now);
+            // Spare: an app thread idle now.
+            let spare = room != usize::MAX && room > 0;
+            self.scoreboard
+                .slot(self.slot)
+                .spare
+                .store(u64::from(spare), Ordering::Relaxed);
+            self.saturated = room == 0 && self.spare_peer(now);
+            // A peer with every thread busy may have spent the kernel's one
+            // exclusive wake-up for a connection it then left queued (it
+            // became busy in the same turn): nobody else hears of that
+            // connection. While a peer is busy and this worker has a thread
+            // idle, look at the listeners every turn (an accept that finds
+            // nothing costs one EAGAIN) and at least every PEER_BUSY_MS.
+            self.peer_busy = room > 0 && room != usize::MAX && self.busy_peer(now);
+            if self.peer_busy && self.draining.is_none() && self.listening {
+                self.accept_pending.fill(true);
+            }
             if self.saturated {
                 self.set_listening(false);
             } else if self.draining.is_none() && self.active < self.cfg.worker_connections {
@@ -993,15 +1016,31 @@ impl EventLoop {
         balance::load(self.active, self.dormant) + self.busy
     }
 
-    /// Does a peer that could accept now have an idle app thread?
-    fn peer_with_idle_thread(&self, now: u64) -> bool {
+    /// Is a peer that could accept now spare (an idle app thread, or no
+    /// request waiting for one)?
+    fn spare_peer(&self, now: u64) -> bool {
         let sb = &self.scoreboard;
         (0..sb.len())
             .filter(|&j| j != self.slot)
             .map(|j| sb.slot(j))
             .filter(|s| s.pid.load(Ordering::Relaxed) != 0)
             .any(|s| {
-                s.idle_threads.load(Ordering::Relaxed) > 0
+                s.spare.load(Ordering::Relaxed) > 0
+                    && s.ready.load(Ordering::Relaxed) == 1
+                    && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500
+            })
+    }
+
+    /// Has a live threaded peer no spare app thread?
+    fn busy_peer(&self, now: u64) -> bool {
+        let sb = &self.scoreboard;
+        (0..sb.len())
+            .filter(|&j| j != self.slot)
+            .map(|j| sb.slot(j))
+            .filter(|s| s.pid.load(Ordering::Relaxed) != 0)
+            .any(|s| {
+                s.spare.load(Ordering::Relaxed) == 0
+                    && s.busy_threads.load(Ordering::Relaxed) > 0
                     && s.ready.load(Ordering::Relaxed) == 1
                     && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500
             })

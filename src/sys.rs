@@ -200,8 +200,8 @@ pub struct Slot {
     pub dormant: AtomicU64,
     /// App threads serving a request now (`--threads`): part of the load.
     pub busy_threads: AtomicU64,
-    /// App threads free to take a request now (`--threads`; 0 inline).
-    pub idle_threads: AtomicU64,
+    /// 1 when this worker has an app thread idle (`--threads`; 0 inline).
+    pub spare: AtomicU64,
 }
 
 impl Slot {
@@ -241,7 +241,7 @@ impl Slot {
         self.active.store(0, Ordering::Relaxed);
         self.dormant.store(0, Ordering::Relaxed);
         self.busy_threads.store(0, Ordering::Relaxed);
-        self.idle_threads.store(0, Ordering::Relaxed);
+        self.spare.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
         self.ready.store(0, Ordering::Relaxed);
         self.what_len.store(0, Ordering::Relaxed);

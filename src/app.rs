@@ -121,6 +121,8 @@ pub struct Request {
     pub(crate) trailers: Vec<(String, Vec<u8>)>,
     pub(crate) scheme: &'static str,
     pub(crate) remote: Option<std::net::IpAddr>,
+    /// Request id and `X-Request-Start` queue time ([`crate::reqmeta`]).
+    pub(crate) meta: crate::reqmeta::RequestMeta,
 }
 
 impl Request {
@@ -136,7 +138,22 @@ impl Request {
                 Peer::Tcp(a) => Some(a.ip()),
                 Peer::Unix => None,
             },
+            meta: Default::default(),
         }
+    }
+    /// The request id (`--request-id-header`): the one the client or proxy
+    /// sent, else a generated one; `None` when request ids are off.
+    pub fn request_id(&self) -> Option<&str> {
+        self.meta.id.as_deref()
+    }
+    /// When the proxy received the request (`X-Request-Start` from a
+    /// trusted peer), in microseconds since the Unix epoch.
+    pub fn request_start_us(&self) -> Option<u64> {
+        self.meta.start_us
+    }
+    /// Time between the proxy receiving the request and the app getting it.
+    pub fn queue_time(&self) -> Option<std::time::Duration> {
+        self.meta.queue_us.map(std::time::Duration::from_micros)
     }
     pub fn method(&self) -> &str {
         &self.head.method

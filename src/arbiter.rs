@@ -44,7 +44,7 @@
 //! master knows it and its wait status ([`table::classify_exit`]).
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -59,6 +59,7 @@ use crate::clock::monotonic_ms;
 use crate::config::Config;
 use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
 use crate::listener::{self, BindOptions, Listener};
+use crate::metrics::{ExitCause, ServerStatus, WorkerView};
 use crate::pidfile::PidFile;
 use crate::signals;
 use crate::sys::{self, Fork, Pid, Scoreboard, SignalPipe};
@@ -108,7 +109,34 @@ pub struct Arbiter {
     argv: Vec<String>,
     /// Settings came from the command line and config file (HUP re-reads them).
     reloadable: bool,
+    /// Status listener, metrics and recycling (issue 16).
+    obs: Observer,
 }
+
+/// The master's observability state: the status listener, the shared
+/// counters, exits by cause, and the memory/lifetime recycling samples.
+#[derive(Default)]
+struct Observer {
+    status: Option<crate::status::StatusServer>,
+    table: Option<&'static crate::scoreboard::Table>,
+    started_ms: u64,
+    exits: [u64; 8],
+    /// When each worker was forked.
+    forked_ms: std::collections::HashMap<Pid, u64>,
+    /// Workers the master asked to leave, and why (memory, lifetime).
+    recycling: std::collections::HashMap<Pid, ExitCause>,
+    /// Consecutive samples above --max-worker-memory.
+    over_memory: std::collections::HashMap<Pid, u32>,
+    /// Last RSS sample of each worker.
+    rss: std::collections::HashMap<Pid, u64>,
+    last_sample_ms: u64,
+    /// `--shutdown-delay`: TERM arrived; the graceful stop starts at this time.
+    delay_until_ms: Option<u64>,
+}
+
+/// Samples in a row above --max-worker-memory before a worker is replaced
+/// (one sample can catch a short spike that the allocator gives back).
+const MEMORY_SAMPLES: u32 = 3;
 
 impl Arbiter {
     pub fn new(
@@ -148,6 +176,11 @@ impl Arbiter {
             announced_ready: false,
             last_watchdog_ms: 0,
             reloadable: true,
+            obs: Observer {
+                table: crate::scoreboard::table(MAX_WORKERS),
+                started_ms: monotonic_ms(),
+                ..Observer::default()
+            },
         }
     }
 
@@ -184,7 +217,7 @@ impl Arbiter {
                     "--daemon under systemd (NOTIFY_SOCKET is set): use Type=notify without --daemon"
                 );
             }
-            match sys::daemonize() {
+            match sys::daemonize(crate::logging::daemon_keeps_stdio(&self.cfg)) {
                 Ok(d) => daemon = Some(d),
                 Err(e) => {
                     log::error!("cannot daemonize: {e}");
@@ -204,7 +237,13 @@ impl Arbiter {
         for l in &self.listeners {
             log::info!("Listening at: {} ({})", l.name, std::process::id());
         }
+        if let Some(s) = &self.obs.status {
+            log::info!("Status listener at: {} ({})", s.name(), std::process::id());
+        }
         log::info!("Using app: {}", self.cfg.app);
+        if let Some(why) = &self.cfg.workers_auto_reason {
+            log::info!("--workers auto: {why}");
+        }
         sys::set_process_title(&self.title());
         self.notifier
             .notify(&format!("STATUS=Booting {} workers", self.num_workers));
@@ -219,6 +258,7 @@ impl Arbiter {
             for sig in queued {
                 self.handle_signal(sig);
             }
+            self.serve_status();
             self.note_ready_workers();
             self.reap_workers();
             match self.phase {
@@ -235,8 +275,20 @@ impl Arbiter {
                     }
                 }
                 Phase::Running => {
+                    if self.obs.delay_until_ms.is_some_and(|t| monotonic_ms() >= t) {
+                        log::info!("Shutdown delay over: stopping gracefully");
+                        self.stop(true);
+                        continue;
+                    }
+                    self.sample_workers();
                     self.murder_workers();
                     self.manage_workers();
+                    crate::statsd::workers(
+                        self.workers
+                            .iter()
+                            .filter(|(_, w)| w.state == table::WorkerState::Running)
+                            .count(),
+                    );
                     self.report_ready();
                 }
             }
@@ -270,6 +322,17 @@ impl Arbiter {
         self.listeners = booted.listeners;
         self.systemd_sockets = booted.systemd_sockets;
         self.pidfile = booted.pidfile;
+        // A master started by USR2 inherits the status listener (the old
+        // master still listens on that address), as it inherits the others.
+        let inherited = crate::status::inherited();
+        if let Some(addr) = &self.cfg.status_bind {
+            let server = match inherited {
+                Some(s) if s.is_at(addr) => s,
+                _ => crate::status::StatusServer::bind(addr)
+                    .map_err(|e| format!("--status-bind: {e}"))?,
+            };
+            self.obs.status = Some(server);
+        }
         Ok(())
     }
 
@@ -286,7 +349,9 @@ impl Arbiter {
         if let Some(w) = self.notifier.watchdog_ms {
             ms = ms.min(w.clamp(10, 1000) as u16);
         }
-        if let Some(s) = &self.signals {
+        if let (Some(st), Some(s)) = (&self.obs.status, &self.signals) {
+            st.wait(s.as_fd(), ms);
+        } else if let Some(s) = &self.signals {
             s.wait(ms);
         } else {
             std::thread::sleep(Duration::from_millis(ms as u64));
@@ -313,6 +378,14 @@ impl Arbiter {
 
     fn handle_term(&mut self) {
         log::info!("Handling signal: term");
+        let delay = self.cfg.shutdown_delay;
+        if delay > 0 && self.obs.delay_until_ms.is_none() && self.phase == Phase::Running {
+            // /readyz says 503 from now on; the workers keep accepting so
+            // that nothing is refused while the load balancer catches up.
+            log::info!("Shutdown delay: not ready; serving {delay} s more before stopping");
+            self.obs.delay_until_ms = Some(monotonic_ms() + delay * 1000);
+            return;
+        }
         self.stop(true);
     }
 
@@ -484,9 +557,11 @@ impl Arbiter {
                         }
                     }
                 }
+                self.rebind_status(&new);
                 let old = self.num_workers;
                 self.num_workers = new.workers;
                 self.cfg = new;
+                crate::logging::reconfigure(&self.cfg);
                 if old != self.num_workers {
                     self.hooks
                         .nworkers_changed(&self.info(), self.num_workers, old);
@@ -543,6 +618,10 @@ impl Arbiter {
                     let _ = sys::set_cloexec(l.fd(), false);
                 }
                 sys::set_env(listener::INHERIT_ENV, fds.join(","));
+                if let Some(st) = &self.obs.status {
+                    let _ = sys::set_cloexec(st.as_raw_fd(), false);
+                    sys::set_env(crate::status::INHERIT_ENV, st.as_raw_fd().to_string());
+                }
                 sys::set_env("FERRICORN_PARENT_MASTER", std::process::id().to_string());
                 let _ = std::env::set_current_dir(&self.launch_dir);
                 let argv: Vec<CString> = self
@@ -588,6 +667,13 @@ impl Arbiter {
 
     fn finish(mut self, code: i32) -> i32 {
         self.close_listeners();
+        // Like the other Unix sockets: the path stays while another
+        // master (USR2) serves it.
+        if let Some(s) = self.obs.status.take()
+            && self.sole_master()
+        {
+            s.unlink();
+        }
         if let Some(pf) = &self.pidfile {
             pf.remove(std::process::id());
         }
@@ -643,6 +729,7 @@ impl Arbiter {
                 // Not ours (we may be PID 1 in a container): just reaped.
                 continue;
             };
+            self.count_exit(pid, &gone, stopping);
             self.scoreboard
                 .slot(gone.entry.slot)
                 .pid
@@ -698,9 +785,15 @@ impl Arbiter {
                 } => {
                     let what = match (in_app_ms, self.workers.get(pid)) {
                         (Some(ms), Some(w)) => format!(
-                            ", in the app for {} s handling {}",
+                            ", in the app for {} s handling {}{}",
                             ms / 1000,
-                            self.scoreboard.slot(w.slot).what()
+                            self.scoreboard.slot(w.slot).what(),
+                            self.obs
+                                .table
+                                .map(|t| t.row(w.slot).request_id())
+                                .filter(|id| !id.is_empty())
+                                .map(|id| format!(" [request_id={id}]"))
+                                .unwrap_or_default()
                         ),
                         _ => ", its event loop stopped turning".to_string(),
                     };
@@ -799,12 +892,16 @@ impl Arbiter {
                     .pid
                     .store(pid.as_raw() as u64, Ordering::Release);
                 self.workers.insert(pid, slot, age);
+                self.obs.forked_ms.insert(pid, now);
                 log::info!("Booting worker with pid: {pid}");
                 Ok(())
             }
             Fork::Child => {
                 // We are the worker now: drop what belongs to the master.
                 self.signals = None;
+                self.obs.status = None;
+                crate::scoreboard::enter_worker(slot);
+                crate::reqmeta::configure(&self.cfg.request_id_header);
                 self.death_tx = None;
                 let code = worker::run(worker::WorkerArgs {
                     cfg: &self.cfg,
@@ -830,4 +927,199 @@ impl Arbiter {
             }
         }
     }
+}
+
+// -------------------------------------------------------------------------
+// Status listener, metrics and recycling (issue 16).
+
+impl Arbiter {
+    /// Answer the status listener's pending requests (non-blocking).
+    fn serve_status(&mut self) {
+        let Some(mut server) = self.obs.status.take() else {
+            return;
+        };
+        server.serve(monotonic_ms(), &mut || self.server_status());
+        self.obs.status = Some(server);
+    }
+
+    /// HUP changed `--status-bind`: listen on the new address (a failure is
+    /// logged and keeps the old listener), or stop listening.
+    fn rebind_status(&mut self, new: &Config) {
+        if new.status_bind == self.cfg.status_bind {
+            return;
+        }
+        let next = match &new.status_bind {
+            Some(addr) => match crate::status::StatusServer::bind(addr) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::error!("--status-bind {addr}: {e}; keeping the status listener as it was");
+                    return;
+                }
+            },
+            None => None,
+        };
+        if let Some(old) = std::mem::replace(&mut self.obs.status, next) {
+            old.unlink();
+        }
+        if let Some(s) = &self.obs.status {
+            log::info!("Status listener at: {} ({})", s.name(), std::process::id());
+        }
+    }
+
+    /// Everything the status listener shows, read now.
+    fn server_status(&self) -> ServerStatus {
+        let now = monotonic_ms();
+        let table = self.obs.table;
+        let mut workers: Vec<WorkerView> = self
+            .workers
+            .iter()
+            .map(|(pid, w)| {
+                let row = self.scoreboard.slot(w.slot);
+                let status =
+                    crate::scoreboard::WorkerStatus::read(row, table.map(|t| t.row(w.slot)));
+                let state = match w.state {
+                    table::WorkerState::Aborted { .. } => "aborted",
+                    table::WorkerState::Retiring { .. } => "retiring",
+                    table::WorkerState::Running if w.was_ready || status.ready => "ready",
+                    table::WorkerState::Running => "booting",
+                };
+                WorkerView {
+                    age: w.age,
+                    state,
+                    uptime_s: now.saturating_sub(*self.obs.forked_ms.get(&pid).unwrap_or(&now))
+                        as f64
+                        / 1000.0,
+                    rss_bytes: self
+                        .obs
+                        .rss
+                        .get(&pid)
+                        .copied()
+                        .or_else(|| crate::status::rss_bytes(pid.as_raw()))
+                        .unwrap_or(0),
+                    heartbeat_age_ms: now.saturating_sub(status.tick_ms),
+                    in_app_ms: if status.busy_since_ms != 0 {
+                        now.saturating_sub(status.busy_since_ms)
+                    } else {
+                        0
+                    },
+                    status,
+                }
+            })
+            .collect();
+        workers.sort_by_key(|w| w.age);
+        let mut totals = match table {
+            Some(t) => t.totals(self.workers.iter().map(|(_, w)| w.slot)),
+            None => Default::default(),
+        };
+        totals.in_flight = workers
+            .iter()
+            .filter(|w| w.status.busy_since_ms != 0)
+            .count() as u64;
+        ServerStatus {
+            version: env!("CARGO_PKG_VERSION"),
+            master_pid: std::process::id(),
+            uptime_s: now.saturating_sub(self.obs.started_ms) as f64 / 1000.0,
+            phase: match self.phase {
+                Phase::Running if self.obs.delay_until_ms.is_some() => "shutdown-delay",
+                Phase::Running => "running",
+                _ => "stopping",
+            },
+            workers_wanted: self.num_workers as u64,
+            workers,
+            exits: self.obs.exits,
+            totals,
+            listeners: crate::status::listen_queues(&self.listeners, self.cfg.backlog as u64),
+        }
+    }
+
+    /// A reaped worker: fold its counters into the retired totals (so no
+    /// counter goes backwards) and count its exit by cause.
+    fn count_exit(&mut self, pid: Pid, gone: &table::Exited, stopping: bool) {
+        if let Some(t) = self.obs.table {
+            t.fold(gone.entry.slot);
+        }
+        let asked = self.obs.recycling.remove(&pid);
+        self.obs.forked_ms.remove(&pid);
+        self.obs.over_memory.remove(&pid);
+        self.obs.rss.remove(&pid);
+        let cause = match gone.entry.state {
+            table::WorkerState::Aborted { .. } => ExitCause::Timeout,
+            table::WorkerState::Retiring { why, .. } => match why {
+                table::Retire::Reload => ExitCause::Reload,
+                table::Retire::Shrink => ExitCause::ScaleDown,
+                table::Retire::Requested => asked.unwrap_or(ExitCause::MaxRequests),
+            },
+            _ if stopping => ExitCause::Shutdown,
+            _ if gone.report.clean && gone.entry.wants_retire => ExitCause::MaxRequests,
+            _ => ExitCause::Crash,
+        };
+        self.obs.exits[cause.index()] += 1;
+    }
+
+    /// Once a second: sample each running worker's RSS and age, and ask for
+    /// the replacement of one above --max-worker-memory (for
+    /// [`MEMORY_SAMPLES`] samples in a row) or past --max-worker-lifetime.
+    /// The replacement is readiness-gated: the worker's `retire` flag makes
+    /// the plan start a successor first, exactly like --max-requests.
+    fn sample_workers(&mut self) {
+        let now = monotonic_ms();
+        if now < self.obs.last_sample_ms + 1000 {
+            return;
+        }
+        self.obs.last_sample_ms = now;
+        let limit = self.cfg.max_worker_memory * 1024 * 1024;
+        let lifetime_ms = self.cfg.max_worker_lifetime * 1000;
+        let sample_rss = limit > 0 || self.obs.status.is_some();
+        for (pid, w) in self
+            .workers
+            .iter()
+            .map(|(p, w)| (p, w.clone()))
+            .collect::<Vec<_>>()
+        {
+            if w.state != table::WorkerState::Running || w.wants_retire {
+                continue;
+            }
+            let mut cause = None;
+            if sample_rss && let Some(rss) = crate::status::rss_bytes(pid.as_raw()) {
+                self.obs.rss.insert(pid, rss);
+                if limit > 0 {
+                    let n = self.obs.over_memory.entry(pid).or_insert(0);
+                    *n = if rss > limit { *n + 1 } else { 0 };
+                    if *n >= MEMORY_SAMPLES {
+                        log::warn!(
+                            "Worker (pid:{pid}) uses {} MiB, above --max-worker-memory {} MiB: starting its replacement",
+                            rss >> 20,
+                            self.cfg.max_worker_memory
+                        );
+                        cause = Some(ExitCause::Memory);
+                    }
+                }
+            }
+            if cause.is_none()
+                && lifetime_ms > 0
+                && let Some(&born) = self.obs.forked_ms.get(&pid)
+                && now >= born + lifetime_ms + lifetime_jitter_ms(pid, lifetime_ms)
+            {
+                log::info!(
+                    "Worker (pid:{pid}) reached --max-worker-lifetime: starting its replacement"
+                );
+                cause = Some(ExitCause::Lifetime);
+            }
+            if let Some(c) = cause {
+                self.obs.recycling.insert(pid, c);
+                self.scoreboard.slot(w.slot).request_retire();
+            }
+        }
+    }
+}
+
+/// Up to 10% of the lifetime, fixed per worker (from its pid), so that
+/// workers started together do not all leave together.
+fn lifetime_jitter_ms(pid: Pid, lifetime_ms: u64) -> u64 {
+    let span = lifetime_ms / 10;
+    if span == 0 {
+        return 0;
+    }
+    // A multiplicative hash spreads consecutive pids over the span.
+    (pid.as_raw() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % (span + 1)
 }

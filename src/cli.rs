@@ -22,6 +22,9 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(args: &[String]) -> i32 {
+    if args.first().map(String::as_str) == Some("status") {
+        return crate::status::cli(&args[1..]);
+    }
     let action = match config::parse(args, &|k| std::env::var(k).ok()) {
         Ok(a) => a,
         Err(e) => {
@@ -60,8 +63,8 @@ fn run(args: &[String]) -> i32 {
         }
         Action::Run(cfg) => cfg,
     };
-    if let Err(e) = logging::init_error_log(&cfg.loglevel, &cfg.errorlog) {
-        eprintln!("Error: cannot open --error-logfile {}: {e}", cfg.errorlog);
+    if let Err(e) = logging::init(&cfg) {
+        eprintln!("Error: {e}");
         return 1;
     }
     if let Some(dir) = &cfg.chdir

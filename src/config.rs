@@ -36,6 +36,21 @@ pub struct Config {
     /// 0 = never restart a worker for its request count.
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// `--workers auto`: `workers` is derived from the CPU and memory limits
+    /// when parsing ends ([`crate::cgroup::auto_workers`]).
+    pub workers_auto: bool,
+    /// How `--workers auto` was derived (for the start-up log).
+    pub workers_auto_reason: Option<String>,
+    /// `--status-bind`: the status listener's address (None: off).
+    pub status_bind: Option<BindAddr>,
+    /// `--shutdown-delay`: seconds between TERM and the graceful stop.
+    pub shutdown_delay: u64,
+    /// `--request-id-header`: header carrying the request id ("" = off).
+    pub request_id_header: String,
+    /// `--max-worker-lifetime`: seconds (0 = never).
+    pub max_worker_lifetime: u64,
+    /// `--max-worker-memory`: MiB of RSS (0 = no limit).
+    pub max_worker_memory: u64,
     /// 1..=8190 (a configured 0 is stored as the maximum, 8190).
     pub limit_request_line: usize,
     /// 1..=32768.
@@ -53,6 +68,39 @@ pub struct Config {
     /// None = no access log, `-` = stdout.
     pub accesslog: Option<String>,
     pub access_log_format: String,
+    /// `--log-syslog`: error-log records (and access lines) also go to syslog.
+    pub syslog: bool,
+    /// `--log-syslog-to`: `unix://PATH[#dgram|#stream]`, `udp://HOST:PORT`, `tcp://HOST:PORT`.
+    /// None = [`crate::logging::default_syslog_addr`].
+    pub syslog_addr: Option<String>,
+    /// `--log-syslog-prefix`: the NAME in the `gunicorn.NAME.error` tag (default: proc_name/app).
+    pub syslog_prefix: Option<String>,
+    /// `--log-syslog-facility`: a facility name (`user`, `daemon`, `local0`..`local7`, ...).
+    pub syslog_facility: String,
+    /// `--disable-redirect-access-to-syslog`.
+    pub disable_redirect_access_to_syslog: bool,
+    /// `--statsd-host`: HOST:PORT or unix://PATH; None = no metrics.
+    pub statsd_host: Option<String>,
+    /// `--statsd-prefix` (a trailing `.` is added when sending).
+    pub statsd_prefix: String,
+    /// `--dogstatsd-tags`: appended to every metric as `|#TAGS`.
+    pub dogstatsd_tags: String,
+    /// `--capture-output`: fds 1 and 2 go to the --error-logfile file.
+    pub capture_output: bool,
+    /// `-R/--enable-stdio-inheritance`: --daemon keeps stdout/stderr.
+    pub enable_stdio_inheritance: bool,
+    /// `--log-config`: a Python logging fileConfig file for the app.
+    pub logconfig: Option<String>,
+    /// `logconfig_dict`: a Python logging dictConfig, as JSON text ("" = unset).
+    pub logconfig_dict: String,
+    /// `--log-config-json`: a JSON file for Python's dictConfig.
+    pub logconfig_json: Option<String>,
+    /// `--reload`: restart workers when a watched file changes.
+    pub reload: bool,
+    /// `--reload-engine`: `auto`, `inotify` (or `poll`, which means inotify).
+    pub reload_engine: String,
+    /// `--reload-extra-file`: more files to watch.
+    pub reload_extra_files: Vec<String>,
     pub pidfile: Option<PathBuf>,
     /// <= 0o777.
     pub umask: u32,
@@ -452,16 +500,26 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "INT",
         default: "1",
         help: "The number of worker processes handling requests, a positive integer, \
-               typically 2 to 4 times the number of cores. The default is the value of \
+               typically 2 to 4 times the number of cores, or `auto`: 2 x the CPUs this \
+               process may use (cgroup CPU quota, cpuset, affinity) + 1, capped so that \
+               --max-worker-memory (else 128 MiB) per worker fits a cgroup memory limit; \
+               the start-up log says how it was derived. The default is the value of \
                the WEB_CONCURRENCY environment variable if set, else 1.",
         takes_value: true,
         repeatable: false,
         cli_only: false,
         set: |c, v| {
-            c.workers = positive(v)?;
+            c.workers_auto = v == "auto";
+            c.workers = if c.workers_auto { 1 } else { positive(v)? };
             Ok(())
         },
-        get: |c| c.workers.to_string(),
+        get: |c| {
+            if c.workers_auto {
+                toml_quote("auto")
+            } else {
+                c.workers.to_string()
+            }
+        },
     },
     Setting {
         name: "worker_class",
@@ -570,6 +628,123 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.max_requests_jitter.to_string(),
+    },
+    // --- Observability and orchestration (issue 16): one contiguous block.
+    Setting {
+        name: "status_bind",
+        section: "Worker Processes",
+        flags: &["--status-bind"],
+        metavar: "ADDRESS",
+        default: "None",
+        help: "Serve the status listener on this address (unix:PATH or HOST:PORT): \
+               GET /healthz, /readyz, /metrics (Prometheus; OpenMetrics when Accept asks) \
+               and /status (JSON), answered by the master from the workers' shared \
+               counters. Off by default; it must not be one of the --bind addresses. \
+               `ferricorn status --status-bind ADDRESS` prints a table from it.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.status_bind = match optional(v) {
+                Some(a) => match BindAddr::parse(&a)? {
+                    BindAddr::Fd(_) => return Err("must be unix:PATH or HOST:PORT".into()),
+                    b => Some(b),
+                },
+                None => None,
+            };
+            Ok(())
+        },
+        get: |c| {
+            toml_quote(
+                &c.status_bind
+                    .as_ref()
+                    .map(|b| b.to_string())
+                    .unwrap_or_default(),
+            )
+        },
+    },
+    Setting {
+        name: "shutdown_delay",
+        section: "Worker Processes",
+        flags: &["--shutdown-delay"],
+        metavar: "INT",
+        default: "0",
+        help: "On TERM, turn /readyz to 503 at once but keep the workers accepting and \
+               serving for this many seconds before the graceful stop begins, so that a \
+               load balancer (a Kubernetes Service) stops sending new connections first. \
+               Replaces a `preStop: sleep` hook. A second TERM, or QUIT/INT, stops at once.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.shutdown_delay = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.shutdown_delay.to_string(),
+    },
+    Setting {
+        name: "request_id_header",
+        section: "Worker Processes",
+        flags: &["--request-id-header"],
+        metavar: "NAME",
+        default: "X-Request-Id",
+        help: "The request header carrying a request id. A sane id the client or proxy \
+               sent (1 to 128 visible ASCII characters) is passed through, else one is \
+               generated; the app gets it (Request::request_id, WSGI environ \
+               `ferricorn.request_id`), the access log has it (`%(request_id)s`, and the \
+               json format), and every error-log line about the request ends with \
+               `[request_id=ID]`, the WORKER TIMEOUT line included. An empty value turns \
+               request ids off.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err("must be a header name (letters, digits, '-', '_')".into());
+            }
+            c.request_id_header = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.request_id_header),
+    },
+    Setting {
+        name: "max_worker_lifetime",
+        section: "Worker Processes",
+        flags: &["--max-worker-lifetime"],
+        metavar: "INT",
+        default: "0",
+        help: "Replace a worker after it has run this many seconds (plus a random jitter \
+               of up to 10%, so workers do not all go at once). Readiness-gated like HUP: \
+               the replacement accepts before the old worker stops. 0 disables.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.max_worker_lifetime = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.max_worker_lifetime.to_string(),
+    },
+    Setting {
+        name: "max_worker_memory",
+        section: "Worker Processes",
+        flags: &["--max-worker-memory"],
+        metavar: "MIB",
+        default: "0",
+        help: "Replace a worker whose resident memory (sampled by the master from /proc \
+               every second) stays above this many MiB for 3 samples in a row. \
+               Readiness-gated like HUP. 0 disables.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.max_worker_memory = non_negative(v)?;
+            Ok(())
+        },
+        get: |c| c.max_worker_memory.to_string(),
     },
     Setting {
         name: "timeout",
@@ -808,6 +983,361 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| toml_quote(&c.loglevel),
+    },
+    // ----- Logging: syslog, statsd, captured output, the app's Python logging
+    //       (and Debugging: --reload). Implemented in logging.rs, statsd.rs,
+    //       reload.rs and python/runtime.rs.
+    Setting {
+        name: "capture_output",
+        section: "Logging",
+        flags: &["--capture-output"],
+        metavar: "",
+        default: "False",
+        help: "Redirect the standard output and error of the server and its \
+               workers (so whatever the app prints) to the --error-logfile file. \
+               Without effect when the error log is stderr (`-`). Python buffers \
+               its stdout when it is a file: print(..., flush=True) or set \
+               PYTHONUNBUFFERED=1 to see lines at once.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.capture_output = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.capture_output.to_string(),
+    },
+    Setting {
+        name: "enable_stdio_inheritance",
+        section: "Logging",
+        flags: &["-R", "--enable-stdio-inheritance"],
+        metavar: "",
+        default: "False",
+        help: "With --daemon, keep standard output and error where they point \
+               unless they are a terminal (so `ferricorn -D -R app > out.log \
+               2>&1` keeps writing to out.log) instead of sending them to \
+               /dev/null. Standard input is /dev/null either way. To see Python \
+               output unbuffered, set PYTHONUNBUFFERED=1.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.enable_stdio_inheritance = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.enable_stdio_inheritance.to_string(),
+    },
+    Setting {
+        name: "logconfig",
+        section: "Logging",
+        flags: &["--log-config"],
+        metavar: "FILE",
+        default: "None",
+        help: "A Python logging configuration file (the logging.config.fileConfig \
+               format), applied in every worker before a WSGI app is imported, with \
+               existing loggers kept. It configures the app's Python logging; \
+               ferricorn's own error and access logs are set by the other logging \
+               settings. The file must exist.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if !v.is_empty() && !c.launch_dir.join(v).is_file() {
+                return Err("no such file".into());
+            }
+            c.logconfig = optional(v).map(|v| c.launch_dir.join(v).display().to_string());
+            Ok(())
+        },
+        get: |c| q_opt(&c.logconfig),
+    },
+    Setting {
+        name: "logconfig_dict",
+        section: "Logging",
+        flags: &["--logconfig-dict"],
+        metavar: "JSON",
+        default: "{}",
+        help: "A Python logging configuration dictionary (logging.config.dictConfig), \
+               applied like --log-config and taking precedence over it and \
+               --log-config-json; gunicorn's default configuration fills in what it \
+               leaves out, as in gunicorn. Usually set in a Python config file \
+               (`logconfig_dict = {...}`); on the command line (--logconfig-dict is \
+               ferricorn's: gunicorn has no flag for it) and in TOML it is JSON text.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            let t = v.trim();
+            let is_dict = t.starts_with('{') && t.ends_with('}');
+            if !t.is_empty() && !is_dict {
+                return Err("must be a dictionary (JSON object)".into());
+            }
+            c.logconfig_dict = if t == "{}" {
+                String::new()
+            } else {
+                t.to_string()
+            };
+            Ok(())
+        },
+        get: |c| {
+            toml_quote(if c.logconfig_dict.is_empty() {
+                "{}"
+            } else {
+                &c.logconfig_dict
+            })
+        },
+    },
+    Setting {
+        name: "logconfig_json",
+        section: "Logging",
+        flags: &["--log-config-json"],
+        metavar: "FILE",
+        default: "None",
+        help: "A JSON file holding a logging.config.dictConfig dictionary, applied \
+               like --log-config (which it takes precedence over).",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if !v.is_empty() && !c.launch_dir.join(v).is_file() {
+                return Err("no such file".into());
+            }
+            c.logconfig_json = optional(v).map(|v| c.launch_dir.join(v).display().to_string());
+            Ok(())
+        },
+        get: |c| q_opt(&c.logconfig_json),
+    },
+    Setting {
+        name: "syslog",
+        section: "Logging",
+        flags: &["--log-syslog"],
+        metavar: "",
+        default: "False",
+        help: "Also send the error log, and the access log (see \
+               --disable-redirect-access-to-syslog), to syslog, as gunicorn does: \
+               one message per line, `<PRI>gunicorn.NAME.error: [PID] message` \
+               (`.access` for access lines), NAME from --log-syslog-prefix.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.syslog = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.syslog.to_string(),
+    },
+    Setting {
+        name: "syslog_addr",
+        section: "Logging",
+        flags: &["--log-syslog-to"],
+        metavar: "SYSLOG_ADDR",
+        default: "None",
+        help: "Where syslog messages go: unix://PATH (a datagram socket, else a \
+               stream socket; #dgram or #stream after the path chooses), \
+               udp://HOST:PORT or tcp://HOST:PORT (port 514 by default). The default \
+               is unix:///dev/log where it exists, else udp://localhost:514 \
+               (gunicorn's Linux default, which local syslog daemons usually do not \
+               listen on).",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if !v.is_empty() {
+                crate::logging::parse_syslog_addr(v)?;
+            }
+            c.syslog_addr = optional(v);
+            Ok(())
+        },
+        get: |c| q_opt(&c.syslog_addr),
+    },
+    Setting {
+        name: "syslog_prefix",
+        section: "Logging",
+        flags: &["--log-syslog-prefix"],
+        metavar: "SYSLOG_PREFIX",
+        default: "None",
+        help: "The NAME in syslog tags (`gunicorn.NAME.error`, \
+               `gunicorn.NAME.access`). By default the --name, else the APP, with \
+               `:` replaced by `.`.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.syslog_prefix = optional(v);
+            Ok(())
+        },
+        get: |c| q_opt(&c.syslog_prefix),
+    },
+    Setting {
+        name: "syslog_facility",
+        section: "Logging",
+        flags: &["--log-syslog-facility"],
+        metavar: "SYSLOG_FACILITY",
+        default: "user",
+        help: "The syslog facility name: auth, authpriv, cron, daemon, ftp, kern, \
+               lpr, mail, news, syslog, user, uucp or local0 to local7.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if crate::logging::facility_code(v).is_none() {
+                return Err("unknown syslog facility".into());
+            }
+            c.syslog_facility = v.to_ascii_lowercase();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.syslog_facility),
+    },
+    Setting {
+        name: "disable_redirect_access_to_syslog",
+        section: "Logging",
+        flags: &["--disable-redirect-access-to-syslog"],
+        metavar: "",
+        default: "False",
+        help: "With --log-syslog, keep access-log lines out of syslog.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.disable_redirect_access_to_syslog = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.disable_redirect_access_to_syslog.to_string(),
+    },
+    Setting {
+        name: "statsd_host",
+        section: "Logging",
+        flags: &["--statsd-host"],
+        metavar: "STATSD_ADDR",
+        default: "None",
+        help: "Send StatsD metrics to HOST:PORT (UDP; port 8125 if left out) or \
+               unix://PATH (a Unix datagram socket), with gunicorn's names: per \
+               request gunicorn.request.duration (ms timer), gunicorn.requests and \
+               gunicorn.request.status.CODE (counters); gunicorn.workers (gauge, \
+               from the master, when the number of workers changes); \
+               gunicorn.log.critical, .error, .exception and .warning (counters, \
+               for the lines gunicorn logs at those levels). Sends never block; a \
+               metric that cannot be sent is dropped.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if !v.is_empty() {
+                crate::statsd::parse_target(v)?;
+            }
+            c.statsd_host = optional(v);
+            Ok(())
+        },
+        get: |c| q_opt(&c.statsd_host),
+    },
+    Setting {
+        name: "statsd_prefix",
+        section: "Logging",
+        flags: &["--statsd-prefix"],
+        metavar: "STATSD_PREFIX",
+        default: "None",
+        help: "A prefix for every metric name; a trailing `.` is added if missing.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.statsd_prefix = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.statsd_prefix),
+    },
+    Setting {
+        name: "dogstatsd_tags",
+        section: "Logging",
+        flags: &["--dogstatsd-tags"],
+        metavar: "DOGSTATSD_TAGS",
+        default: "None",
+        help: "Comma-separated DogStatsD tags appended to every metric \
+               (`|#tag1:value1,tag2`).",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.dogstatsd_tags = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.dogstatsd_tags),
+    },
+    Setting {
+        name: "reload",
+        section: "Debugging",
+        flags: &["--reload"],
+        metavar: "",
+        default: "False",
+        help: "Restart workers when code changes: each worker watches (inotify) the \
+               files of the Python modules loaded once its app is imported, and the \
+               --reload-extra-file files, and exits gracefully on a change; the \
+               master starts a new one, which imports the new code. An app that \
+               fails to import is served as a 500 page with the error and its \
+               traceback until its files change, instead of stopping the server: \
+               for development only. Without effect on the app's code with \
+               --preload (the master holds it).",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.reload = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.reload.to_string(),
+    },
+    Setting {
+        name: "reload_engine",
+        section: "Debugging",
+        flags: &["--reload-engine"],
+        metavar: "STRING",
+        default: "auto",
+        help: "How --reload watches files: `auto` and `inotify` both use inotify; \
+               `poll` is accepted and uses inotify too, with a warning.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            if !["auto", "inotify", "poll"].contains(&v) {
+                return Err("must be auto, inotify or poll".into());
+            }
+            c.reload_engine = v.to_string();
+            Ok(())
+        },
+        get: |c| toml_quote(&c.reload_engine),
+    },
+    Setting {
+        name: "reload_extra_files",
+        section: "Debugging",
+        flags: &["--reload-extra-file"],
+        metavar: "FILE",
+        default: "[]",
+        help: "With --reload, also restart workers when this file changes \
+               (templates, configuration). Repeat the flag for several files; a \
+               relative path is relative to the directory ferricorn was started in. \
+               A file name with `*`, `?` or `[` is a glob pattern (`templates/*.html`), \
+               which also matches files created later; ferricorn takes patterns in \
+               the file name, not in directories (no `**`).",
+        takes_value: true,
+        repeatable: true,
+        cli_only: false,
+        set: |c, v| {
+            // "" (how --print-config writes an empty list) or the shown
+            // default "[]": none.
+            if v.is_empty() || v == "[]" {
+                return Ok(());
+            }
+            let p = c.launch_dir.join(v);
+            c.reload_extra_files
+                .push(std::path::absolute(&p).unwrap_or(p).display().to_string());
+            Ok(())
+        },
+        get: |c| {
+            if c.reload_extra_files.is_empty() {
+                return toml_quote("");
+            }
+            let items: Vec<String> = c.reload_extra_files.iter().map(|f| toml_quote(f)).collect();
+            format!("[{}]", items.join(", "))
+        },
     },
     // ----- Process Naming
     Setting {
@@ -1203,6 +1733,13 @@ impl Default for Config {
             worker_connections: 1000,
             max_requests: 0,
             max_requests_jitter: 0,
+            workers_auto: false,
+            workers_auto_reason: None,
+            status_bind: None,
+            shutdown_delay: 0,
+            max_worker_lifetime: 0,
+            request_id_header: "X-Request-Id".into(),
+            max_worker_memory: 0,
             limit_request_line: 4094,
             limit_request_fields: 100,
             limit_request_field_size: 8190,
@@ -1212,6 +1749,22 @@ impl Default for Config {
             errorlog: "-".into(),
             accesslog: None,
             access_log_format: DEFAULT_ACCESS_LOG_FORMAT.into(),
+            syslog: false,
+            syslog_addr: None,
+            syslog_prefix: None,
+            syslog_facility: "user".into(),
+            disable_redirect_access_to_syslog: false,
+            statsd_host: None,
+            statsd_prefix: String::new(),
+            dogstatsd_tags: String::new(),
+            capture_output: false,
+            enable_stdio_inheritance: false,
+            logconfig: None,
+            logconfig_dict: String::new(),
+            logconfig_json: None,
+            reload: false,
+            reload_engine: "auto".into(),
+            reload_extra_files: Vec::new(),
             pidfile: None,
             umask: 0,
             chdir: None,
@@ -1372,6 +1925,7 @@ fn apply(
 fn reset_repeatable(cfg: &mut Config, name: &str) {
     match name {
         "bind" => cfg.bind.clear(),
+        "reload_extra_files" => cfg.reload_extra_files.clear(),
         other => unreachable!("repeatable setting {other} has no reset"),
     }
 }
@@ -1570,6 +2124,24 @@ pub fn parse_in(
         if !overridden {
             return Err(err);
         }
+    }
+
+    if cfg.workers_auto {
+        let mib = match cfg.max_worker_memory {
+            0 => crate::cgroup::DEFAULT_WORKER_MIB,
+            m => m,
+        };
+        let (n, why) = crate::cgroup::auto_workers(&crate::cgroup::read_limits(), mib);
+        cfg.workers = n;
+        cfg.workers_auto_reason = Some(why);
+    }
+    if let Some(sb) = &cfg.status_bind
+        && cfg.bind.contains(sb)
+    {
+        return Err(format!(
+            "invalid value for --status-bind: '{sb}' (it is also a --bind address; the status \
+             listener must not be public)"
+        ));
     }
 
     if cfg.print_config {

@@ -731,7 +731,9 @@ impl<S: Stream> Conn<S> {
     }
 
     fn fail(&mut self, status: u16, ctx: &mut Ctx<'_>) {
+        let before = self.wbuf.len();
         write_error_response(&mut self.wbuf, status, ctx.date);
+        crate::scoreboard::count_refused(status, (self.wbuf.len() - before) as u64);
         self.rpos = self.rend;
         self.state = State::Lingering {
             since_ms: ctx.now_ms,
@@ -761,6 +763,9 @@ impl<S: Stream> Conn<S> {
             &ctx.uploads.trusted,
             &ctx.uploads.scheme_headers,
         );
+        // The request's id and queue time (`reqmeta`), current on this
+        // thread while an inline app runs; left below once it is handed over.
+        let meta = crate::reqmeta::enter(&head.headers, ctx.uploads.trusted.trusts(&self.peer));
         let req = Request {
             head,
             peer: self.peer,
@@ -768,6 +773,7 @@ impl<S: Stream> Conn<S> {
             trailers,
             scheme: if client.https { "https" } else { "http" },
             remote: client.addr,
+            meta,
         };
         self.state = State::App {
             waiting: Some(req),
@@ -779,6 +785,7 @@ impl<S: Stream> Conn<S> {
         if ctx.dispatch.room() > 0 {
             self.submit(ctx);
         }
+        crate::reqmeta::leave();
     }
 
     /// Hand the waiting request to the dispatcher; an inline answer is
@@ -835,6 +842,12 @@ impl<S: Stream> Conn<S> {
         // A graceful stop that began while the request waited for a thread
         // or ran: this response is the connection's last.
         let keep_alive = keep_alive && !ctx.draining;
+        // Time with the app (waiting for a thread included), and the bytes
+        // queued for this response: what lands in `wbuf` now, plus a file
+        // sent later by sendfile (streamed bodies count as pulled).
+        let app_us = started.elapsed().as_micros() as u64;
+        let wbuf_before = self.wbuf.len();
+        let mut file_bytes = 0;
         let (resp, mut keep_alive) = match outcome {
             Outcome::Response(resp) => match check_headers(&resp) {
                 Ok(()) => (resp, keep_alive),
@@ -923,6 +936,7 @@ impl<S: Stream> Conn<S> {
                     ctx.date,
                 );
                 let len = if bodiless { 0 } else { body.len as usize };
+                file_bytes = len;
                 self.state = if bodiless || body.len == 0 {
                     if keep_alive {
                         State::Head
@@ -941,6 +955,13 @@ impl<S: Stream> Conn<S> {
         self.served += 1;
         *ctx.requests += 1;
         let _ = catch_unwind(AssertUnwindSafe(|| ctx.hooks.post_request(&req, status)));
+        crate::scoreboard::count_request(
+            &req.head.method,
+            status,
+            app_us,
+            started.elapsed().as_micros() as u64,
+            (self.wbuf.len() - wbuf_before + file_bytes) as u64,
+        );
         if ctx.access_log.enabled() {
             ctx.access_log.log(&AccessRecord {
                 peer: self.peer,
@@ -951,6 +972,7 @@ impl<S: Stream> Conn<S> {
                 response_headers: &resp.headers,
             });
         }
+        crate::reqmeta::leave();
         let Request { head, body, .. } = req;
         if let Some(v) = body.into_vec()
             && v.capacity() <= 64 * 1024
@@ -994,6 +1016,7 @@ impl<S: Stream> Conn<S> {
                 true
             }
             Ok(Ok(n)) => {
+                crate::scoreboard::count_bytes(n as u64);
                 if *chunked {
                     self.wbuf.extend_from_slice(format!("{n:x}\r\n").as_bytes());
                     self.wbuf.extend_from_slice(&buf[..n]);

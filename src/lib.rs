@@ -31,7 +31,12 @@
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
 //! - [`clock`]: the monotonic clock for every deadline, the wall clock for `Date` and logs.
-//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges.
+//! - [`listener`], [`pidfile`], [`systemd`], [`logging`], [`hooks`]: edges;
+//!   [`statsd`] (gunicorn's statsd metrics) and [`reload`] (`--reload`) beside them.
+//! - [`scoreboard`]: per-worker counters in shared memory; [`metrics`]: their
+//!   renderings; [`status`]: the master's status listener and `ferricorn
+//!   status`; [`reqmeta`]: request ids and queue time; [`cgroup`]: `--workers auto`.
+//!   `scoreboard::shm` maps the counters (one `unsafe` block each, with `SAFETY:`).
 //! - [`sys`]: the only module allowed `unsafe` for syscalls (fork, signal
 //!   handler, shared memory, environment). With the `python` feature,
 //!   `python::interp` holds the few CPython FFI calls (interpreter start,
@@ -44,6 +49,7 @@ pub mod arbiter;
 pub mod balance;
 pub mod bind;
 pub mod boot;
+pub mod cgroup;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -55,12 +61,18 @@ pub mod http;
 pub mod incidents;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod pidfile;
 pub mod proxy;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod reload;
+pub mod reqmeta;
+pub mod scoreboard;
 pub mod server;
 pub mod signals;
+pub mod statsd;
+pub mod status;
 pub mod sys;
 pub mod systemd;
 pub mod worker;

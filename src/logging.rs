@@ -10,13 +10,29 @@
 //! buffer and written once per event-loop turn with one `write(2)` of whole
 //! lines to a file opened with `O_APPEND`, so lines of different workers never
 //! interleave.
+//!
+//! Around those two, as gunicorn's `Logger` has them (see [`init`]):
+//! - `--log-syslog`: every error-log record, and every access-log line unless
+//!   `--disable-redirect-access-to-syslog`, is also sent as a syslog datagram
+//!   in gunicorn's format (Python's `SysLogHandler`):
+//!   `<PRI>gunicorn.NAME.error: [PID] message\0` ([`Syslog`]);
+//! - `--statsd-host`: each error-log record at warning level or above and
+//!   each request (where its access-log line is written) is counted
+//!   ([`crate::statsd`]);
+//! - `--capture-output`: the processes' stdout and stderr (fds 1 and 2, so
+//!   whatever a Python app prints) go to the `--error-logfile` file, and are
+//!   redirected again when USR1 reopens it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use socket2::{Domain, SockAddr, Socket, Type};
+
 use crate::app::{Peer, Request};
+use crate::config::Config;
 
 // ---------------------------------------------------------------------------
 // Error log.
@@ -77,6 +93,19 @@ pub fn init_error_log(level: &str, errorlog: &str) -> io::Result<()> {
                 log::Level::Debug => "DEBUG",
                 log::Level::Trace => "TRACE",
             };
+            // A line written while a request is handled names it at the end
+            // of its first line (a traceback follows on the next ones).
+            if let Some(id) = crate::reqmeta::current() {
+                let msg = record.args().to_string();
+                let (first, rest) = msg.split_at(msg.find('\n').unwrap_or(msg.len()));
+                return writeln!(
+                    buf,
+                    "[{}] [{}] [{}] {first} [request_id={id}]{rest}",
+                    log_time(SystemTime::now()),
+                    std::process::id(),
+                    level,
+                );
+            }
             writeln!(
                 buf,
                 "[{}] [{}] [{}] {}",
@@ -86,9 +115,337 @@ pub fn init_error_log(level: &str, errorlog: &str) -> io::Result<()> {
                 record.args()
             )
         });
-    // A second init (a test calling the library twice) keeps the first logger.
-    let _ = builder.try_init();
+    // A second call (HUP, or a test calling the library twice) replaces
+    // the filter: the last configuration wins.
+    let inner = builder.build();
+    let max = inner.filter();
+    *LOGGER.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(inner);
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(max);
     Ok(())
+}
+
+/// env_logger's filtering and line, plus the syslog copy and the statsd
+/// counters of each record that passes the filter. The env_logger inside is
+/// replaced when the settings are (HUP).
+struct ErrorLogger {
+    inner: RwLock<Option<env_logger::Logger>>,
+}
+
+static LOGGER: ErrorLogger = ErrorLogger {
+    inner: RwLock::new(None),
+};
+
+impl log::Log for ErrorLogger {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.as_ref().is_some_and(|l| l.enabled(meta))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            match inner.as_ref() {
+                Some(l) if l.matches(record) => l.log(record),
+                _ => return,
+            }
+        }
+        let statsd = crate::statsd::enabled() && record.level() <= log::Level::Warn;
+        let syslog = SYSLOG.read().unwrap_or_else(|p| p.into_inner());
+        if !statsd && syslog.is_none() {
+            return;
+        }
+        let message = record.args().to_string();
+        let level = crate::statsd::gunicorn_level(record.level(), &message);
+        crate::statsd::log_record(level);
+        if let Some(s) = syslog.as_ref() {
+            s.send("error", severity(level), &message);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Set up everything the error and access logs need from the settings, in
+/// the master before anything is forked: the statsd socket, the syslog
+/// socket, `--capture-output`, then the error log itself. The error is one
+/// line naming the setting. Called again on HUP ([`reconfigure`]); workers
+/// forked after that inherit the new set-up.
+pub fn init(cfg: &Config) -> Result<(), String> {
+    INITIALIZED.store(true, Ordering::Relaxed);
+    crate::statsd::init(
+        cfg.statsd_host.as_deref(),
+        &cfg.statsd_prefix,
+        &cfg.dogstatsd_tags,
+    )?;
+    if cfg.syslog {
+        let name = cfg.syslog_prefix.clone().unwrap_or_else(|| {
+            cfg.proc_name
+                .clone()
+                .unwrap_or_else(|| cfg.app.clone())
+                .replace(':', ".")
+        });
+        let addr = cfg.syslog_addr.as_deref().unwrap_or(default_syslog_addr());
+        let s = Syslog::open(
+            addr,
+            &cfg.syslog_facility,
+            &name,
+            !cfg.disable_redirect_access_to_syslog,
+        )
+        .map_err(|e| format!("--log-syslog-to {addr}: {e}"))?;
+        *SYSLOG.write().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    } else {
+        *SYSLOG.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+    let capture = cfg.capture_output && cfg.errorlog != "-";
+    CAPTURE.store(capture, Ordering::Relaxed);
+    if capture {
+        capture_stdio(&cfg.errorlog)
+            .map_err(|e| format!("--capture-output: cannot open {}: {e}", cfg.errorlog))?;
+    }
+    init_error_log(&cfg.loglevel, &cfg.errorlog)
+        .map_err(|e| format!("cannot open --error-logfile {}: {e}", cfg.errorlog))
+}
+
+/// HUP: apply the re-read settings as gunicorn's `Logger.setup` does on
+/// reload (level, error log file, syslog, statsd, captured output). A part
+/// that fails is logged and keeps its previous set-up; the parts before it
+/// in [`init`]'s order are already replaced.
+pub fn reconfigure(cfg: &Config) {
+    // Only where `init` set logging up (the binary): a library user's own
+    // logger and level are not ours to replace.
+    if !INITIALIZED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = init(cfg) {
+        log::error!("reload: {e}; the rest of the logging set-up is unchanged");
+    }
+}
+
+/// Whether `--daemon` keeps stdout and stderr (those that are not a
+/// terminal) rather than pointing them at /dev/null: with
+/// `--enable-stdio-inheritance` (gunicorn's meaning: `ferricorn -D -R >
+/// out.log 2>&1` keeps writing to out.log), and with `--capture-output`,
+/// whose redirection into the error log is already in place by then.
+pub fn daemon_keeps_stdio(cfg: &Config) -> bool {
+    cfg.enable_stdio_inheritance || (cfg.capture_output && cfg.errorlog != "-")
+}
+
+// ---------------------------------------------------------------------------
+// --capture-output
+
+static CAPTURE: AtomicBool = AtomicBool::new(false);
+/// [`init`] ran (the binary's set-up), so HUP may redo it.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Point fds 1 and 2 at the (appended) error log file.
+fn capture_stdio(errorlog: &str) -> io::Result<()> {
+    let _ = io::stdout().flush();
+    let file = open_append(errorlog)?;
+    nix::unistd::dup2_stdout(&file).map_err(io::Error::from)?;
+    nix::unistd::dup2_stderr(&file).map_err(io::Error::from)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Syslog (`--log-syslog`).
+
+/// gunicorn's facility names (`glogging.SYSLOG_FACILITIES`).
+pub fn facility_code(name: &str) -> Option<u8> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "kern" => 0,
+        "user" => 1,
+        "mail" => 2,
+        "daemon" => 3,
+        "auth" | "security" => 4,
+        "syslog" => 5,
+        "lpr" => 6,
+        "news" => 7,
+        "uucp" => 8,
+        "cron" => 9,
+        "authpriv" => 10,
+        "ftp" => 11,
+        "local0" => 16,
+        "local1" => 17,
+        "local2" => 18,
+        "local3" => 19,
+        "local4" => 20,
+        "local5" => 21,
+        "local6" => 22,
+        "local7" => 23,
+        _ => return None,
+    })
+}
+
+/// Python's `SysLogHandler.mapPriority` of a record's gunicorn level
+/// ([`crate::statsd::gunicorn_level`]; an exception is logged at error).
+fn severity(level: &str) -> u8 {
+    match level {
+        "critical" => 2,
+        "error" | "exception" => 3,
+        "warning" => 4,
+        "info" => 6,
+        _ => 7,
+    }
+}
+
+/// A parsed `--log-syslog-to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogAddr {
+    /// `unix://PATH`, optionally `#dgram` or `#stream`; None = datagram,
+    /// else stream (Python's SysLogHandler tries them in that order).
+    Unix(String, Option<Type>),
+    /// `udp://HOST[:PORT]` (port 514, host `localhost` if empty).
+    Udp(String, u16),
+    /// `tcp://HOST[:PORT]`.
+    Tcp(String, u16),
+}
+
+/// The default `--log-syslog-to`: `/dev/log` where it exists (the local
+/// syslog daemon or journald on Linux), else gunicorn's Linux default
+/// `udp://localhost:514`.
+pub fn default_syslog_addr() -> &'static str {
+    if std::path::Path::new("/dev/log").exists() {
+        "unix:///dev/log"
+    } else {
+        "udp://localhost:514"
+    }
+}
+
+/// Parse `--log-syslog-to` as gunicorn's `parse_syslog_address`.
+pub fn parse_syslog_addr(addr: &str) -> Result<SyslogAddr, String> {
+    if let Some(rest) = addr.strip_prefix("unix://") {
+        let (path, ty) = match rest.split_once('#') {
+            Some((p, "dgram")) => (p, Some(Type::DGRAM)),
+            Some((p, "stream")) => (p, Some(Type::STREAM)),
+            Some((_, other)) => {
+                return Err(format!("unknown socket type '#{other}' (dgram or stream)"));
+            }
+            None => (rest, None),
+        };
+        if path.is_empty() {
+            return Err("unix:// needs a path".into());
+        }
+        return Ok(SyslogAddr::Unix(path.to_string(), ty));
+    }
+    let (rest, tcp) = if let Some(r) = addr.strip_prefix("udp://") {
+        (r, false)
+    } else if let Some(r) = addr.strip_prefix("tcp://") {
+        (r, true)
+    } else {
+        return Err("must be unix://PATH, udp://HOST:PORT or tcp://HOST:PORT".into());
+    };
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        let (h, after) = r
+            .split_once(']')
+            .ok_or_else(|| "unterminated [IPv6] address".to_string())?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    let host = if host.is_empty() { "localhost" } else { host }.to_ascii_lowercase();
+    let port = match port {
+        None => 514,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("'{p}' is not a valid port number"))?,
+    };
+    Ok(if tcp {
+        SyslogAddr::Tcp(host, port)
+    } else {
+        SyslogAddr::Udp(host, port)
+    })
+}
+
+/// One syslog message as Python's `SysLogHandler` sends it with gunicorn's
+/// formatter: `<PRI>TAG: [PID] MESSAGE` and a NUL. No timestamp or host
+/// name (the receiving daemon adds them, as it does for gunicorn).
+pub fn syslog_message(facility: u8, severity: u8, tag: &str, pid: u32, msg: &str) -> Vec<u8> {
+    let pri = u16::from(facility) * 8 + u16::from(severity);
+    let mut out = format!("<{pri}>{tag}: [{pid}] {msg}").into_bytes();
+    out.push(0);
+    out
+}
+
+/// The syslog socket: connected, non-blocking; a message that cannot be
+/// sent at once is dropped (a stalled syslog must not stall a worker).
+pub struct Syslog {
+    sock: Socket,
+    facility: u8,
+    /// `gunicorn.NAME`: the tag is this plus `.error` or `.access`.
+    base: String,
+    /// Access-log lines go to syslog too.
+    pub access: bool,
+}
+
+static SYSLOG: RwLock<Option<Syslog>> = RwLock::new(None);
+
+impl Syslog {
+    pub fn open(addr: &str, facility: &str, name: &str, access: bool) -> io::Result<Syslog> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let facility = facility_code(facility)
+            .ok_or_else(|| invalid(format!("unknown syslog facility '{facility}'")))?;
+        let resolve = |host: &str, port: u16| -> io::Result<SockAddr> {
+            use std::net::ToSocketAddrs;
+            (host, port)
+                .to_socket_addrs()?
+                .next()
+                .map(SockAddr::from)
+                .ok_or_else(|| io::Error::other(format!("{host}: no address")))
+        };
+        let sock = match parse_syslog_addr(addr).map_err(invalid)? {
+            SyslogAddr::Unix(path, ty) => {
+                let to = SockAddr::unix(&path)?;
+                let connect = |ty: Type| -> io::Result<Socket> {
+                    let s = Socket::new(Domain::UNIX, ty, None)?;
+                    s.connect(&to)?;
+                    Ok(s)
+                };
+                match ty {
+                    Some(t) => connect(t)?,
+                    None => connect(Type::DGRAM).or_else(|_| connect(Type::STREAM))?,
+                }
+            }
+            SyslogAddr::Udp(host, port) => {
+                let to = resolve(&host, port)?;
+                let s = Socket::new(to.domain(), Type::DGRAM, None)?;
+                s.connect(&to)?;
+                s
+            }
+            SyslogAddr::Tcp(host, port) => {
+                let to = resolve(&host, port)?;
+                let s = Socket::new(to.domain(), Type::STREAM, None)?;
+                s.connect_timeout(&to, Duration::from_secs(5))?;
+                s
+            }
+        };
+        sock.set_nonblocking(true)?;
+        Ok(Syslog {
+            sock,
+            facility,
+            base: format!("gunicorn.{name}"),
+            access,
+        })
+    }
+
+    /// Send one message; `kind` is `error` or `access`.
+    fn send(&self, kind: &str, severity: u8, msg: &str) {
+        let tag = format!("{}.{kind}", self.base);
+        let m = syslog_message(self.facility, severity, &tag, std::process::id(), msg);
+        let _ = self.sock.send(&m);
+    }
+}
+
+/// Access-log lines go to syslog.
+fn syslog_access() -> bool {
+    SYSLOG
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|s| s.access)
 }
 
 /// Reopen the error log file at its path (USR1).
@@ -99,6 +456,9 @@ pub fn reopen_error_log() -> io::Result<()> {
     let mut sink = cell.lock().unwrap_or_else(|p| p.into_inner());
     if let Sink::File(path, file) = &mut *sink {
         *file = open_append(path)?;
+        if CAPTURE.load(Ordering::Relaxed) {
+            capture_stdio(path)?;
+        }
     }
     Ok(())
 }
@@ -164,6 +524,10 @@ enum Atom {
     Micros,
     DecimalSecs,
     Pid,
+    /// `%(request_id)s`: the request id (`--request-id-header`).
+    RequestId,
+    /// `%(queue_time)s`: X-Request-Start queue time, decimal seconds.
+    QueueTime,
     ReqHeader(String),
     RespHeader(String),
     Env(String),
@@ -245,11 +609,31 @@ impl AccessLog {
         })
     }
 
+    /// The access log the settings ask for: `--access-logfile` (none if
+    /// unset), with the format parsed also when the lines only go to syslog.
+    pub fn from_config(cfg: &Config) -> io::Result<AccessLog> {
+        match &cfg.accesslog {
+            Some(path) => AccessLog::open(path, &cfg.access_log_format),
+            None if syslog_access() => {
+                let mut log = AccessLog::open("-", &cfg.access_log_format)?;
+                log.target = None;
+                Ok(log)
+            }
+            None => Ok(AccessLog::disabled()),
+        }
+    }
+
+    /// Whether a request must be recorded at all: a file, syslog or statsd.
     pub fn enabled(&self) -> bool {
-        self.target.is_some()
+        self.target.is_some() || syslog_access() || crate::statsd::enabled()
     }
 
     pub fn log(&mut self, r: &AccessRecord<'_>) {
+        crate::statsd::request(r.status, r.elapsed);
+        let syslog = syslog_access();
+        if self.target.is_none() && !syslog {
+            return;
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -270,6 +654,12 @@ impl AccessLog {
                 }
             }
             line.push('\n');
+        }
+        if syslog && let Some(s) = SYSLOG.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            s.send("access", 6, line.trim_end_matches('\n'));
+        }
+        if self.target.is_none() {
+            return;
         }
         self.buf.extend_from_slice(line.as_bytes());
         if self.buf.len() > 64 * 1024 {
@@ -376,6 +766,8 @@ fn parse_format(fmt: &str) -> Result<Vec<Piece>, String> {
             "D" => Atom::Micros,
             "L" => Atom::DecimalSecs,
             "p" => Atom::Pid,
+            "request_id" => Atom::RequestId,
+            "queue_time" => Atom::QueueTime,
             n if n.starts_with('{') && n.ends_with("}i") => {
                 Atom::ReqHeader(n[1..n.len() - 2].to_string())
             }
@@ -531,6 +923,16 @@ fn render(out: &mut String, atom: &Atom, r: &AccessRecord<'_>, time: &str) {
         Atom::Pid => {
             let _ = write!(out, "<{}>", std::process::id());
         }
+        Atom::RequestId => match req.request_id() {
+            Some(id) => out.push_str(id),
+            None => out.push('-'),
+        },
+        Atom::QueueTime => match req.queue_time() {
+            Some(q) => {
+                let _ = write!(out, "{:.6}", q.as_secs_f64());
+            }
+            None => out.push('-'),
+        },
         Atom::ReqHeader(name) => push_bytes_or_dash(out, req.header(name)),
         Atom::RespHeader(name) => push_bytes_or_dash(out, header(r.response_headers, name)),
         Atom::Env(name) => match std::env::var(name) {
@@ -582,12 +984,62 @@ fn format_json(s: &mut String, r: &AccessRecord<'_>, time: &str) {
         false,
     );
     field(s, "pid", std::process::id().to_string().as_bytes(), false);
+    if let Some(id) = req.request_id() {
+        field(s, "request_id", id.as_bytes(), false);
+    }
+    if let Some(q) = req.queue_time() {
+        s.push_str(&format!(", \"queue_time_us\": {}", q.as_micros()));
+    }
     s.push_str("}\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_messages_are_gunicorns() {
+        assert_eq!(
+            syslog_message(1, 3, "gunicorn.app.error", 42, "boom"),
+            b"<11>gunicorn.app.error: [42] boom\0"
+        );
+        assert_eq!(
+            syslog_message(facility_code("local7").unwrap(), 6, "t", 1, "x"),
+            b"<190>t: [1] x\0"
+        );
+        assert_eq!(facility_code("LOCAL0"), Some(16));
+        assert_eq!(facility_code("nope"), None);
+        assert_eq!(severity("warning"), 4);
+        assert_eq!(severity("critical"), 2);
+        assert_eq!(severity("exception"), 3);
+    }
+
+    #[test]
+    fn syslog_addresses_parse_like_gunicorn() {
+        assert_eq!(
+            parse_syslog_addr("unix:///dev/log"),
+            Ok(SyslogAddr::Unix("/dev/log".into(), None))
+        );
+        assert_eq!(
+            parse_syslog_addr("unix:///x#dgram"),
+            Ok(SyslogAddr::Unix("/x".into(), Some(Type::DGRAM)))
+        );
+        assert_eq!(
+            parse_syslog_addr("udp://Example:1514"),
+            Ok(SyslogAddr::Udp("example".into(), 1514))
+        );
+        assert_eq!(
+            parse_syslog_addr("udp://"),
+            Ok(SyslogAddr::Udp("localhost".into(), 514))
+        );
+        assert_eq!(
+            parse_syslog_addr("tcp://[::1]:9"),
+            Ok(SyslogAddr::Tcp("::1".into(), 9))
+        );
+        assert!(parse_syslog_addr("localhost:514").is_err());
+        assert!(parse_syslog_addr("udp://h:x").is_err());
+        assert!(parse_syslog_addr("unix:///x#raw").is_err());
+    }
 
     #[test]
     fn civil_dates() {

@@ -106,6 +106,11 @@ impl SignalPipe {
         self.rx.as_raw_fd()
     }
 
+    /// The read end, to poll together with other descriptors.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.rx.as_fd()
+    }
+
     /// Sleep until a signal byte is readable or `ms` milliseconds pass.
     pub fn wait(&self, ms: u16) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -500,9 +505,10 @@ impl DaemonReport {
 /// Detach from the terminal: fork (the parent waits for the daemon's start-up
 /// verdict, then exits with it), `setsid`, fork again (so the daemon is not a
 /// session leader and can never regain a controlling terminal), and point
-/// stdin, stdout and stderr at /dev/null. The working directory is kept, so
+/// stdin, stdout and stderr at /dev/null (with `keep_stdio`, stdout and
+/// stderr only if they are a terminal). The working directory is kept, so
 /// relative paths in the configuration mean what they meant.
-pub fn daemonize() -> io::Result<DaemonReport> {
+pub fn daemonize(keep_stdio: bool) -> io::Result<DaemonReport> {
     let (rx, tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(errno)?;
     match fork()? {
         Fork::Parent(_) => {
@@ -531,8 +537,14 @@ pub fn daemonize() -> io::Result<DaemonReport> {
         .write(true)
         .open("/dev/null")?;
     nix::unistd::dup2_stdin(&null).map_err(errno)?;
-    nix::unistd::dup2_stdout(&null).map_err(errno)?;
-    nix::unistd::dup2_stderr(&null).map_err(errno)?;
+    // `keep_stdio` (gunicorn's --enable-stdio-inheritance): output that goes
+    // to a file or a pipe stays there; a terminal is still let go of.
+    if !keep_stdio || nix::unistd::isatty(io::stdout()).unwrap_or(false) {
+        nix::unistd::dup2_stdout(&null).map_err(errno)?;
+    }
+    if !keep_stdio || nix::unistd::isatty(io::stderr()).unwrap_or(false) {
+        nix::unistd::dup2_stderr(&null).map_err(errno)?;
+    }
     Ok(DaemonReport(Some(tx)))
 }
 

@@ -116,6 +116,8 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
     for _ in 0..threads {
         match (args.factory)(&ctx) {
             Ok(app) => apps.push(app),
+            // Development: serve the error until a fix is saved.
+            Err(e) if cfg.reload => apps.push(crate::reload::failed_app(&cfg.app, &e)),
             Err(e) => {
                 log::error!(
                     "Exception in worker process: cannot load app '{}': {e}",
@@ -126,15 +128,15 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
         }
     }
 
-    let access_log = match &cfg.accesslog {
-        Some(path) => match AccessLog::open(path, &cfg.access_log_format) {
-            Ok(l) => l,
-            Err(e) => {
-                log::error!("cannot open access log {path}: {e}");
-                return WorkerExit::BootError;
-            }
-        },
-        None => AccessLog::disabled(),
+    crate::reload::start(cfg);
+
+    let access_log = match AccessLog::from_config(cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            let path = cfg.accesslog.as_deref().unwrap_or("-");
+            log::error!("cannot open access log {path}: {e}");
+            return WorkerExit::BootError;
+        }
     };
 
     let jitter = if cfg.max_requests_jitter > 0 {

@@ -294,6 +294,17 @@ impl EnvironBuilder {
         };
         env.set_item(self.keys.server_name.bind(py), name)?;
         env.set_item(self.keys.server_port.bind(py), port)?;
+        // Request id and X-Request-Start queue time (issue 16), when known.
+        if let Some(id) = req.request_id() {
+            env.set_item(pyo3::intern!(py, "ferricorn.request_id"), id)?;
+        }
+        if let (Some(start), Some(q)) = (req.request_start_us(), req.queue_time()) {
+            env.set_item(
+                pyo3::intern!(py, "ferricorn.request_start"),
+                start as f64 / 1_000_000.0,
+            )?;
+            env.set_item(pyo3::intern!(py, "ferricorn.queue_time"), q.as_secs_f64())?;
+        }
         Ok(Some(env))
     }
 }

@@ -24,6 +24,7 @@ mod boot;
 mod environ;
 mod interp;
 mod response;
+mod runtime;
 
 use std::io;
 use std::path::Path;
@@ -275,7 +276,7 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, ForkHooks), SetupError> {
     let spec = cfg.app.clone();
     let cfg_rc = Rc::new(cfg.clone());
     if cfg.preload_app {
-        let app = start_and_load(venv.as_ref(), &spec, &cfg.pythonpath)
+        let app = runtime::load(venv.as_ref(), &spec, cfg)
             .map_err(|e| SetupError::AppLoad(format!("cannot load app '{spec}': {e}")))?;
         Python::attach(|py| -> PyResult<()> {
             // Objects that exist now are never collected: the GC does not
@@ -308,12 +309,13 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, ForkHooks), SetupError> {
             .map(|a| Python::attach(|py| a.clone_ref(py)));
         let app = match cached {
             Some(app) => app,
-            None => match start_and_load(venv.as_ref(), &spec, &cfg_rc.pythonpath) {
+            None => match runtime::load(venv.as_ref(), &spec, &cfg_rc) {
                 Ok(app) => {
                     *loaded.borrow_mut() = Some(Python::attach(|py| app.clone_ref(py)));
                     app
                 }
-                Err(e) if once.claim() => return Err(io::Error::other(e)),
+                // Under --reload every worker serves the error (reload::failed_app).
+                Err(e) if cfg_rc.reload || once.claim() => return Err(io::Error::other(e)),
                 Err(e) => {
                     // Another worker has reported this; the master stops on
                     // our exit code all the same.

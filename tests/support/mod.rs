@@ -20,6 +20,7 @@ pub mod nginx;
 pub mod postgres;
 pub mod procfs;
 pub mod python;
+pub mod runtime;
 pub mod server;
 
 // Each test crate uses some of these; the others would warn as unused.

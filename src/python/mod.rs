@@ -283,11 +283,21 @@ pub fn setup(cfg: &Config) -> Result<AppFactory, SetupError> {
         let app = match runtime::load(venv.as_ref(), &spec, &cfg_rc) {
             Ok(app) => app,
             // Under --reload every worker serves the error (reload::failed_app).
-            Err(e) if cfg_rc.reload || once.claim() => return Err(io::Error::other(e)),
+            Err(e) if cfg_rc.reload => return Err(io::Error::other(e)),
+            Err(e) if once.claim() => {
+                // The line worker.rs would write, then the losers may go.
+                log::error!(
+                    "Exception in worker process: cannot load app '{}': {e}",
+                    cfg_rc.app
+                );
+                once.reported();
+                crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
+            }
             Err(e) => {
-                // Another worker has reported this; the master stops on our
-                // exit code all the same.
+                // Another worker reports this; the master stops on our exit
+                // code all the same, once that line is written.
                 log::debug!("worker {}: {e}", ctx.pid);
+                once.wait_for_report();
                 crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
             }
         };

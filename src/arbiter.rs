@@ -557,6 +557,9 @@ impl Arbiter {
                         }
                     }
                 }
+                if let Err(e) = crate::config::apply_raw_env(&new.raw_env) {
+                    log::error!("{e}");
+                }
                 self.rebind_status(&new);
                 let old = self.num_workers;
                 self.num_workers = new.workers;

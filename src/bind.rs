@@ -1,5 +1,7 @@
 //! `--bind` grammar: `HOST:PORT`, `HOST` (port 8000), `[v6]:PORT`, `[v6]` (port 8000),
-//! `unix:PATH` (or `unix://PATH`), `fd://N`.
+//! `unix:PATH` (or `unix://PATH`), `fd://N`; and gunicorn's shorthands: `:PORT`
+//! (every interface, as gunicorn reads an empty host), a bare `PORT`, and a
+//! `tcp://` prefix.
 //!
 //! Pure parsing; the only I/O is resolving a hostname other than `localhost`
 //! (through [`std::net::ToSocketAddrs`], first address wins), as gunicorn does.
@@ -24,6 +26,19 @@ impl BindAddr {
     pub fn parse(s: &str) -> Result<BindAddr, String> {
         if s.is_empty() {
             return Err("empty address".into());
+        }
+        let s = s.strip_prefix("tcp://").unwrap_or(s);
+        // gunicorn reads `:8000` as an empty host, which binds every interface.
+        // A bare `8000` it would hand to the resolver as a host (inet_aton turns
+        // it into 0.0.31.64, which cannot be bound): what is meant is the port.
+        if let Some(port) = s
+            .strip_prefix(':')
+            .or_else(|| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s))
+        {
+            return Ok(BindAddr::Tcp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                parse_port(port)?,
+            )));
         }
         if let Some(rest) = s.strip_prefix("unix:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -146,6 +161,14 @@ mod tests {
     }
 
     #[test]
+    fn gunicorn_shorthands() {
+        assert_eq!(ok(":8000"), "0.0.0.0:8000");
+        assert_eq!(ok("8000"), "0.0.0.0:8000");
+        assert_eq!(ok("tcp://127.0.0.1:81"), "127.0.0.1:81");
+        assert_eq!(ok("tcp://:82"), "0.0.0.0:82");
+    }
+
+    #[test]
     fn unix_and_fd() {
         assert_eq!(
             BindAddr::parse("unix:/run/app.sock").unwrap(),
@@ -169,7 +192,9 @@ mod tests {
     fn errors() {
         for bad in [
             "",
-            ":80",
+            ":",
+            ":http",
+            "99999",
             "1.2.3.4:99999",
             "1.2.3.4:",
             "1.2.3.4:-1",
@@ -186,7 +211,6 @@ mod tests {
             "[1.2.3.4]:80",
             "a:b:c",
             "bad host:80",
-            "80",
             "1.2.3:80",
             "256.1.1.1",
         ] {

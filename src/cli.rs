@@ -51,13 +51,20 @@ fn run(args: &[String]) -> i32 {
             if looks_like_python(&cfg.app) && !cfg!(feature = "python") =>
         {
             eprintln!(
-                "Error: APP '{}' looks like a Python WSGI app; install ferricorn into the app's \
-                 virtualenv with pip (see the README), or rebuild with --features python",
-                cfg.app
+                "Error: APP '{}' is not a built-in app ({}) and this ferricorn has no Python \
+                 support for WSGI apps; install ferricorn into the app's virtualenv with pip \
+                 (see the README), or rebuild with --features python",
+                cfg.app,
+                apps::BUILTIN.join(", ")
             );
             return 1;
         }
-        Action::Check(_) => {
+        Action::Check(cfg) => {
+            // As gunicorn's --check-config: the app must import too (exit 4 if not).
+            if let Err(e) = check_app(&cfg) {
+                eprintln!("Error: {e}");
+                return crate::worker::WorkerExit::AppLoadError.code();
+            }
             println!("Configuration OK");
             return 0;
         }
@@ -65,6 +72,14 @@ fn run(args: &[String]) -> i32 {
     };
     if let Err(e) = logging::init(&cfg) {
         eprintln!("Error: {e}");
+        return 1;
+    }
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    // -e/--env: the app and the workers see these (gunicorn sets them in the master).
+    if let Err(e) = config::apply_raw_env(&cfg.raw_env) {
+        log::error!("{e}");
         return 1;
     }
     if let Some(dir) = &cfg.chdir
@@ -78,12 +93,13 @@ fn run(args: &[String]) -> i32 {
     } else {
         let app = cfg.app.clone();
         let factory = Box::new(move |ctx: &crate::WorkerContext| apps::builtin(&app, ctx));
-        Server::with_factory(cfg, factory).run()
+        with_python_hooks(&cfg.clone(), Server::with_factory(cfg, factory)).run()
     }
 }
 
-/// `pkg.module:callable`, `pkg.module:factory()` or `pkg.module` (dotted):
-/// a Python WSGI app rather than a built-in app name.
+/// `pkg.module:callable`, `pkg.module:factory()`, `pkg.module` (dotted) or a
+/// bare module name other than a built-in app's (`pkg.module` means
+/// `pkg.module:application`): a Python WSGI app rather than a built-in app.
 pub fn looks_like_python(app: &str) -> bool {
     let ident = |s: &str| {
         s.chars()
@@ -94,14 +110,14 @@ pub fn looks_like_python(app: &str) -> bool {
     let dotted = |s: &str| s.split('.').all(ident);
     match app.split_once(':') {
         Some((module, attr)) => dotted(module) && dotted(attr.strip_suffix("()").unwrap_or(attr)),
-        None => app.contains('.') && dotted(app),
+        None => dotted(app) && !apps::BUILTIN.contains(&app),
     }
 }
 
 #[cfg(feature = "python")]
 fn run_python(cfg: crate::Config) -> i32 {
     match crate::python::setup(&cfg) {
-        Ok((factory, hooks)) => Server::with_factory(cfg, factory).hooks(hooks).run(),
+        Ok(factory) => with_python_hooks(&cfg.clone(), Server::with_factory(cfg, factory)).run(),
         Err(crate::python::SetupError::Config(e)) => {
             log::error!("{e}");
             1
@@ -119,13 +135,49 @@ fn run_python(_cfg: crate::Config) -> i32 {
     unreachable!("rejected while parsing the command line")
 }
 
+/// The interpreter's fork bracket (a no-op while the master has no
+/// interpreter) and the hooks of a Python config file (none without one).
+#[cfg(feature = "python")]
+fn with_python_hooks(cfg: &crate::Config, server: Server) -> Server {
+    crate::python::hooks::set_proc_name(cfg.proc_name.clone());
+    server
+        .fork_bracket(crate::python::ForkBracket)
+        .hooks(crate::python::hooks::PyHooks)
+}
+
+#[cfg(not(feature = "python"))]
+fn with_python_hooks(_cfg: &crate::Config, server: Server) -> Server {
+    server
+}
+
+/// `--check-config` imports a Python app as a worker would.
+#[cfg(feature = "python")]
+fn check_app(cfg: &crate::Config) -> Result<(), String> {
+    if looks_like_python(&cfg.app) {
+        crate::python::check_app(cfg)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "python"))]
+fn check_app(_cfg: &crate::Config) -> Result<(), String> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::looks_like_python;
 
     #[test]
     fn python_specs_are_told_from_builtin_names() {
-        for spec in ["app.wsgi", "app.wsgi:application", "m:create()", "a.b:c.d"] {
+        for spec in [
+            "app.wsgi",
+            "app.wsgi:application",
+            "m:create()",
+            "a.b:c.d",
+            "app",
+        ] {
             assert!(looks_like_python(spec), "{spec}");
         }
         for name in ["welcome", "hello", "echo", "app.", "a b:c", ":app", "m:"] {

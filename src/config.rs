@@ -11,6 +11,7 @@
 //! Adding a setting means adding one row (and, usually, one `Config` field).
 
 use crate::bind::BindAddr;
+pub use crate::config_value::{Origin, Value};
 use std::path::{Path, PathBuf};
 
 /// Fully resolved settings. Field names are gunicorn's setting names.
@@ -104,6 +105,9 @@ pub struct Config {
     pub pidfile: Option<PathBuf>,
     /// <= 0o777.
     pub umask: u32,
+    /// `-e/--env KEY=VALUE`: set in the master's environment before the app
+    /// is loaded, so workers inherit it.
+    pub raw_env: Vec<String>,
     /// Absolute (canonicalized) directory; it existed when the config was parsed.
     pub chdir: Option<PathBuf>,
     pub proc_name: Option<String>,
@@ -147,6 +151,9 @@ pub struct Config {
     /// The working directory at startup: relative `-c`/`--chdir` paths are resolved
     /// against it, also on reload after the server has changed directory.
     pub launch_dir: PathBuf,
+    /// gunicorn settings that were accepted and ignored, one line each, for the
+    /// binary to log once logging is set up.
+    pub warnings: Vec<String>,
     /// Pass CONNECT requests to the app (library only, `Server::allow_connect`;
     /// no setting, since no built-in app can make a tunnel): false = 501.
     pub allow_connect: bool,
@@ -394,20 +401,27 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["-c", "--config"],
         metavar: "FILE",
         default: "None",
-        help: "Load settings from this TOML file. Its keys are the setting names shown \
-               in brackets in this help, e.g. `workers = 4`, \
-               `bind = [\"127.0.0.1:8000\", \"unix:/run/app.sock\"]`, `keepalive = 75`. \
-               File values override the built-in defaults and are overridden by \
+        help: "Load settings from this file: a gunicorn config file (Python: a name \
+               ending in .py, or python:MODULE for an importable module), or TOML. \
+               Without -c, ./ferricorn.conf.py or else ./gunicorn.conf.py is read if it \
+               exists. A Python file is run by the embedded interpreter in the master \
+               before anything is bound; its module-level names that are settings are \
+               applied (others are ignored), `wsgi_app` names the app, and callables \
+               named after gunicorn's server hooks (post_fork, when_ready, ...) are \
+               called at the same moments. TOML keys are the setting names shown in \
+               brackets in this help, e.g. `workers = 4`, \
+               `bind = [\"127.0.0.1:8000\", \"unix:/run/app.sock\"]`. File values \
+               override the built-in defaults and are overridden by GUNICORN_CMD_ARGS, \
                FERRICORN_CMD_ARGS and the command line. The file may also be named in \
-               FERRICORN_CMD_ARGS. It is re-read on SIGHUP. A relative path is relative \
-               to the directory ferricorn was started in.",
+               those variables. It is re-read on SIGHUP; a file that fails then leaves \
+               the running configuration in place. A relative path is relative to the \
+               directory ferricorn was started in.",
         takes_value: true,
         repeatable: false,
         cli_only: true,
         set: |c, v| {
             non_empty(v)?;
-            let p = c.launch_dir.join(v);
-            c.config_file = Some(std::path::absolute(&p).unwrap_or(p));
+            c.config_file = Some(config_path(v, &c.launch_dir));
             Ok(())
         },
         get: |c| q_path(&c.config_file),
@@ -446,6 +460,23 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         get: |c| c.print_config.to_string(),
+    },
+    Setting {
+        name: "wsgi_app",
+        section: "Config File",
+        flags: &["--wsgi-app"],
+        metavar: "APP",
+        default: "welcome",
+        help: "The application, as the positional APP names it (which wins over this); \
+               gunicorn's way of naming the app in a config file.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.app = non_empty(v)?;
+            Ok(())
+        },
+        get: |c| toml_quote(&c.app),
     },
     // ----- Server Socket
     Setting {
@@ -540,11 +571,7 @@ pub static SETTINGS: &[Setting] = &[
         set: |c, v| {
             match v {
                 "sync" | "gthread" => c.worker_class = v.to_string(),
-                _ => {
-                    return Err(
-                        "must be sync or gthread; for concurrent requests use --threads N".into(),
-                    );
-                }
+                other => return Err(crate::config_gunicorn::worker_class_refusal(other)),
             }
             Ok(())
         },
@@ -975,7 +1002,11 @@ pub static SETTINGS: &[Setting] = &[
         repeatable: false,
         cli_only: false,
         set: |c, v| {
-            let l = v.to_ascii_lowercase();
+            let mut l = v.to_ascii_lowercase();
+            if l == "warn" {
+                // Python's logging knows WARN as WARNING.
+                l = "warning".into();
+            }
             if !LOG_LEVELS.contains(&l.as_str()) {
                 return Err(format!("must be one of {}", LOG_LEVELS.join(", ")));
             }
@@ -1435,6 +1466,31 @@ pub static SETTINGS: &[Setting] = &[
         },
         get: |c| format!("0o{:03o}", c.umask),
     },
+    Setting {
+        name: "raw_env",
+        section: "Server Mechanics",
+        flags: &["-e", "--env"],
+        metavar: "KEY=VALUE",
+        default: "[]",
+        help: "Set an environment variable in the master before the app is loaded \
+               (workers inherit it), e.g. -e DJANGO_SETTINGS_MODULE=site.settings. \
+               Repeat the flag for several variables. In a config file, a list of \
+               KEY=VALUE strings.",
+        takes_value: true,
+        repeatable: true,
+        cli_only: false,
+        set: |c, v| match v.split_once('=') {
+            Some((k, _)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+                c.raw_env.push(v.to_string());
+                Ok(())
+            }
+            _ => Err("must be KEY=VALUE".into()),
+        },
+        get: |c| {
+            let items: Vec<String> = c.raw_env.iter().map(|e| toml_quote(e)).collect();
+            format!("[{}]", items.join(", "))
+        },
+    },
     // ----- Proxies, uploads, sockets and privileges (behind nginx)
     Setting {
         name: "forwarded_allow_ips",
@@ -1767,6 +1823,7 @@ impl Default for Config {
             reload_extra_files: Vec::new(),
             pidfile: None,
             umask: 0,
+            raw_env: Vec::new(),
             chdir: None,
             proc_name: None,
             daemon: false,
@@ -1789,6 +1846,7 @@ impl Default for Config {
             print_config: false,
             args: Vec::new(),
             launch_dir: PathBuf::from("."),
+            warnings: Vec::new(),
             allow_connect: false,
         }
     }
@@ -1811,6 +1869,18 @@ impl Config {
         }
     }
 
+    /// The `--print-config` text: [`Config::to_toml`] with a comment after each
+    /// line saying where the value came from (still TOML, so it can be fed back).
+    pub fn to_toml_with_origins(&self, origins: &Origins) -> String {
+        let mut out = String::from("# ferricorn configuration (TOML); feed back with -c\n");
+        out.push_str(&format!("# APP: {}\n", self.app));
+        for s in SETTINGS.iter().filter(|s| !s.cli_only) {
+            let from = origins.get(s.name).cloned().unwrap_or(Origin::Default);
+            out.push_str(&format!("{} = {}  # {from}\n", s.name, (s.get)(self)));
+        }
+        out
+    }
+
     /// The `--print-config` text: every setting (except the command-line-only ones)
     /// as a `name = value` TOML line, in table order.
     pub fn to_toml(&self) -> String {
@@ -1829,13 +1899,60 @@ impl Config {
 /// One `setting = value` assignment taken from some source.
 struct Assign {
     setting: &'static Setting,
-    value: String,
+    value: Value,
 }
 
 #[derive(Default)]
 struct Tokens {
     assigns: Vec<Assign>,
     app: Option<String>,
+    /// gunicorn options accepted and ignored, as warnings.
+    warnings: Vec<String>,
+}
+
+/// Every long flag a command line may abbreviate, with what it stands for.
+enum Flag {
+    Setting(&'static Setting),
+    Gunicorn(&'static crate::config_gunicorn::Accepted),
+}
+
+fn lookup_flag(flag: &str) -> Option<Flag> {
+    by_flag(flag)
+        .map(Flag::Setting)
+        .or_else(|| crate::config_gunicorn::accepted_flag(flag).map(Flag::Gunicorn))
+}
+
+/// argparse's reading of a long option: an exact flag, else the one flag it is
+/// an unambiguous prefix of (flags of one setting count once).
+fn resolve_long(flag: &str) -> Result<Option<Flag>, String> {
+    if let Some(f) = lookup_flag(flag) {
+        return Ok(Some(f));
+    }
+    // (setting name, long flag) for every flag the prefix could stand for; a
+    // gunicorn row shadowed by a ferricorn setting of the same name is left out.
+    let settings = SETTINGS.iter().map(|s| (s.name, s.flags));
+    let accepted = crate::config_gunicorn::ACCEPTED
+        .iter()
+        .filter(|a| setting(a.name).is_none())
+        .map(|a| (a.name, a.flags));
+    let candidates: Vec<(&str, &str)> = settings
+        .chain(accepted)
+        .flat_map(|(name, flags)| flags.iter().map(move |f| (name, *f)))
+        .filter(|(_, f)| f.starts_with("--") && f.starts_with(flag))
+        .collect();
+    let mut names: Vec<&str> = candidates.iter().map(|(n, _)| *n).collect();
+    names.dedup();
+    match names.len() {
+        0 => Ok(None),
+        1 => Ok(lookup_flag(candidates[0].1)),
+        _ => {
+            let all: Vec<&str> = candidates.iter().map(|(_, f)| *f).collect();
+            Err(format!(
+                "ambiguous option: {flag} could match {}",
+                all.join(", ")
+            ))
+        }
+    }
 }
 
 /// Split an argument list into setting assignments and the positional APP.
@@ -1875,15 +1992,32 @@ fn tokenize(args: &[String], origin: &str) -> Result<Tokens, String> {
             let (f, v) = arg.split_at(cut);
             (f, (!v.is_empty()).then_some(v))
         };
-        let Some(s) = by_flag(flag) else {
+        let found = if flag.starts_with("--") {
+            resolve_long(flag).map_err(|e| format!("{e}{origin}"))?
+        } else {
+            lookup_flag(flag)
+        };
+        let Some(found) = found else {
             let shown = if arg.starts_with("--") { flag } else { arg };
             return Err(format!(
                 "unrecognized option '{shown}' (see --help){origin}"
             ));
         };
-        let value = if !s.takes_value {
+        let (takes_value, canonical, metavar) = match &found {
+            Flag::Setting(s) => (s.takes_value, s.flag(), s.metavar),
+            Flag::Gunicorn(a) => (
+                a.takes_value,
+                a.flags
+                    .iter()
+                    .copied()
+                    .find(|f| f.starts_with("--"))
+                    .unwrap_or(flag),
+                "VALUE",
+            ),
+        };
+        let value = if !takes_value {
             if attached.is_some() {
-                return Err(format!("option {} takes no value{origin}", s.flag()));
+                return Err(format!("option {canonical} takes no value{origin}"));
             }
             "true".to_string()
         } else if let Some(v) = attached {
@@ -1892,32 +2026,103 @@ fn tokenize(args: &[String], origin: &str) -> Result<Tokens, String> {
             v.clone()
         } else {
             return Err(format!(
-                "option {} requires a value ({}){origin}",
-                s.flag(),
-                s.metavar
+                "option {canonical} requires a value ({metavar}){origin}"
             ));
         };
-        t.assigns.push(Assign { setting: s, value });
+        match found {
+            Flag::Setting(s) => t.assigns.push(Assign {
+                setting: s,
+                value: Value::Str(value),
+            }),
+            Flag::Gunicorn(a) => match a.verdict(canonical, &value) {
+                Ok(None) => {}
+                Ok(Some(warning)) => t.warnings.push(format!("{warning}{origin}")),
+                Err(e) => return Err(format!("{e}{origin}")),
+            },
+        }
     }
     Ok(t)
+}
+
+/// Settings whose value is one comma-separated string, which a Python file may
+/// also give as a list (gunicorn accepts both for the IP lists).
+const COMMA_LISTS: &[&str] = &["forwarded_allow_ips", "proxy_allow_ips", "pythonpath"];
+
+/// The strings a setting's parser gets for one value from a file: one for a
+/// scalar, one per item of a repeatable setting's list. `wrong(type)` is the
+/// error for a value of the wrong type.
+fn texts(s: &Setting, v: &Value, wrong: &dyn Fn(&str) -> String) -> Result<Vec<String>, String> {
+    let scalar = |v: &Value| -> Result<String, String> {
+        match v {
+            Value::Int(_) if s.repeatable => Err(wrong("integer")),
+            Value::Bool(_) if s.takes_value => Err(wrong("boolean")),
+            Value::Float(_) | Value::List(_) | Value::Map(_) => Err(wrong(v.type_name())),
+            v => Ok(v.scalar_text().unwrap_or_default()),
+        }
+    };
+    let pairs = |m: &[(String, Value)]| -> Result<Vec<String>, String> {
+        m.iter()
+            .map(|(k, v)| Ok(format!("{k}={}", scalar(v)?)))
+            .collect()
+    };
+    match v {
+        Value::List(items) if s.repeatable => {
+            // A list that may be empty has an empty default (`raw_env`); `bind` may not.
+            if items.is_empty() && s.default != "[]" {
+                return Err("empty array".into());
+            }
+            items.iter().map(scalar).collect()
+        }
+        Value::Map(m) if s.repeatable => pairs(m),
+        Value::List(items) if COMMA_LISTS.contains(&s.name) => Ok(vec![
+            items
+                .iter()
+                .map(scalar)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+        ]),
+        Value::Map(m) if s.name == "secure_scheme_headers" => Ok(vec![pairs(m)?.join(",")]),
+        // A structure given as JSON text elsewhere (logconfig_dict).
+        Value::Map(_) | Value::List(_) if s.metavar == "JSON" => Ok(vec![v.to_json()]),
+        v => Ok(vec![scalar(v)?]),
+    }
 }
 
 /// Apply assignments from one source. The first value of a repeatable setting in
 /// this source replaces what earlier (lower-precedence) sources set.
 fn apply(
     cfg: &mut Config,
+    origins: &mut Origins,
+    origin: &Origin,
     assigns: &[Assign],
     describe: &dyn Fn(&Setting) -> String,
 ) -> Result<(), String> {
     let mut seen: Vec<&str> = Vec::new();
     for a in assigns {
         let s = a.setting;
+        let wrong = |what: &str| {
+            format!(
+                "invalid value for {}: expected {}, got {what}",
+                describe(s),
+                expected(s)
+            )
+        };
+        let values = texts(s, &a.value, &wrong).map_err(|e| {
+            if e.starts_with("invalid value") {
+                e
+            } else {
+                format!("invalid value for {}: {e}", describe(s))
+            }
+        })?;
         if s.repeatable && !seen.contains(&s.name) {
             seen.push(s.name);
             reset_repeatable(cfg, s.name);
         }
-        (s.set)(cfg, &a.value)
-            .map_err(|why| format!("invalid value for {}: '{}' ({why})", describe(s), a.value))?;
+        for v in values {
+            (s.set)(cfg, &v)
+                .map_err(|why| format!("invalid value for {}: '{v}' ({why})", describe(s)))?;
+        }
+        origins.insert(s.name, origin.clone());
     }
     Ok(())
 }
@@ -1925,13 +2130,40 @@ fn apply(
 fn reset_repeatable(cfg: &mut Config, name: &str) {
     match name {
         "bind" => cfg.bind.clear(),
+        "raw_env" => cfg.raw_env.clear(),
         "reload_extra_files" => cfg.reload_extra_files.clear(),
         other => unreachable!("repeatable setting {other} has no reset"),
     }
 }
 
-/// Read and convert the TOML config file into assignments (in table order).
-fn load_file(path: &Path) -> Result<Vec<Assign>, String> {
+/// Where each setting's value came from (absent: the default).
+pub type Origins = std::collections::BTreeMap<&'static str, Origin>;
+
+/// A config file's name: a Python file (`.py`, or `python:MODULE`) or TOML.
+pub fn is_python_config(name: &str) -> bool {
+    name.starts_with("python:") || name.ends_with(".py")
+}
+
+/// gunicorn runs any `-c FILE` as Python (`-c gunicorn.conf`, `-c config/web`):
+/// a file with neither `.py` nor `.toml` is read as TOML if it is TOML, else
+/// as Python (in a build with Python).
+fn sniff_python(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    if is_python_config(&name) {
+        return true;
+    }
+    if name.ends_with(".toml") || !cfg!(feature = "python") {
+        return false;
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.parse::<toml::Table>().is_err(),
+        // Unreadable: the TOML reader says so.
+        Err(_) => false,
+    }
+}
+
+/// Read a TOML config file as `(key, value)` pairs in file order.
+fn read_toml(path: &Path) -> Result<Vec<(String, Value)>, String> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {shown}: {e}"))?;
@@ -1947,10 +2179,47 @@ fn load_file(path: &Path) -> Result<Vec<Assign>, String> {
             None => format!("TOML syntax error in {shown}: {msg}"),
         }
     })?;
+    fn value(v: &toml::Value) -> Value {
+        match v {
+            toml::Value::String(s) => Value::Str(s.clone()),
+            toml::Value::Integer(i) => Value::Int(*i),
+            toml::Value::Float(f) => Value::Float(*f),
+            toml::Value::Boolean(b) => Value::Bool(*b),
+            toml::Value::Array(items) => Value::List(items.iter().map(value).collect()),
+            toml::Value::Table(t) => {
+                Value::Map(t.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+            }
+            // No setting takes a date: its text reaches the setter, which says why not.
+            toml::Value::Datetime(d) => Value::Str(d.to_string()),
+        }
+    }
+    Ok(table.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+}
+
+/// A config file's `(key, value)` pairs as assignments, in table order (so
+/// errors do not depend on the order of keys). A TOML file is strict: an unknown
+/// key is an error. A Python file is a module whose other globals (imports,
+/// helpers) are ignored, as gunicorn ignores them.
+fn assigns_from_file(
+    shown: &str,
+    entries: Vec<(String, Value)>,
+    python: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Assign>, String> {
     let mut out = Vec::new();
-    for (key, value) in &table {
-        let Some(s) = setting(key) else {
-            let hint = closest(key)
+    for (key, value) in entries {
+        let Some(s) = setting(&key) else {
+            if let Some(a) = crate::config_gunicorn::accepted(&key) {
+                let text = value.scalar_text().unwrap_or_default();
+                if let Some(w) = a.verdict(&format!("{key} in {shown}"), &text)? {
+                    warnings.push(w);
+                }
+                continue;
+            }
+            if python {
+                continue;
+            }
+            let hint = closest(&key)
                 .map(|n| format!(" (did you mean '{n}'?)"))
                 .unwrap_or_default();
             return Err(format!("unknown setting '{key}' in {shown}{hint}"));
@@ -1960,41 +2229,8 @@ fn load_file(path: &Path) -> Result<Vec<Assign>, String> {
                 "setting '{key}' in {shown} can only be given on the command line"
             ));
         }
-        let wrong = |what: &str| {
-            format!(
-                "invalid value for {key} in {shown}: expected {}, got {what}",
-                expected(s)
-            )
-        };
-        let scalar = |v: &toml::Value| -> Result<String, String> {
-            match v {
-                toml::Value::String(x) => Ok(x.clone()),
-                toml::Value::Integer(_) if s.repeatable => Err(wrong("integer")),
-                toml::Value::Integer(i) => Ok(i.to_string()),
-                toml::Value::Boolean(_) if s.takes_value => Err(wrong("boolean")),
-                toml::Value::Boolean(b) => Ok(b.to_string()),
-                other => Err(wrong(other.type_str())),
-            }
-        };
-        match value {
-            toml::Value::Array(items) if s.repeatable => {
-                if items.is_empty() {
-                    return Err(format!("invalid value for {key} in {shown}: empty array"));
-                }
-                for item in items {
-                    out.push(Assign {
-                        setting: s,
-                        value: scalar(item)?,
-                    });
-                }
-            }
-            v => out.push(Assign {
-                setting: s,
-                value: scalar(v)?,
-            }),
-        }
+        out.push(Assign { setting: s, value });
     }
-    // Table order, so errors are deterministic and independent of key order.
     out.sort_by_key(|a| SETTINGS.iter().position(|s| std::ptr::eq(s, a.setting)));
     Ok(out)
 }
@@ -2030,10 +2266,44 @@ fn closest(key: &str) -> Option<&'static str> {
         .map(|(_, n)| n)
 }
 
+/// Run a Python config file (or `python:MODULE`) and return its globals that
+/// are gunicorn or ferricorn settings.
+#[cfg(feature = "python")]
+fn read_python(name: &str, launch_dir: &Path) -> Result<Vec<(String, Value)>, String> {
+    crate::python::conf::load(name, launch_dir)
+}
+
+#[cfg(not(feature = "python"))]
+fn read_python(name: &str, _launch_dir: &Path) -> Result<Vec<(String, Value)>, String> {
+    Err(format!(
+        "config file {name} is Python: this ferricorn was built without Python support \
+         (rebuild with --features python, or write the settings as TOML)"
+    ))
+}
+
+/// The config file named by a source's `-c`, resolved: `python:MODULE` stays as
+/// it is, a path becomes absolute against `launch_dir`.
+fn config_path(value: &str, launch_dir: &Path) -> PathBuf {
+    if value.starts_with("python:") {
+        return PathBuf::from(value);
+    }
+    let p = launch_dir.join(value);
+    std::path::absolute(&p).unwrap_or(p)
+}
+
+/// gunicorn reads `./gunicorn.conf.py` when no `-c` is given; ferricorn also
+/// reads `./ferricorn.conf.py` (first).
+pub const DEFAULT_CONFIG_FILES: &[&str] = &["ferricorn.conf.py", "gunicorn.conf.py"];
+
+/// Environment variables holding extra arguments, lowest precedence first.
+pub const CMD_ARGS_ENVS: &[&str] = &["GUNICORN_CMD_ARGS", CMD_ARGS_ENV];
+
 /// Parse the command line `args` (without `argv[0]`) plus the environment
-/// (`FERRICORN_CMD_ARGS`, `PORT`, `WEB_CONCURRENCY`) and the `-c` TOML file.
-/// Precedence (gunicorn's): defaults < config file < FERRICORN_CMD_ARGS < command line.
-/// Errors are one line naming the setting, e.g. "invalid value for --workers: '-1' (must be a positive integer)".
+/// (`GUNICORN_CMD_ARGS`, `FERRICORN_CMD_ARGS`, `PORT`, `WEB_CONCURRENCY`) and the
+/// config file (`-c`, else `./ferricorn.conf.py` or `./gunicorn.conf.py`).
+/// Precedence (gunicorn's): defaults < config file < GUNICORN_CMD_ARGS <
+/// FERRICORN_CMD_ARGS < command line. Errors are one line naming the setting,
+/// e.g. "invalid value for --workers: '-1' (must be a positive integer)".
 pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Action, String> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     parse_in(args, env, &cwd)
@@ -2045,86 +2315,176 @@ pub fn parse_in(
     env: &dyn Fn(&str) -> Option<String>,
     launch_dir: &Path,
 ) -> Result<Action, String> {
-    let env_args: Vec<String> = env(CMD_ARGS_ENV)
-        .map(|s| s.split_whitespace().map(String::from).collect())
-        .unwrap_or_default();
+    parse_full(args, env, launch_dir).map(|(action, _)| action)
+}
+
+/// [`parse_in`], also returning where each value came from.
+pub fn parse_full(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    launch_dir: &Path,
+) -> Result<(Action, Origins), String> {
+    let parsed = parse_sources(args, env, launch_dir);
+    // A Python file's hooks take effect only with a configuration that parsed,
+    // so a file that fails on SIGHUP leaves the running hooks in place.
+    #[cfg(feature = "python")]
+    match &parsed {
+        Ok(_) => crate::python::hooks::commit(),
+        Err(_) => crate::python::hooks::discard(),
+    }
+    parsed
+}
+
+fn parse_sources(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    launch_dir: &Path,
+) -> Result<(Action, Origins), String> {
+    let mut env_args: Vec<(&'static str, Vec<String>)> = Vec::new();
+    for var in CMD_ARGS_ENVS {
+        if let Some(text) = env(var) {
+            let words = crate::config_value::shell_split(&text)
+                .map_err(|e| format!("cannot split {var}: {e}"))?;
+            env_args.push((var, words));
+        }
+    }
     // --help / --version win over everything else, as with argparse.
-    for a in args.iter().chain(&env_args).take_while(|a| *a != "--") {
+    let all_env = env_args.iter().flat_map(|(_, w)| w.iter());
+    for a in args.iter().chain(all_env).take_while(|a| *a != "--") {
         match a.as_str() {
-            "-h" | "--help" => return Ok(Action::Print(help_text())),
-            "-v" | "--version" => return Ok(Action::Print(version_text())),
+            "-h" | "--help" => return Ok((Action::Print(help_text()), Origins::new())),
+            "-v" | "--version" => return Ok((Action::Print(version_text()), Origins::new())),
             _ => {}
         }
     }
-    let origin_env = format!(" in {CMD_ARGS_ENV}");
     let cli = tokenize(args, "")?;
-    let from_env = tokenize(&env_args, &origin_env)?;
+    let mut from_env: Vec<(&'static str, Tokens)> = Vec::new();
+    for (var, words) in &env_args {
+        from_env.push((var, tokenize(words, &format!(" in {var}"))?));
+    }
 
     let mut cfg = Config {
         args: args.to_vec(),
         launch_dir: launch_dir.to_path_buf(),
         ..Config::default()
     };
+    let mut origins = Origins::new();
     // Environment-derived defaults; a bad value only matters if nothing overrides it.
     let mut env_errors: Vec<(&str, String)> = Vec::new();
     if let Some(port) = env("PORT") {
         match BindAddr::parse(&format!("0.0.0.0:{port}")) {
-            Ok(b) => cfg.bind = vec![b],
+            Ok(b) => {
+                cfg.bind = vec![b];
+                origins.insert("bind", Origin::EnvDefault("PORT"));
+            }
             Err(why) => {
                 env_errors.push(("bind", format!("invalid value for PORT: '{port}' ({why})")))
             }
         }
     }
-    if let Some(n) = env("WEB_CONCURRENCY")
-        && let Err(why) = (setting("workers").unwrap().set)(&mut cfg, &n)
-    {
-        env_errors.push((
-            "workers",
-            format!("invalid value for WEB_CONCURRENCY: '{n}' ({why})"),
-        ));
+    if let Some(n) = env("WEB_CONCURRENCY") {
+        match (setting("workers").unwrap().set)(&mut cfg, &n) {
+            Ok(()) => {
+                origins.insert("workers", Origin::EnvDefault("WEB_CONCURRENCY"));
+            }
+            Err(why) => env_errors.push((
+                "workers",
+                format!("invalid value for WEB_CONCURRENCY: '{n}' ({why})"),
+            )),
+        }
     }
 
-    // The config file named last on the command line, else in FERRICORN_CMD_ARGS.
-    let file_arg = [&cli, &from_env]
-        .iter()
-        .find_map(|t| t.assigns.iter().rev().find(|a| a.setting.name == "config"));
-    let mut file_assigns = Vec::new();
-    if let Some(a) = file_arg {
-        let from = if cli.assigns.iter().any(|x| std::ptr::eq(x, a)) {
-            ""
-        } else {
-            origin_env.as_str()
-        };
-        if a.value.is_empty() {
-            return Err(format!(
-                "invalid value for --config: '' (must not be empty){from}"
-            ));
+    // The config file named last on the command line, else in the environment
+    // (FERRICORN_CMD_ARGS before GUNICORN_CMD_ARGS), else a default file.
+    let named = std::iter::once(("", &cli))
+        .chain(from_env.iter().rev().map(|(var, t)| (*var, t)))
+        .find_map(|(var, t)| {
+            t.assigns
+                .iter()
+                .rev()
+                .find(|a| a.setting.name == "config")
+                .map(|a| (var, a.value.scalar_text().unwrap_or_default()))
+        });
+    let file = match named {
+        Some((var, value)) => {
+            if value.is_empty() {
+                let from = if var.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {var}")
+                };
+                return Err(format!(
+                    "invalid value for --config: '' (must not be empty){from}"
+                ));
+            }
+            Some(config_path(&value, launch_dir))
         }
-        let path = launch_dir.join(&a.value);
-        let path = std::path::absolute(&path).unwrap_or(path);
-        file_assigns = load_file(&path)?;
-        cfg.config_file = Some(path.clone());
-        let shown = path.display().to_string();
-        apply(&mut cfg, &file_assigns, &|s| {
-            format!("{} in {shown}", s.name)
-        })?;
+        None => DEFAULT_CONFIG_FILES
+            .iter()
+            .map(|f| launch_dir.join(f))
+            .find(|p| p.is_file()),
+    };
+    let mut warnings = cli.warnings.clone();
+    for (_, t) in &from_env {
+        warnings.extend(t.warnings.iter().cloned());
     }
-    let env_flag = |s: &Setting| format!("{} (in {CMD_ARGS_ENV})", s.flag());
-    apply(&mut cfg, &from_env.assigns, &env_flag)?;
-    apply(&mut cfg, &cli.assigns, &|s| s.flag().to_string())?;
-    cfg.app = cli
-        .app
-        .or(from_env.app)
-        .unwrap_or_else(|| DEFAULT_APP.into());
+    let mut file_assigns = Vec::new();
+    if let Some(path) = &file {
+        let name = path.to_string_lossy().into_owned();
+        let python = sniff_python(path);
+        let entries = if python {
+            read_python(&name, launch_dir)?
+        } else {
+            read_toml(path)?
+        };
+        let mut file_warnings = Vec::new();
+        file_assigns = assigns_from_file(&name, entries, python, &mut file_warnings)?;
+        warnings.splice(0..0, file_warnings);
+        cfg.config_file = Some(path.clone());
+        apply(
+            &mut cfg,
+            &mut origins,
+            &Origin::File(path.clone()),
+            &file_assigns,
+            &|s| format!("{} in {name}", s.name),
+        )?;
+    }
+    for (var, t) in &from_env {
+        let env_flag = |s: &Setting| format!("{} (in {var})", s.flag());
+        apply(
+            &mut cfg,
+            &mut origins,
+            &Origin::CmdArgsEnv(var),
+            &t.assigns,
+            &env_flag,
+        )?;
+    }
+    apply(
+        &mut cfg,
+        &mut origins,
+        &Origin::CommandLine,
+        &cli.assigns,
+        &|s| s.flag().to_string(),
+    )?;
+    // The positional APP beats a `wsgi_app` from any source.
+    let positional = std::iter::once(&cli)
+        .chain(from_env.iter().rev().map(|(_, t)| t))
+        .find_map(|t| t.app.clone());
+    if let Some(app) = positional {
+        cfg.app = app;
+        origins.insert("wsgi_app", Origin::CommandLine);
+    }
 
     for (name, err) in env_errors {
-        let overridden = [&file_assigns, &from_env.assigns, &cli.assigns]
-            .iter()
+        let overridden = std::iter::once(&file_assigns)
+            .chain(from_env.iter().map(|(_, t)| &t.assigns))
+            .chain(std::iter::once(&cli.assigns))
             .any(|l| l.iter().any(|a| a.setting.name == name));
         if !overridden {
             return Err(err);
         }
     }
+    cfg.warnings = warnings;
 
     if cfg.workers_auto {
         let mib = match cfg.max_worker_memory {
@@ -2144,13 +2504,48 @@ pub fn parse_in(
         ));
     }
 
-    if cfg.print_config {
-        Ok(Action::Print(cfg.to_toml()))
+    let action = if cfg.print_config {
+        Action::Print(cfg.to_toml_with_origins(&origins) + &hooks_note(&cfg))
     } else if cfg.check_config {
-        Ok(Action::Check(cfg))
+        Action::Check(cfg)
     } else {
-        Ok(Action::Run(cfg))
+        Action::Run(cfg)
+    };
+    Ok((action, origins))
+}
+
+/// `--print-config`'s last line: the server hooks a Python config file defines.
+#[cfg(feature = "python")]
+fn hooks_note(cfg: &Config) -> String {
+    let hooks = crate::python::hooks::staged_names();
+    match &cfg.config_file {
+        Some(file) if !hooks.is_empty() => format!(
+            "# server hooks from {}: {}\n",
+            file.display(),
+            hooks.join(", ")
+        ),
+        _ => String::new(),
     }
+}
+
+#[cfg(not(feature = "python"))]
+fn hooks_note(_cfg: &Config) -> String {
+    String::new()
+}
+
+/// Set the `-e KEY=VALUE` variables in the master (at start and on SIGHUP, as
+/// gunicorn does): in the process environment, and in the `os.environ` of an
+/// interpreter running here (a copy Python took when it started).
+pub fn apply_raw_env(raw_env: &[String]) -> Result<(), String> {
+    let pairs: Vec<(&str, &str)> = raw_env.iter().filter_map(|kv| kv.split_once('=')).collect();
+    #[cfg(feature = "python")]
+    if crate::python::conf::set_environ(&pairs)? {
+        return Ok(());
+    }
+    for (k, v) in pairs {
+        crate::sys::set_env(k, v);
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -2198,10 +2593,19 @@ fn sections() -> Vec<&'static str> {
 const DESCRIPTION: &str = "A pre-fork HTTP/1.1 application server with gunicorn's command line.";
 const APP_HELP: &str = "The application to serve. Built-in apps: `welcome` (the default; a \
                         welcome page), `hello` (answers \"Hello, World!\") and `echo` \
-                        (echoes the request back).";
+                        (echoes the request back). Built with --features python, a WSGI \
+                        app: MODULE:CALLABLE, MODULE:FACTORY(), or MODULE alone (meaning \
+                        MODULE:application).";
 const SOURCES_HELP: &str = "Settings come from, in increasing precedence: built-in defaults, \
-                            the -c TOML config file, FERRICORN_CMD_ARGS (split on whitespace), \
-                            and the command line. The name in [brackets] is the config-file key.";
+                            the config file (-c: a gunicorn.conf.py, python:MODULE or TOML; \
+                            without -c, ./ferricorn.conf.py or ./gunicorn.conf.py if present), \
+                            GUNICORN_CMD_ARGS, FERRICORN_CMD_ARGS (both split like a shell \
+                            command line), and the command line. Long options may be \
+                            abbreviated while unambiguous. The name in [brackets] is the \
+                            config-file key. gunicorn's other settings are accepted with a \
+                            warning saying why ferricorn does not need them (a few, such as \
+                            --certfile, are refused with what to do instead); \
+                            docs/settings.md lists them all.";
 
 /// The `--help` text, generated from [`SETTINGS`].
 pub fn help_text() -> String {
@@ -2249,6 +2653,7 @@ pub fn reference_markdown() -> String {
             out.push_str("\n\n");
         }
     }
+    out.push_str(&crate::config_gunicorn::reference_markdown());
     out
 }
 
@@ -2383,7 +2788,10 @@ mod tests {
             if s.repeatable {
                 reset_repeatable(&mut c, s.name);
             }
-            (s.set)(&mut c, shown).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            // An empty list default (`raw_env`) is just the reset.
+            if shown != "[]" {
+                (s.set)(&mut c, shown).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            }
             assert_eq!(c, Config::default(), "default of {}", s.name);
         }
     }
@@ -2548,10 +2956,10 @@ mod tests {
             err(&["--bind", "localhost:http"])
                 .starts_with("invalid value for --bind: 'localhost:http' (")
         );
-        assert_eq!(
-            err(&["-k", "gevent"]),
-            "invalid value for --worker-class: 'gevent' \
-             (must be sync or gthread; for concurrent requests use --threads N)"
+        let e = err(&["-k", "gevent"]);
+        assert!(
+            e.starts_with("invalid value for --worker-class: 'gevent' ("),
+            "{e}"
         );
         assert!(err(&["--threads", "0"]).contains("--threads"));
     }
@@ -2872,9 +3280,12 @@ proc_name = "web"
         assert_eq!(printed(&["-v"]), v);
 
         let pc = printed(&["--print-config", "-w", "3"]);
-        assert!(pc.contains("\nworkers = 3\n"), "{pc}");
-        assert!(pc.contains("\nbind = [\"127.0.0.1:8000\"]\n"), "{pc}");
-        assert!(pc.contains("\nloglevel = \"info\"\n"), "{pc}");
+        assert!(pc.contains("\nworkers = 3  # command line\n"), "{pc}");
+        assert!(
+            pc.contains("\nbind = [\"127.0.0.1:8000\"]  # default\n"),
+            "{pc}"
+        );
+        assert!(pc.contains("\nloglevel = \"info\"  # default\n"), "{pc}");
         assert!(!pc.contains("print_config"));
 
         match parse(&args(&["--check-config", "-w", "2"]), &no_env).unwrap() {
@@ -2967,11 +3378,15 @@ proc_name = "web"
             Action::Print(t) => t,
             other => panic!("{other:?}"),
         };
-        assert_eq!(text, first.to_toml());
+        let bare: String = text
+            .lines()
+            .map(|l| format!("{}\n", l.split("  # ").next().unwrap()))
+            .collect();
+        assert_eq!(bare, first.to_toml());
         let f = d.join("printed.toml");
         std::fs::write(&f, &text).unwrap();
         let mut second = run(&["-c", p(&f)]);
-        assert_eq!(second.to_toml(), text);
+        assert_eq!(second.to_toml(), bare);
         second.args = first.args.clone();
         second.config_file = None;
         assert_eq!(second, first);
@@ -3004,6 +3419,191 @@ proc_name = "web"
             assert!(md.contains(&format!("## {sec}\n")));
         }
         assert!(md.contains("nginx"));
+    }
+
+    #[test]
+    fn long_options_abbreviate_as_with_argparse() {
+        assert_eq!(run(&["--worker-conn", "7"]).worker_connections, 7);
+        assert_eq!(run(&["--graceful=9"]).graceful_timeout, 9);
+        assert!(run(&["--dae"]).daemon);
+        // An exact flag wins over the longer ones it is a prefix of.
+        assert_eq!(run(&["--timeout", "3"]).timeout, 3);
+        let e = err(&["--work", "2"]);
+        assert!(
+            e.starts_with("ambiguous option: --work could match "),
+            "{e}"
+        );
+        for f in [
+            "--workers",
+            "--worker-connections",
+            "--worker-class",
+            "--worker-tmp-dir",
+        ] {
+            assert_eq!(e.matches(f).count(), 1, "{e}");
+        }
+        // The two spellings of one setting are not ambiguous.
+        assert_eq!(
+            run(&["--limit-request-field-", "10"]).limit_request_field_size,
+            10
+        );
+        assert!(err(&["--limit-request-field", "10"]).starts_with("ambiguous option"));
+        assert!(err(&["--bogus"]).starts_with("unrecognized option '--bogus'"));
+    }
+
+    #[test]
+    fn gunicorn_settings_without_a_row_warn_or_refuse() {
+        let c = run(&["--worker-tmp-dir", "/dev/shm", "--reuse-port", "-w", "2"]);
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("--worker-tmp-dir is ignored: no heartbeat files"));
+        assert!(c.warnings[1].starts_with("--reuse-port is ignored"));
+        // Abbreviated and `=` forms too.
+        assert_eq!(run(&["--worker-tmp=/dev/shm"]).warnings.len(), 1);
+        let e = err(&["--certfile", "c.pem"]);
+        assert!(
+            e.starts_with("--certfile is not supported: ") && e.contains("nginx"),
+            "{e}"
+        );
+        assert!(err(&["--keyfile=k.pem"]).contains("TLS"));
+        assert!(err(&["--reuse-port=yes"]).contains("takes no value"));
+        let f = write_toml("worker_tmp_dir = \"/dev/shm\"\nworkers = 3\n");
+        let c = run(&["-c", p(&f)]);
+        assert_eq!(c.workers, 3);
+        assert_eq!(
+            c.warnings,
+            [format!(
+                "worker_tmp_dir in {} is ignored: no heartbeat files: workers report to \
+                 the master through shared memory",
+                p(&f)
+            )]
+        );
+    }
+
+    #[test]
+    fn env_flag_sets_raw_env() {
+        let c = run(&["-e", "A=1", "--env", "B=x=y", "--env=C="]);
+        assert_eq!(c.raw_env, ["A=1", "B=x=y", "C="]);
+        assert!(err(&["-e", "novalue"]).contains("KEY=VALUE"));
+        assert!(err(&["-e", "=1"]).contains("--env"));
+        let f = write_toml("raw_env = [\"X=1\"]\n");
+        assert_eq!(run(&["-c", p(&f)]).raw_env, ["X=1"]);
+        // The command line replaces the file's list, as with --bind.
+        assert_eq!(run(&["-c", p(&f), "-e", "Y=2"]).raw_env, ["Y=2"]);
+    }
+
+    #[test]
+    fn gunicorn_forms_of_values() {
+        assert_eq!(run(&["--log-level", "warn"]).loglevel, "warning");
+        assert_eq!(run(&["--log-level=WARN"]).loglevel, "warning");
+        assert_eq!(binds(&run(&["--bind", ":8001"])), ["0.0.0.0:8001"]);
+        assert_eq!(binds(&run(&["-b", "8002"])), ["0.0.0.0:8002"]);
+        assert_eq!(
+            binds(&run(&["--bind=tcp://127.0.0.1:8003"])),
+            ["127.0.0.1:8003"]
+        );
+    }
+
+    #[test]
+    fn gunicorn_cmd_args_below_ferricorn_cmd_args() {
+        let env = env_of(&[
+            (
+                "GUNICORN_CMD_ARGS",
+                "-w 2 --timeout 5 --name 'my app' -b :81",
+            ),
+            (CMD_ARGS_ENV, "--timeout 6"),
+        ]);
+        let c = run_env(&["-b", ":82"], &env);
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.timeout, 6);
+        assert_eq!(c.proc_name.as_deref(), Some("my app"));
+        assert_eq!(binds(&c), ["0.0.0.0:82"]);
+        let e = err_env(&[], &env_of(&[("GUNICORN_CMD_ARGS", "-w 0")]));
+        assert_eq!(
+            e,
+            "invalid value for --workers (in GUNICORN_CMD_ARGS): '0' (must be a positive integer)"
+        );
+        let e = err_env(&[], &env_of(&[("GUNICORN_CMD_ARGS", "--name 'open")]));
+        assert!(
+            e.contains("GUNICORN_CMD_ARGS") && e.contains("quote"),
+            "{e}"
+        );
+        // The file beats neither; a config file may be named in GUNICORN_CMD_ARGS.
+        let f = write_toml("workers = 4\ntimeout = 7\n");
+        let env = env_of(&[("GUNICORN_CMD_ARGS", &format!("-c {} --timeout 8", p(&f)))]);
+        let c = run_env(&[], &env);
+        assert_eq!((c.workers, c.timeout), (4, 8));
+    }
+
+    #[test]
+    fn print_config_says_where_each_value_came_from() {
+        let f = write_toml("workers = 4\ntimeout = 7\nkeepalive = 9\n");
+        let env = env_of(&[
+            ("GUNICORN_CMD_ARGS", "--timeout 8"),
+            (CMD_ARGS_ENV, "--keep-alive 10"),
+            ("PORT", "9000"),
+        ]);
+        let a = args(&["-c", p(&f), "--backlog", "5", "--print-config", "echo"]);
+        let Action::Print(t) = parse(&a, &env).unwrap() else {
+            panic!()
+        };
+        let has = |l: &str| assert!(t.lines().any(|x| x == l), "no line {l:?} in\n{t}");
+        has(&format!("workers = 4  # {}", p(&f)));
+        has("timeout = 8  # GUNICORN_CMD_ARGS");
+        has("keepalive = 10  # FERRICORN_CMD_ARGS");
+        has("backlog = 5  # command line");
+        has("bind = [\"0.0.0.0:9000\"]  # environment variable PORT");
+        has("graceful_timeout = 30  # default");
+        has("wsgi_app = \"echo\"  # command line");
+    }
+
+    #[test]
+    fn wsgi_app_names_the_app_unless_a_positional_does() {
+        let f = write_toml("wsgi_app = \"echo\"\n");
+        assert_eq!(run(&["-c", p(&f)]).app, "echo");
+        assert_eq!(run(&["-c", p(&f), "hello"]).app, "hello");
+        assert_eq!(run(&[]).app, DEFAULT_APP);
+    }
+
+    #[test]
+    fn default_config_file_is_looked_up_in_the_launch_dir() {
+        let d = tmpdir();
+        let act = |dir: &Path| parse_in(&[], &no_env, dir);
+        assert!(matches!(act(&d), Ok(Action::Run(c)) if c.config_file.is_none()));
+        std::fs::write(d.join("gunicorn.conf.py"), "workers = 3\n").unwrap();
+        match act(&d) {
+            #[cfg(feature = "python")]
+            Ok(Action::Run(c)) => {
+                assert_eq!(c.workers, 3);
+                assert_eq!(c.config_file, Some(d.join("gunicorn.conf.py")));
+            }
+            #[cfg(not(feature = "python"))]
+            Err(e) => assert!(
+                e.contains("gunicorn.conf.py") && e.contains("--features python"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // gunicorn's `-c FILE` without .py is Python too, unless it is TOML.
+        std::fs::write(d.join("web.conf"), "import os\nworkers = 2\n").unwrap();
+        match parse_in(&args(&["-c", "web.conf"]), &no_env, &d) {
+            #[cfg(feature = "python")]
+            Ok(Action::Run(c)) => assert_eq!(c.workers, 2),
+            #[cfg(not(feature = "python"))]
+            Err(e) => assert!(e.contains("TOML syntax error"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(d.join("web.conf"), "workers = 4\n").unwrap();
+        match parse_in(&args(&["-c", "web.conf"]), &no_env, &d) {
+            Ok(Action::Run(c)) => assert_eq!(c.workers, 4),
+            other => panic!("{other:?}"),
+        }
+        // An explicit -c wins over the default file.
+        let f = d.join("x.toml");
+        std::fs::write(&f, "workers = 5\n").unwrap();
+        match parse_in(&args(&["-c", "x.toml"]), &no_env, &d) {
+            Ok(Action::Run(c)) => assert_eq!(c.workers, 5),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //!   thread pool with `--threads`).
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs;
+//!   [`config_value`]: what every source (argv, env, TOML, a gunicorn.conf.py)
+//!   hands it; [`config_gunicorn`]: gunicorn's settings ferricorn does not need;
 //!   [`cli`]: the command (binary and pip package) on top of it.
 //! - [`signals`]: the signal table and the upgrade procedure.
 //! - [`proxy`]: who the client is behind nginx (`X-Forwarded-*`, PROXY protocol).
@@ -53,6 +55,8 @@ pub mod cgroup;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_gunicorn;
+pub mod config_value;
 pub mod conn;
 pub mod dispatch;
 pub mod event_loop;

@@ -17,12 +17,14 @@ use crate::app::{App, AppFactory, WorkerContext};
 use crate::arbiter::Arbiter;
 use crate::bind::BindAddr;
 use crate::config::Config;
-use crate::hooks::{Hooks, NoHooks};
+use crate::hooks::{Bracketed, Hooks, NoHooks};
 
 pub struct Server {
     cfg: Config,
     factory: AppFactory,
     hooks: Box<dyn Hooks>,
+    /// An embedded runtime's fork protocol, kept apart from the user hooks.
+    fork_bracket: Box<dyn Hooks>,
     errors: Vec<String>,
     /// `bind` was called: the first call replaces the default address.
     bound: bool,
@@ -56,6 +58,7 @@ impl Server {
             cfg,
             factory,
             hooks: Box::new(NoHooks),
+            fork_bracket: Box::new(NoHooks),
             errors: Vec::new(),
             bound: false,
             from_cli: true,
@@ -113,8 +116,17 @@ impl Server {
         self
     }
 
+    /// Add hooks: they run after those added before (see [`crate::hooks`]).
     pub fn hooks(mut self, hooks: impl Hooks + 'static) -> Server {
-        self.hooks = Box::new(hooks);
+        let before = std::mem::replace(&mut self.hooks, Box::new(NoHooks));
+        self.hooks = Box::new((before, hooks));
+        self
+    }
+
+    /// Set the fork protocol of a runtime embedded in the master (the Python
+    /// interpreter's): run closest to fork(2), around the user hooks.
+    pub fn fork_bracket(mut self, bracket: impl Hooks + 'static) -> Server {
+        self.fork_bracket = Box::new(bracket);
         self
     }
 
@@ -136,7 +148,10 @@ impl Server {
             self.cfg,
             |k| std::env::var(k).ok(),
             self.factory,
-            self.hooks,
+            Box::new(Bracketed {
+                bracket: self.fork_bracket,
+                user: self.hooks,
+            }),
         );
         arbiter.set_reloadable(self.from_cli);
         arbiter.run()

@@ -728,8 +728,15 @@ fn systemd_units_verify_and_serve() {
             .env("PATH", BARE_PATH),
     );
     let config = String::from_utf8_lossy(&out.stdout);
-    assert!(config.lines().any(|l| l == "timeout = 600"), "{config}");
-    assert!(config.lines().any(|l| l == "workers = 9"), "{config}");
+    // Each line ends with where the value came from (issue 14).
+    assert!(
+        config.lines().any(|l| l == "timeout = 600  # command line"),
+        "{config}"
+    );
+    assert!(
+        config.lines().any(|l| l == "workers = 9  # command line"),
+        "{config}"
+    );
 
     let server = Ferricorn::start(venv, &project.0, &argv[1..]);
     let (status, body) = wait_answer(&server, &Addr::Unix(&sock));
@@ -756,4 +763,67 @@ fn cargo_builds_stay_pure_rust() {
     assert!(!plain.contains("ferricorn-pyext"), "{plain}");
     // The check can fail: the python feature does pull pyo3 in.
     assert!(tree(&["--features", "python"]).contains("pyo3"));
+}
+
+/// A gunicorn.conf.py under the pip-installed command (the master already
+/// runs inside the venv's interpreter): the file's settings, `wsgi_app`,
+/// `raw_env` reaching the app, a hook writing a file, and a hook's
+/// `server.log` line (issue 14).
+#[test]
+fn gunicorn_conf_py_under_the_installed_command() {
+    let venv = venv(NEWEST);
+    let dir = Scratch::new("gconf");
+    std::fs::create_dir(dir.0.join("proj")).unwrap();
+    std::fs::write(dir.0.join("proj/__init__.py"), "").unwrap();
+    std::fs::write(
+        dir.0.join("proj/wsgi.py"),
+        "import os\n\
+         def application(environ, start_response):\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [os.environ.get('GCONF_FOO', '-').encode()]\n",
+    )
+    .unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.0.join("gunicorn.conf.py"),
+        format!(
+            "import multiprocessing\n\
+             bind = '127.0.0.1:{port}'\n\
+             workers = min(multiprocessing.cpu_count(), 2)\n\
+             wsgi_app = 'proj.wsgi'\n\
+             raw_env = ['GCONF_FOO=from-conf']\n\
+             def post_fork(server, worker):\n\
+             \x20   open('forked-%d' % worker.age, 'w').write(str(worker.pid))\n\
+             def when_ready(server):\n\
+             \x20   server.log.info('when_ready from the config file')\n"
+        ),
+    )
+    .unwrap();
+    let mut server = Ferricorn::start(venv, &dir.0, &[]);
+    let (status, body) = wait_answer(&server, &Addr::Tcp(port));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "from-conf"),
+        "{}",
+        server.log()
+    );
+    // The worker that answered ran post_fork before it built the app.
+    let forked = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("forked-"));
+    assert!(forked, "{}", server.log());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("when_ready from the config file") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let master = nix::unistd::Pid::from_raw(server.pid() as i32);
+    nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(60)),
+        0,
+        "{}",
+        server.log()
+    );
 }

@@ -16,12 +16,19 @@
 //! python`, see [`interp`]); the pip package's extension module runs it in
 //! the venv interpreter that is already running the master (`python-ext`).
 //!
+//! A Python config file (gunicorn.conf.py) also needs the interpreter in
+//! the master ([`conf`]: the binary starts it there); its server hooks are
+//! [`hooks::PyHooks`]. Whenever the master has an interpreter,
+//! [`ForkBracket`] keeps it consistent across fork; it is a no-op otherwise.
+//!
 //! Layout: [`interp`] (start-up, virtualenv, fork protocol: the only
-//! `unsafe`), [`boot`] (load errors in one line, once), [`environ`],
-//! [`response`].
+//! `unsafe`), [`boot`] (load errors in one line, once), [`conf`], [`hooks`],
+//! [`environ`], [`response`].
 
 mod boot;
+pub mod conf;
 mod environ;
+pub mod hooks;
 mod interp;
 mod response;
 mod runtime;
@@ -242,13 +249,16 @@ fn thread_stack(py: Python<'_>, thread: u64) -> PyResult<Option<String>> {
     Ok(Some(lines.extract::<Vec<String>>()?.concat()))
 }
 
-/// Fork hooks: keep the interpreter's locks consistent across fork
-/// (PyOS_BeforeFork / PyOS_AfterFork_*) whenever the master holds one: with
-/// `--preload`, and always in the extension module. They do nothing while
-/// the master has no interpreter (the embedded binary without `--preload`).
-pub struct ForkHooks;
+/// The fork protocol of an interpreter running in the master (`--preload`,
+/// a Python config file, and always in the extension module): keep its
+/// locks consistent across fork
+/// (PyOS_BeforeFork / PyOS_AfterFork_*). Does nothing while the master has
+/// no interpreter. Give it to [`crate::Server::fork_bracket`], never to the
+/// user hooks, so that no user hook can replace it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForkBracket;
 
-impl Hooks for ForkHooks {
+impl Hooks for ForkBracket {
     fn pre_fork(&self, _server: &ServerInfo, _worker: &WorkerInfo) {
         interp::before_fork();
     }
@@ -269,9 +279,10 @@ pub enum SetupError {
 }
 
 /// Everything the command needs to serve the WSGI app named by `cfg.app`:
-/// the per-worker factory and the fork hooks. Errors are reported before any
-/// worker is forked (a bad virtualenv, an import error under `--preload`).
-pub fn setup(cfg: &Config) -> Result<(AppFactory, ForkHooks), SetupError> {
+/// the per-worker factory (the fork protocol is [`ForkBracket`], given to
+/// [`crate::Server::fork_bracket`]). Errors are reported before any worker is
+/// forked (a bad virtualenv, an import error under `--preload`).
+pub fn setup(cfg: &Config) -> Result<AppFactory, SetupError> {
     let venv = interp::venv_from_env().map_err(SetupError::Config)?;
     let spec = cfg.app.clone();
     let cfg_rc = Rc::new(cfg.clone());
@@ -296,7 +307,7 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, ForkHooks), SetupError> {
                     .map_err(|e| io::Error::other(e.to_string()))
             })
         });
-        return Ok((factory, ForkHooks));
+        return Ok(factory);
     }
     let once = boot::ReportOnce::new()
         .map_err(|e| SetupError::Config(format!("cannot create a pipe: {e}")))?;
@@ -315,11 +326,21 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, ForkHooks), SetupError> {
                     app
                 }
                 // Under --reload every worker serves the error (reload::failed_app).
-                Err(e) if cfg_rc.reload || once.claim() => return Err(io::Error::other(e)),
+                Err(e) if cfg_rc.reload => return Err(io::Error::other(e)),
+                Err(e) if once.claim() => {
+                    // The line worker.rs would write, then the losers may go.
+                    log::error!(
+                        "Exception in worker process: cannot load app '{}': {e}",
+                        cfg_rc.app
+                    );
+                    once.reported();
+                    crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
+                }
                 Err(e) => {
-                    // Another worker has reported this; the master stops on
-                    // our exit code all the same.
+                    // Another worker reports this; the master stops on our
+                    // exit code all the same, once that line is written.
                     log::debug!("worker {}: {e}", ctx.pid);
+                    once.wait_for_report();
                     crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
                 }
             },
@@ -330,7 +351,13 @@ pub fn setup(cfg: &Config) -> Result<(AppFactory, ForkHooks), SetupError> {
                 .map_err(|e| io::Error::other(e.to_string()))
         })
     });
-    Ok((factory, ForkHooks))
+    Ok(factory)
+}
+
+/// `--check-config`: import the app as a worker would, in this process.
+pub fn check_app(cfg: &Config) -> Result<(), String> {
+    let venv = interp::venv_from_env()?;
+    start_and_load(venv.as_ref(), &cfg.app, &cfg.pythonpath).map(|_| ())
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ pub struct FileBody {
     pub(crate) len: u64,
     /// Dropped once the body is sent or the connection ends (the WSGI layer
     /// calls the app's `close()` from it).
-    pub(crate) _guard: Option<Box<dyn std::any::Any>>,
+    pub(crate) _guard: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl fmt::Debug for ResponseBody {
@@ -300,9 +300,41 @@ impl Response {
     }
 }
 
+/// Describes what an app thread is doing, given its `pthread_self()` (for
+/// a Python app: the thread's stack, from `sys._current_frames()`). Called
+/// from a helper thread when a request exceeds `--timeout` under
+/// `--threads`, so it may wait for a lock (the GIL) without stalling the
+/// worker.
+pub type StackReporter = std::sync::Arc<dyn Fn(u64) -> Option<String> + Send + Sync>;
+
+/// Runs an app thread's whole life (see [`App::thread_scope`]).
+pub type ThreadScope = Box<dyn FnOnce(Box<dyn FnOnce() + Send>) + Send>;
+
 /// An application: called once per request, inside a worker.
+///
+/// With `--threads N` each worker runs N apps, one per thread, each built by
+/// the factory (so the factory runs N times per worker, on the worker's main
+/// thread, and the app is moved to its thread: hence `Send`). A request is
+/// always answered by the thread that was handed it, including the pulls of
+/// a streamed body, so the body reader need not be `Send`.
 pub trait App {
     fn call(&mut self, req: &mut Request) -> Response;
+
+    /// For timeout reports under `--threads` (see [`StackReporter`]).
+    fn stack_reporter(&self) -> Option<StackReporter> {
+        None
+    }
+
+    /// Under `--threads`, called on the app's thread before its first
+    /// request: the returned function runs the thread's whole life (its
+    /// argument), so per-thread set-up lives as long as the thread. A
+    /// Python app keeps one interpreter thread state per thread this way:
+    /// `threading.local` data (Django's database connections) survives
+    /// from one request to the next, and no thread state is made and
+    /// destroyed per request.
+    fn thread_scope(&self) -> Option<ThreadScope> {
+        None
+    }
 }
 
 impl<F> App for F
@@ -314,5 +346,5 @@ where
     }
 }
 
-/// Builds one app per worker, after fork.
-pub type AppFactory = Box<dyn Fn(&WorkerContext) -> io::Result<Box<dyn App>>>;
+/// Builds one app per worker (per app thread with `--threads`), after fork.
+pub type AppFactory = Box<dyn Fn(&WorkerContext) -> io::Result<Box<dyn App + Send>>>;

@@ -13,7 +13,7 @@ use crate::app::{App, Request, Response, WorkerContext};
 pub const BUILTIN: &[&str] = &["welcome", "hello", "echo"];
 
 /// Build the built-in app `name` for one worker.
-pub fn builtin(name: &str, ctx: &WorkerContext) -> io::Result<Box<dyn App>> {
+pub fn builtin(name: &str, ctx: &WorkerContext) -> io::Result<Box<dyn App + Send>> {
     match name {
         "welcome" => Ok(Box::new(welcome(ctx))),
         "hello" => Ok(Box::new(hello)),
@@ -28,7 +28,7 @@ pub fn builtin(name: &str, ctx: &WorkerContext) -> io::Result<Box<dyn App>> {
     }
 }
 
-fn welcome(ctx: &WorkerContext) -> impl App + 'static {
+fn welcome(ctx: &WorkerContext) -> impl App + Send + 'static {
     let binds: Vec<String> = ctx.binds.iter().map(|b| html_escape(b)).collect();
     let page = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\

@@ -21,6 +21,10 @@ pub struct Config {
     pub bind: Vec<BindAddr>,
     /// >= 1.
     pub workers: usize,
+    /// `--threads`: app threads per worker, >= 1.
+    pub threads: usize,
+    /// `-k/--worker-class`: "sync" or "gthread".
+    pub worker_class: String,
     /// 1..=65535.
     pub backlog: i32,
     /// Seconds a worker may spend inside the app on one request (0 = never killed).
@@ -547,6 +551,55 @@ pub static SETTINGS: &[Setting] = &[
                 c.workers.to_string()
             }
         },
+    },
+    Setting {
+        name: "worker_class",
+        section: "Worker Processes",
+        flags: &["-k", "--worker-class"],
+        metavar: "STRING",
+        default: "sync",
+        help: "The type of worker: `sync` calls the app on the worker's event-loop \
+               thread, one request at a time per worker (the fastest choice for apps \
+               that do not wait on I/O); `gthread` calls it on a pool of --threads \
+               threads per worker, while the event loop goes on serving other \
+               connections. As in gunicorn, `sync` with --threads above 1 means \
+               `gthread`. Other gunicorn worker classes (gevent, eventlet, tornado, \
+               uvicorn) are not available.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            match v {
+                "sync" | "gthread" => c.worker_class = v.to_string(),
+                other => return Err(crate::config_gunicorn::worker_class_refusal(other)),
+            }
+            Ok(())
+        },
+        get: |c| toml_quote(&c.worker_class),
+    },
+    Setting {
+        name: "threads",
+        section: "Worker Processes",
+        flags: &["--threads"],
+        metavar: "INT",
+        default: "1",
+        help: "The number of threads per worker that run the app (the gthread worker): \
+               while one request waits on a database or an API, the worker's other \
+               threads serve others, and its event loop keeps reading, writing and \
+               timing connections. When all threads are busy, further requests wait \
+               in their connections (not in a queue), and new connections go to \
+               workers with idle threads. --timeout still limits every request: one \
+               that runs longer gets a 504 and its worker is replaced, its other \
+               requests finishing first. 1 (the default, with -k sync) calls the app \
+               on the event loop thread. A Rust app needs `Send` to run on threads.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.threads = positive(v)?;
+            Ok(())
+        },
+        get: |c| c.threads.to_string(),
     },
     Setting {
         name: "worker_connections",
@@ -1727,6 +1780,8 @@ impl Default for Config {
         Config {
             bind: vec![BindAddr::Tcp(([127, 0, 0, 1], 8000).into())],
             workers: 1,
+            threads: 1,
+            worker_class: "sync".into(),
             backlog: 2048,
             timeout: 30,
             graceful_timeout: 30,
@@ -1798,6 +1853,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether workers run the app on a thread pool (`gthread`, or `--threads`
+    /// above 1, which selects gthread as in gunicorn) rather than inline.
+    pub fn threaded(&self) -> bool {
+        self.threads > 1 || self.worker_class == "gthread"
+    }
+
     /// Re-run [`parse`] on the stored command line (re-reading the config file and
     /// `FERRICORN_CMD_ARGS` from `env`), e.g. on SIGHUP. Relative paths resolve against
     /// the original [`Config::launch_dir`].
@@ -2895,6 +2956,24 @@ mod tests {
             err(&["--bind", "localhost:http"])
                 .starts_with("invalid value for --bind: 'localhost:http' (")
         );
+        let e = err(&["-k", "gevent"]);
+        assert!(
+            e.starts_with("invalid value for --worker-class: 'gevent' ("),
+            "{e}"
+        );
+        assert!(err(&["--threads", "0"]).contains("--threads"));
+    }
+
+    #[test]
+    fn threads_and_worker_class_pick_the_dispatch() {
+        assert!(!run(&[]).threaded());
+        assert!(!run(&["-k", "sync"]).threaded());
+        assert!(run(&["--threads", "4"]).threaded());
+        // gunicorn: sync with threads > 1 means gthread.
+        assert!(run(&["-k", "sync", "--threads=2"]).threaded());
+        let c = run(&["--worker-class", "gthread"]);
+        assert!(c.threaded() && c.threads == 1);
+        assert_eq!(run(&["--threads", "8", "-w", "2"]).threads, 8);
     }
 
     #[test]

@@ -103,23 +103,11 @@ const NO_DIRTY: &str = "ferricorn has no dirty arbiters (gunicorn's separate poo
 const NO_ASGI: &str = "ferricorn has no ASGI worker yet";
 const NO_CONTROL: &str =
     "ferricorn has no control socket; use signals (HUP, TTIN, TTOU, USR2; see docs/signals.md)";
-const NOT_YET: &str = "not implemented in this build yet";
 
 /// Every gunicorn setting ferricorn accepts without implementing it.
 pub static ACCEPTED: &[Accepted] = &[
-    // Worker Processes (the threads and ASGI work gives these rows of their own).
-    Accepted {
-        name: "worker_class",
-        flags: &["-k", "--worker-class"],
-        takes_value: true,
-        treatment: Treatment::ByValue(|v| match v {
-            "sync" => Ok(false),
-            "gthread" => Ok(true),
-            other => Err(worker_class_refusal(other)),
-        }),
-        why: "the threaded worker is not in this build yet; the app runs on one thread per worker",
-    },
-    ignore("threads", &["--threads"], true, NOT_YET),
+    // Worker Processes (`worker_class` and `threads` are settings of their
+    // own: src/config.rs; the ASGI work gives these rows of their own).
     ignore("asgi_loop", &["--asgi-loop"], true, NO_ASGI),
     ignore("asgi_lifespan", &["--asgi-lifespan"], true, NO_ASGI),
     ignore(

@@ -10,13 +10,21 @@
 //! read side is the `State` and the write side is the output buffer):
 //!
 //! ```text
-//!   Head ──head parsed, body──▶ Body ──body complete──▶ (app) ─┐
-//!    ▲  └──head parsed, no body──────────────────────▶ (app) ─┤
-//!    │                                                        ▼
+//!   Head ──head parsed, body──▶ Body ──body complete──▶ App ─┐
+//!    ▲  └──head parsed, no body──────────────────────▶ App ─┤
+//!    │                                                       ▼
 //!    └───────── keep-alive ◀──── Stream (streamed body) ◀── response queued
 //!   any parse error ─▶ Lingering (error response, then discard input, close)
 //!   not keep-alive  ─▶ Closing   (flush, then close)
 //! ```
+//!
+//! The connection never calls the app: a complete request is handed to the
+//! worker's dispatcher ([`crate::dispatch`]) and the connection waits in
+//! `App` until [`Conn::respond`] brings the answer (at once when the app
+//! runs inline, later from a thread). One request is in the app at a time
+//! per connection, and input is not read meanwhile, so pipelined requests
+//! are answered in order. A request that finds no idle thread stays parked
+//! in `App` (`Next::Park`) until the loop offers it a thread.
 //!
 //! Pipelined requests are answered in order, and all the responses produced
 //! from one read are written with one `write(2)`. Output beyond
@@ -26,7 +34,8 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::app::{App, Body, Peer, Request, Response, ResponseBody};
+use crate::app::{Body, Peer, Request, Response, ResponseBody};
+use crate::dispatch::{Answer, ConnId, Dispatch, Env, Outcome};
 use crate::hooks::Hooks;
 use crate::http::{
     BodyDecoder, Framing, Head, Limits, ParseError, ResponseFraming, Version, parse_head_reusing,
@@ -87,7 +96,8 @@ pub trait Stream: Read + Write {
 
 /// Worker-wide things a connection needs while it is driven.
 pub struct Ctx<'a> {
-    pub app: &'a mut dyn App,
+    /// Runs the app (inline or on threads).
+    pub dispatch: &'a mut dyn Dispatch,
     pub hooks: &'a dyn Hooks,
     pub limits: &'a Limits,
     pub date: &'a [u8],
@@ -175,6 +185,9 @@ pub enum Next {
     /// Output is queued and the caller asked to defer writing: drive again,
     /// without deferral, when the event loop writes its burst.
     Flush,
+    /// A complete request waits for room in the dispatcher (all app threads
+    /// busy): drive again when there is room.
+    Park,
 }
 
 // One `State` per connection, replaced in place: the size of `Body` costs
@@ -204,6 +217,15 @@ enum State {
         body: crate::app::FileBody,
         then_close: bool,
     },
+    /// The request is with the app (`waiting` is None), or waits for an
+    /// idle app thread (`waiting` holds it): nothing is read meanwhile.
+    App {
+        waiting: Option<Request>,
+        keep_alive: bool,
+        is_head: bool,
+        version: Version,
+        started: std::time::Instant,
+    },
     /// Flush what is queued, then close.
     Closing,
     /// An error response is queued: flush it, half-close, discard input until
@@ -214,6 +236,8 @@ enum State {
 pub struct Conn<S> {
     pub stream: S,
     pub peer: Peer,
+    /// Who this connection is to the dispatcher (set by the event loop).
+    pub id: ConnId,
     state: State,
     /// Input buffer: `rbuf[rpos..rend]` is unparsed input; beyond `rend`,
     /// initialised spare room for the next read.
@@ -245,6 +269,8 @@ pub struct Conn<S> {
     pub peer_shut: bool,
     /// Socket options for kept-alive connections are set (the event loop's).
     pub nodelay: bool,
+    /// In the event loop's queue of parked connections (the loop's).
+    pub parked: bool,
     /// The previous request's head, refilled by the next parse.
     spare_head: Option<Head>,
     /// `--proxy-protocol`: the PROXY header has not been read yet.
@@ -256,6 +282,10 @@ impl<S: Stream> Conn<S> {
         Conn {
             stream,
             peer,
+            id: ConnId {
+                index: 0,
+                serial: 0,
+            },
             state: State::Head,
             rbuf: Vec::new(),
             rend: 0,
@@ -273,6 +303,7 @@ impl<S: Stream> Conn<S> {
             awaiting_proxy_header: false,
             spare_head: None,
             nodelay: false,
+            parked: false,
             peer_shut: false,
         }
     }
@@ -359,10 +390,25 @@ impl<S: Stream> Conn<S> {
                 return next;
             }
             if !progress {
-                return Next::Wait;
+                return if self.is_parked() {
+                    Next::Park
+                } else {
+                    Next::Wait
+                };
             }
         }
         Next::Again
+    }
+
+    /// A complete request waits for an idle app thread.
+    pub fn is_parked(&self) -> bool {
+        matches!(
+            self.state,
+            State::App {
+                waiting: Some(_),
+                ..
+            }
+        )
     }
 
     /// Called about once a second: enforce the header, idle and linger
@@ -370,6 +416,9 @@ impl<S: Stream> Conn<S> {
     pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Next {
         let now = ctx.now_ms;
         match self.state {
+            // Time in the app is the dispatcher's to limit (`--timeout`),
+            // and a parked request waits for a thread, not for the client.
+            State::App { .. } => Next::Wait,
             State::Lingering { since_ms, .. } if now >= since_ms + LINGER_MS => Next::Close,
             State::Head if self.pending() == 0 => {
                 let nothing_buffered = self.rpos == self.rend;
@@ -422,7 +471,7 @@ impl<S: Stream> Conn<S> {
         match self.state {
             State::Lingering { .. } => true,
             State::Closing => false,
-            State::Stream { .. } | State::SendFile { .. } => false,
+            State::Stream { .. } | State::SendFile { .. } | State::App { .. } => false,
             _ => self.pending() < HIGH_WATER && self.rend - self.rpos < INPUT_CAP,
         }
     }
@@ -660,6 +709,13 @@ impl<S: Stream> Conn<S> {
                         return progress;
                     }
                 }
+                State::App { waiting, .. } => {
+                    if waiting.is_none() || ctx.dispatch.room() == 0 {
+                        return progress;
+                    }
+                    self.submit(ctx);
+                    progress = true;
+                }
                 State::Closing | State::Lingering { .. } => return progress,
             }
         }
@@ -685,7 +741,8 @@ impl<S: Stream> Conn<S> {
         };
     }
 
-    /// Call the app for one complete request and queue its response.
+    /// A complete request leaves the connection: to the app at once, or
+    /// parked until the dispatcher has room.
     fn dispatch(
         &mut self,
         head: Head,
@@ -700,32 +757,16 @@ impl<S: Stream> Conn<S> {
         }
         let is_head = head.method == "HEAD";
         let version = head.version;
-        let started = std::time::Instant::now();
-        // Bytes queued for this response: what lands in `wbuf` now, plus a
-        // file sent later by sendfile (streamed bodies count as pulled).
-        let wbuf_before = self.wbuf.len();
-        let mut file_bytes = 0;
-        if let Some(slot) = ctx.slot {
-            // "METHOD /path" for a WORKER TIMEOUT line, assembled on the
-            // stack: this runs for every request.
-            let mut what = [0u8; 64];
-            let m = head.method.len().min(63);
-            what[..m].copy_from_slice(&head.method.as_bytes()[..m]);
-            what[m] = b' ';
-            let p = head.path.len().min(63 - m);
-            what[m + 1..m + 1 + p].copy_from_slice(&head.path.as_bytes()[..p]);
-            slot.set_what(&what[..m + 1 + p]);
-            slot.busy_since_ms
-                .store(ctx.now_ms.max(1), std::sync::atomic::Ordering::Relaxed);
-        }
         let client = crate::proxy::client_info(
             &self.peer,
             &head.headers,
             &ctx.uploads.trusted,
             &ctx.uploads.scheme_headers,
         );
+        // The request's id and queue time (`reqmeta`), current on this
+        // thread while an inline app runs; left below once it is handed over.
         let meta = crate::reqmeta::enter(&head.headers, ctx.uploads.trusted.trusts(&self.peer));
-        let mut req = Request {
+        let req = Request {
             head,
             peer: self.peer,
             body,
@@ -734,19 +775,81 @@ impl<S: Stream> Conn<S> {
             remote: client.addr,
             meta,
         };
-        let app = &mut *ctx.app;
-        let hooks = ctx.hooks;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            hooks.pre_request(&req);
-            app.call(&mut req)
-        }));
-        let app_us = started.elapsed().as_micros() as u64;
-        if let Some(slot) = ctx.slot {
-            slot.busy_since_ms
-                .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.state = State::App {
+            waiting: Some(req),
+            keep_alive,
+            is_head,
+            version,
+            started: std::time::Instant::now(),
+        };
+        if ctx.dispatch.room() > 0 {
+            self.submit(ctx);
         }
+        crate::reqmeta::leave();
+    }
+
+    /// Hand the waiting request to the dispatcher; an inline answer is
+    /// written at once.
+    fn submit(&mut self, ctx: &mut Ctx<'_>) {
+        let State::App { waiting, .. } = &mut self.state else {
+            return;
+        };
+        let Some(req) = waiting.take() else {
+            return;
+        };
+        let env = Env {
+            hooks: ctx.hooks,
+            slot: ctx.slot,
+            now_ms: ctx.now_ms,
+        };
+        if let Some(answer) = ctx.dispatch.submit(self.id, req, &env) {
+            self.respond(answer, ctx);
+        }
+    }
+
+    /// The request spent longer than `--timeout` in the app: a 504 with
+    /// `Connection: close` if nothing of the response was sent yet, else
+    /// the connection is cut. The app's late answer, if any, is dropped.
+    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        if let State::App { waiting: None, .. } = self.state {
+            write_error_response(&mut self.wbuf, 504, ctx.date);
+            self.served += 1;
+            self.rpos = self.rend;
+            self.state = State::Closing;
+            self.drive(ctx)
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Queue the app's answer to the request in the app. An answer for a
+    /// request that is no longer there (timed out) is dropped.
+    pub fn respond(&mut self, answer: Answer, ctx: &mut Ctx<'_>) {
+        let State::App {
+            waiting: None,
+            keep_alive,
+            is_head,
+            version,
+            started,
+        } = self.state
+        else {
+            return;
+        };
+        let Answer { conn, req, outcome } = answer;
+        if conn != self.id {
+            return;
+        }
+        // A graceful stop that began while the request waited for a thread
+        // or ran: this response is the connection's last.
+        let keep_alive = keep_alive && !ctx.draining;
+        // Time with the app (waiting for a thread included), and the bytes
+        // queued for this response: what lands in `wbuf` now, plus a file
+        // sent later by sendfile (streamed bodies count as pulled).
+        let app_us = started.elapsed().as_micros() as u64;
+        let wbuf_before = self.wbuf.len();
+        let mut file_bytes = 0;
         let (resp, mut keep_alive) = match outcome {
-            Ok(resp) => match check_headers(&resp) {
+            Outcome::Response(resp) => match check_headers(&resp) {
                 Ok(()) => (resp, keep_alive),
                 Err(why) => {
                     log::error!(
@@ -757,12 +860,7 @@ impl<S: Stream> Conn<S> {
                     (Response::text(500, "Internal Server Error\n"), false)
                 }
             },
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+            Outcome::Panic(msg) => {
                 log::error!(
                     "Error handling request {} {}: app panicked: {msg}",
                     req.head.method,
@@ -929,6 +1027,9 @@ impl<S: Stream> Conn<S> {
                 true
             }
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => true,
+            // Pulled on an app thread: the next piece is not there yet (the
+            // dispatcher wakes the connection when it is).
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => false,
             Ok(Err(e)) => {
                 // Headers are gone already: the only honest signal left is to
                 // cut the connection without the terminating chunk.
@@ -1116,7 +1217,7 @@ mod tests {
         let pattern: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let mut file = crate::sys::anonymous_file(&std::env::temp_dir()).unwrap();
         file.write_all(&pattern).unwrap();
-        let mut app = move |req: &mut Request| match req.path() {
+        let app = move |req: &mut Request| match req.path() {
             "/f" => Response::new(200).file(file.try_clone().unwrap(), 10, 99_990),
             _ => Response::ok("text/plain", "next"),
         };
@@ -1130,9 +1231,10 @@ mod tests {
         let uploads = ConnConfig::default();
         let mut access_log = AccessLog::disabled();
         let (mut requests, mut shed) = (0, false);
+        let mut dispatch = crate::dispatch::Inline::new(Box::new(app));
         let (mut incidents, mut released) = (Incidents::new(), 0);
         let mut ctx = Ctx {
-            app: &mut app,
+            dispatch: &mut dispatch,
             hooks: &NoHooks,
             limits: &limits,
             date: b"Thu, 01 Jan 2026 00:00:00 GMT",
@@ -1211,9 +1313,9 @@ mod tests {
         }
 
         /// `--keep-alive 75 --header-timeout 10` at `now_ms`.
-        fn ctx<'a>(&'a mut self, app: &'a mut dyn App, now_ms: u64) -> Ctx<'a> {
+        fn ctx<'a>(&'a mut self, dispatch: &'a mut dyn Dispatch, now_ms: u64) -> Ctx<'a> {
             Ctx {
-                app,
+                dispatch,
                 hooks: &NoHooks,
                 limits: &self.limits,
                 date: b"Thu, 01 Jan 2026 00:00:00 GMT",
@@ -1249,7 +1351,7 @@ mod tests {
 
     #[test]
     fn a_connection_that_sends_nothing_gets_408_after_header_timeout() {
-        let (mut world, mut app) = (World::new(), hello);
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
         let accepted = 1_000;
         let mut conn = Conn::new(pipe(b""), Peer::Unix, accepted);
         assert_eq!(conn.drive(&mut world.ctx(&mut app, accepted)), Next::Wait);
@@ -1272,7 +1374,7 @@ mod tests {
 
     #[test]
     fn a_kept_alive_connection_idles_for_keep_alive_not_header_timeout() {
-        let (mut world, mut app) = (World::new(), hello);
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
         let mut conn = Conn::new(
             pipe(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
             Peer::Unix,
@@ -1292,7 +1394,7 @@ mod tests {
 
     #[test]
     fn the_next_head_on_a_kept_alive_connection_gets_header_timeout_from_its_first_byte() {
-        let (mut world, mut app) = (World::new(), hello);
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
         let mut conn = Conn::new(
             pipe(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
             Peer::Unix,
@@ -1314,7 +1416,7 @@ mod tests {
 
     #[test]
     fn an_idle_connection_gives_its_buffers_back_and_serves_again() {
-        let (mut world, mut app) = (World::new(), hello);
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
         let mut conn = Conn::new(
             pipe(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"),
             Peer::Unix,
@@ -1343,7 +1445,7 @@ mod tests {
 
     #[test]
     fn a_rejected_request_is_counted_for_the_log() {
-        let (mut world, mut app) = (World::new(), hello);
+        let (mut world, mut app) = (World::new(), crate::dispatch::Inline::new(Box::new(hello)));
         let mut conn = Conn::new(pipe(b"GET / HTTP/9.9\r\n\r\n"), Peer::Unix, 1_000);
         conn.drive(&mut world.ctx(&mut app, 1_000));
         let out = String::from_utf8_lossy(&conn.stream.out);
@@ -1354,5 +1456,129 @@ mod tests {
             lines[0].starts_with("rejected 1 request (505: 1)"),
             "{lines:?}"
         );
+    }
+
+    /// A dispatcher whose answers come later, by hand: the connection's side
+    /// of `--threads` without threads.
+    struct Later {
+        room: usize,
+        taken: Vec<(ConnId, Request)>,
+    }
+
+    impl Dispatch for Later {
+        fn room(&self) -> usize {
+            self.room
+        }
+        fn submit(&mut self, conn: ConnId, req: Request, _env: &Env<'_>) -> Option<Answer> {
+            self.room -= 1;
+            self.taken.push((conn, req));
+            None
+        }
+    }
+
+    fn answer(d: &mut Later, body: &str) -> Answer {
+        let (conn, req) = d.taken.remove(0);
+        d.room += 1;
+        Answer {
+            conn,
+            req,
+            outcome: Outcome::Response(Response::ok("text/plain", body.to_string())),
+        }
+    }
+
+    /// Drive with `d` as the dispatcher; `f` gets the context.
+    fn with_ctx<R>(d: &mut Later, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+        let mut world = World::new();
+        f(&mut world.ctx(d, 1))
+    }
+
+    fn conn_on(input: &[u8]) -> Conn<Pipe> {
+        Conn::new(pipe(input), Peer::Unix, 1)
+    }
+
+    #[test]
+    fn one_request_in_the_app_at_a_time_and_answers_in_order() {
+        let mut d = Later {
+            room: 4,
+            taken: Vec::new(),
+        };
+        let mut conn =
+            conn_on(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+        // Room for four, but the second request waits for the first answer.
+        assert_eq!(with_ctx(&mut d, |c| conn.drive(c)), Next::Wait);
+        assert_eq!(d.taken.len(), 1);
+        assert_eq!(d.taken[0].1.path(), "/1");
+        assert!(conn.stream.out.is_empty());
+        let a = answer(&mut d, "one");
+        with_ctx(&mut d, |c| {
+            conn.respond(a, c);
+            conn.drive(c)
+        });
+        assert_eq!(d.taken.len(), 1);
+        assert_eq!(d.taken[0].1.path(), "/2");
+        let a = answer(&mut d, "two");
+        with_ctx(&mut d, |c| {
+            conn.respond(a, c);
+            conn.drive(c)
+        });
+        let out = String::from_utf8_lossy(&conn.stream.out).into_owned();
+        let (one, two) = (out.find("one").unwrap(), out.find("two").unwrap());
+        assert!(one < two, "{out}");
+        assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn a_request_without_a_thread_parks_until_there_is_room() {
+        let mut d = Later {
+            room: 0,
+            taken: Vec::new(),
+        };
+        let mut conn = conn_on(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(with_ctx(&mut d, |c| conn.drive(c)), Next::Park);
+        assert!(conn.is_parked() && d.taken.is_empty());
+        // Still parked on the timer: waiting for a thread is not idling.
+        assert_eq!(with_ctx(&mut d, |c| conn.on_timer(c)), Next::Wait);
+        d.room = 1;
+        assert_eq!(with_ctx(&mut d, |c| conn.drive(c)), Next::Wait);
+        assert!(!conn.is_parked());
+        assert_eq!(d.taken[0].1.path(), "/p");
+    }
+
+    #[test]
+    fn a_timed_out_request_gets_504_and_a_late_answer_is_dropped() {
+        let mut d = Later {
+            room: 1,
+            taken: Vec::new(),
+        };
+        let mut conn =
+            conn_on(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+        with_ctx(&mut d, |c| conn.drive(c));
+        assert_eq!(with_ctx(&mut d, |c| conn.timed_out(c)), Next::Close);
+        let out = String::from_utf8_lossy(&conn.stream.out).into_owned();
+        assert!(out.starts_with("HTTP/1.1 504"), "{out}");
+        assert!(out.contains("Connection: close"), "{out}");
+        let late = answer(&mut d, "late");
+        with_ctx(&mut d, |c| conn.respond(late, c));
+        assert!(!String::from_utf8_lossy(&conn.stream.out).contains("late"));
+        // The pipelined request behind it was never handed over.
+        assert!(d.taken.is_empty());
+    }
+
+    #[test]
+    fn a_request_answered_after_a_graceful_stop_began_says_close() {
+        let mut d = Later {
+            room: 1,
+            taken: Vec::new(),
+        };
+        let mut conn = conn_on(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
+        with_ctx(&mut d, |c| conn.drive(c));
+        let a = answer(&mut d, "done");
+        let mut world = World::new();
+        let mut ctx = world.ctx(&mut d, 2);
+        ctx.draining = true;
+        conn.respond(a, &mut ctx);
+        assert_eq!(conn.drive(&mut ctx), Next::Close);
+        let out = String::from_utf8_lossy(&conn.stream.out).into_owned();
+        assert!(out.contains("Connection: close\r\n"), "{out}");
     }
 }

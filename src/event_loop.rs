@@ -98,10 +98,11 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::signal::Signal;
 
-use crate::app::{App, Peer};
+use crate::app::Peer;
 use crate::balance::{self, BALANCE_SLACK, DEFER_MS, DORMANT_MS, Deferral, PeerLoad};
 use crate::clock::{monotonic_ms, unix_secs};
 use crate::conn::{Conn, ConnConfig, Ctx, Next, Stream};
+use crate::dispatch::{ConnId, Dispatch, Event, Overdue};
 use crate::hooks::Hooks;
 use crate::http::Limits;
 use crate::http::date::DateCache;
@@ -111,6 +112,11 @@ use crate::sys::{Scoreboard, SignalPipe};
 
 const SIGNAL: Token = Token(usize::MAX - 1);
 const MASTER: Token = Token(usize::MAX - 2);
+/// How often a worker with an idle app thread looks at the listeners while
+/// a peer's threads are all busy (see `run`).
+const PEER_BUSY_MS: u64 = 50;
+/// The dispatcher's waker: answers from app threads are ready.
+const WAKER: Token = Token(usize::MAX - 3);
 const LISTENER_BASE: usize = usize::MAX - 1024;
 /// Connections accepted per listener per loop turn.
 const ACCEPT_BATCH: usize = 8;
@@ -264,6 +270,9 @@ pub struct LoopConfig {
     pub worker_connections: usize,
     /// Stop after this many requests (0 = never).
     pub max_requests: u64,
+    /// `--timeout` in ms (0 = none): kept here, per request, when the app
+    /// runs on threads (inline, the master watches the scoreboard).
+    pub timeout_ms: u64,
     /// Proxy trust and body spooling, handed to each connection.
     pub conn: ConnConfig,
     /// `--proxy-allow-from`, when `--proxy-protocol` is on.
@@ -325,6 +334,22 @@ pub struct EventLoop {
     cfg: LoopConfig,
     date: DateCache,
     requests: u64,
+    /// Connections accepted so far: each gets a serial ([`ConnId`]).
+    serials: u64,
+    /// Connections holding a complete request that waits for an app thread,
+    /// oldest first.
+    parked: std::collections::VecDeque<ConnId>,
+    /// App threads busy at the end of the last turn (part of the load).
+    busy: u64,
+    /// No idle app thread: leave new connections to peers.
+    saturated: bool,
+    /// A peer has every app thread busy (see `run`).
+    peer_busy: bool,
+    dispatch_events: Vec<Event>,
+    /// Timeout reports (a thread's Python stack) being written by helper
+    /// threads: a replaced worker waits for them (briefly) before exiting.
+    reports: (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>),
+    reports_pending: usize,
     /// Set once a graceful stop began: (when, deadline).
     draining: Option<(u64, u64)>,
     pub access_log: AccessLog,
@@ -413,14 +438,27 @@ impl EventLoop {
             cfg,
             date: DateCache::new(),
             requests: 0,
+            serials: 0,
+            parked: std::collections::VecDeque::new(),
+            busy: 0,
+            saturated: false,
+            peer_busy: false,
+            dispatch_events: Vec::new(),
+            reports: std::sync::mpsc::channel(),
+            reports_pending: 0,
             draining: None,
             access_log: AccessLog::disabled(),
             on_reopen: None,
         })
     }
 
-    /// Run until a stop. `app` is this worker's application.
-    pub fn run(&mut self, app: &mut dyn App, hooks: &dyn Hooks) -> Exit {
+    /// A waker for a dispatcher whose answers arrive from other threads.
+    pub fn waker(&self) -> io::Result<mio::Waker> {
+        mio::Waker::new(self.poll.registry(), WAKER)
+    }
+
+    /// Run until a stop. `dispatch` runs this worker's application.
+    pub fn run(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks) -> Exit {
         let mut events = Events::with_capacity(256);
         {
             let s = self.scoreboard.slot(self.slot);
@@ -447,6 +485,13 @@ impl EventLoop {
                     Retry::Idle => Duration::from_millis(1000),
                 }
             };
+            // A request queued for an app thread is checked on soon.
+            let timeout = dispatch.tick().map_or(timeout, |t| timeout.min(t));
+            let timeout = if self.peer_busy {
+                timeout.min(Duration::from_millis(PEER_BUSY_MS))
+            } else {
+                timeout
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -463,8 +508,10 @@ impl EventLoop {
             let mut ready = std::mem::take(&mut self.ready_buf);
             ready.clear();
             ready.append(&mut self.again);
+            let mut woken = false;
             for ev in events.iter() {
                 match ev.token() {
+                    WAKER => woken = true,
                     SIGNAL => {
                         for sig in self.signals.drain() {
                             match sig {
@@ -502,6 +549,9 @@ impl EventLoop {
                 }
             }
 
+            if woken {
+                self.answers(dispatch, hooks, now, &mut ready);
+            }
             ready.sort_unstable();
             ready.dedup();
             if now >= self.shed_checked_ms + SHED_CHECK_MS {
@@ -510,7 +560,39 @@ impl EventLoop {
                 self.shed = self.draining.is_none()
                     && balance::lighter_peer(mine, balance::shed_margin(mine), self.peers(), now);
             }
-            self.drive_ready(&ready, app, hooks, now);
+            self.drive_ready(&ready, dispatch, hooks, now);
+            self.busy = dispatch.busy() as u64;
+            // Every app thread busy while a peer has an idle one: out of the
+            // listeners' wait queue now, before sleeping in epoll_wait, so
+            // the kernel wakes that peer for the next connection (an
+            // exclusive wake-up spent on this worker would leave it queued
+            // here). When every worker is busy, new connections are taken
+            // as usual and their requests wait behind the parked ones: left
+            // in the backlog, one would wait for as long as this worker's
+            // connections keep its threads busy (wrk timeouts, Django view).
+            let room = dispatch.room();
+            // Spare: an app thread idle now.
+            let spare = room != usize::MAX && room > 0;
+            self.scoreboard
+                .slot(self.slot)
+                .spare
+                .store(u64::from(spare), Ordering::Relaxed);
+            self.saturated = room == 0 && self.spare_peer(now);
+            // A peer with every thread busy may have spent the kernel's one
+            // exclusive wake-up for a connection it then left queued (it
+            // became busy in the same turn): nobody else hears of that
+            // connection. While a peer is busy and this worker has a thread
+            // idle, look at the listeners every turn (an accept that finds
+            // nothing costs one EAGAIN) and at least every PEER_BUSY_MS.
+            self.peer_busy = room > 0 && room != usize::MAX && self.busy_peer(now);
+            if self.peer_busy && self.draining.is_none() && self.listening {
+                self.accept_pending.fill(true);
+            }
+            if self.saturated {
+                self.set_listening(false);
+            } else if self.draining.is_none() && self.active < self.cfg.worker_connections {
+                self.set_listening(true);
+            }
             // Accept after the turn's work, not before: the balance rule then
             // counts only connections that outlived their request (module
             // docs), and nothing is lost, as a new connection's first bytes
@@ -519,7 +601,7 @@ impl EventLoop {
             self.ready_buf = ready;
             if now >= last_timer + 1000 || self.draining.is_some() && now >= last_timer + 100 {
                 last_timer = now;
-                self.timers(app, hooks, now);
+                self.timers(dispatch, hooks, now);
             }
             self.access_log.flush();
             for line in self.incidents.report(now, self.cfg.worker_connections) {
@@ -528,6 +610,7 @@ impl EventLoop {
             let slot = self.scoreboard.slot(self.slot);
             slot.active.store(self.active as u64, Ordering::Relaxed);
             slot.dormant.store(self.dormant as u64, Ordering::Relaxed);
+            slot.busy_threads.store(self.busy, Ordering::Relaxed);
 
             if self.cfg.max_requests > 0
                 && self.requests >= self.cfg.max_requests
@@ -554,6 +637,7 @@ impl EventLoop {
             }
             if let Some((_, deadline)) = self.draining {
                 if self.active == 0 {
+                    self.wait_for_reports();
                     return Exit::Graceful;
                 }
                 if now >= deadline {
@@ -561,6 +645,7 @@ impl EventLoop {
                         "graceful timeout: closing {} connection(s) still open",
                         self.active
                     );
+                    self.wait_for_reports();
                     return Exit::Graceful;
                 }
             }
@@ -569,7 +654,7 @@ impl EventLoop {
 
     fn ctx<'a>(
         &'a mut self,
-        app: &'a mut dyn App,
+        dispatch: &'a mut dyn Dispatch,
         hooks: &'a dyn Hooks,
         now: u64,
         how: Drive,
@@ -577,7 +662,7 @@ impl EventLoop {
         let slot = self.scoreboard.slot(self.slot);
         (
             Ctx {
-                app,
+                dispatch,
                 hooks,
                 limits: &self.cfg.limits,
                 date: self.date.get(),
@@ -599,8 +684,15 @@ impl EventLoop {
         )
     }
 
-    fn drive(&mut self, i: usize, app: &mut dyn App, hooks: &dyn Hooks, now: u64, how: Drive) {
-        let (mut ctx, conns) = self.ctx(app, hooks, now, how);
+    fn drive(
+        &mut self,
+        i: usize,
+        dispatch: &mut dyn Dispatch,
+        hooks: &dyn Hooks,
+        now: u64,
+        how: Drive,
+    ) {
+        let (mut ctx, conns) = self.ctx(dispatch, hooks, now, how);
         let Some(Some(conn)) = conns.get_mut(i) else {
             return;
         };
@@ -622,21 +714,156 @@ impl EventLoop {
             let _ = s.set_nodelay(true);
             conn.nodelay = true;
         }
+        self.after(i, next);
+    }
+
+    fn after(&mut self, i: usize, next: Next) {
         match next {
             Next::Wait => {}
             Next::Again => self.again.push(i),
             Next::Close => self.close(i),
             Next::Flush => self.to_flush.push(i),
+            Next::Park => {
+                if let Some(Some(c)) = self.conns.get_mut(i)
+                    && !c.parked
+                {
+                    c.parked = true;
+                    self.parked.push_back(c.id);
+                }
+            }
+        }
+    }
+
+    /// Take the dispatcher's answers: each is queued on its connection,
+    /// which is then driven with this turn's ready ones; parked requests
+    /// get the threads that came free, oldest first.
+    fn answers(
+        &mut self,
+        dispatch: &mut dyn Dispatch,
+        hooks: &dyn Hooks,
+        now: u64,
+        ready: &mut Vec<usize>,
+    ) {
+        let mut events = std::mem::take(&mut self.dispatch_events);
+        dispatch.poll(&mut events);
+        for ev in events.drain(..) {
+            let (id, answer) = match ev {
+                Event::Answer(a) => (a.conn, Some(a)),
+                Event::Wake(id) => (id, None),
+            };
+            let i = id.index;
+            if !matches!(self.conns.get(i), Some(Some(c)) if c.id == id) {
+                continue; // the connection is gone: drop the answer
+            }
+            if let Some(a) = answer {
+                let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
+                if let Some(Some(c)) = conns.get_mut(i) {
+                    c.respond(a, &mut ctx);
+                }
+            }
+            ready.push(i);
+        }
+        self.dispatch_events = events;
+        // Parked requests first, oldest first, driven now: were they merely
+        // queued with this turn's ready connections, a newer request could
+        // take the thread and send them to the back again, and under load
+        // some waited seconds. Room only grows here, so after this either
+        // nothing is parked or every thread is taken, and later requests
+        // park behind the earlier ones: first come, first served.
+        while dispatch.room() > 0 {
+            let Some(id) = self.parked.pop_front() else {
+                break;
+            };
+            if let Some(Some(c)) = self.conns.get_mut(id.index)
+                && c.id == id
+            {
+                c.parked = false;
+                if c.is_parked() {
+                    self.drive(id.index, dispatch, hooks, now, Drive::Now);
+                }
+            }
+        }
+    }
+
+    /// Before exiting, give the timeout reports under way up to 3 s: a
+    /// replacement takes over fast, and the report (which waits for the
+    /// GIL) would otherwise die with this process unwritten.
+    fn wait_for_reports(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while self.reports_pending > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.reports.1.recv_timeout(left).is_err() {
+                log::warn!("exiting before a timeout report (the app thread's stack) was written");
+                return;
+            }
+            self.reports_pending -= 1;
+        }
+    }
+
+    /// `--timeout` under threads: answer each overdue request 504, log it
+    /// as the master logs a WORKER TIMEOUT (with the thread's stack when
+    /// the app can tell it), and ask the master for a replacement; this
+    /// worker serves on until the replacement accepts and it is told to
+    /// stop, so its other requests are answered.
+    fn deadlines(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
+        if self.cfg.timeout_ms == 0 {
+            return;
+        }
+        let mut overdue: Vec<Overdue> = Vec::new();
+        dispatch.overdue(now, self.cfg.timeout_ms, &mut overdue);
+        if overdue.is_empty() {
+            return;
+        }
+        let pid = std::process::id();
+        for o in overdue {
+            log::error!(
+                "WORKER TIMEOUT (pid:{pid}), in the app for {} s handling {}; replacing the worker",
+                o.secs,
+                o.what
+            );
+            if let Some(report) = dispatch.stack_reporter() {
+                // The stack needs the app's lock (the GIL), which the stuck
+                // thread may hold: ask from a helper thread, never the loop.
+                let what = o.what.clone();
+                let thread = o.thread;
+                let done = self.reports.0.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("timeout-report".into())
+                    .spawn(move || {
+                        if let Some(stack) = report(thread) {
+                            log::error!(
+                                "WORKER TIMEOUT (pid:{pid}): stack of the thread handling {what}:\n{}",
+                                stack.trim_end()
+                            );
+                        }
+                        let _ = done.send(());
+                    });
+                self.reports_pending += usize::from(spawned.is_ok());
+            }
+            self.scoreboard.slot(self.slot).request_retire();
+            let i = o.conn.index;
+            let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
+            let next = match conns.get_mut(i) {
+                Some(Some(c)) if c.id == o.conn => c.timed_out(&mut ctx),
+                _ => continue,
+            };
+            self.after(i, next);
         }
     }
 
     /// Drive this turn's ready connections, writing their responses in
     /// bursts (module docs).
-    fn drive_ready(&mut self, ready: &[usize], app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+    fn drive_ready(
+        &mut self,
+        ready: &[usize],
+        dispatch: &mut dyn Dispatch,
+        hooks: &dyn Hooks,
+        now: u64,
+    ) {
         if ready.len() < 2 {
             // Nothing to batch with: write at once.
             for &i in ready {
-                self.drive(i, app, hooks, now, Drive::Now);
+                self.drive(i, dispatch, hooks, now, Drive::Now);
             }
             return;
         }
@@ -646,28 +873,28 @@ impl EventLoop {
             if let Some(t0) = oldest
                 && start.duration_since(t0) + self.drive_cost >= COALESCE
             {
-                self.flush_queued(app, hooks, now);
+                self.flush_queued(dispatch, hooks, now);
                 oldest = None;
             }
             let queued = self.to_flush.len();
-            self.drive(i, app, hooks, now, Drive::Deferred);
+            self.drive(i, dispatch, hooks, now, Drive::Deferred);
             if self.to_flush.len() > queued {
                 let end = Instant::now();
                 self.drive_cost = (self.drive_cost * 7 + end.duration_since(start)) / 8;
                 oldest.get_or_insert(end);
             }
         }
-        self.flush_queued(app, hooks, now);
+        self.flush_queued(dispatch, hooks, now);
     }
 
     /// Write the responses queued in this burst, oldest first.
-    fn flush_queued(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+    fn flush_queued(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
         if self.to_flush.is_empty() {
             return;
         }
         let queued = std::mem::take(&mut self.to_flush);
         for &i in &queued {
-            self.drive(i, app, hooks, now, Drive::Now);
+            self.drive(i, dispatch, hooks, now, Drive::Now);
         }
         self.to_flush = queued;
         self.to_flush.clear();
@@ -682,7 +909,10 @@ impl EventLoop {
             if self.draining.is_none() && self.accept_pending.iter().any(|&p| p) {
                 self.accept_retry = Retry::Now;
             }
-            if self.draining.is_none() && self.active < self.cfg.worker_connections {
+            if self.draining.is_none()
+                && self.active < self.cfg.worker_connections
+                && !self.saturated
+            {
                 self.set_listening(true);
             }
             self.free.push(i);
@@ -709,13 +939,15 @@ impl EventLoop {
                 let full = self.active >= self.cfg.worker_connections;
                 // Full: admit the next connection in place of the idlest one.
                 let victim = if full { self.shed_candidate(now) } else { None };
-                if full && victim.is_none() {
+                if self.saturated || (full && victim.is_none()) {
                     // Full, and a peer has room or nothing here is idle: a
                     // closing connection re-arms accepting (`close`), and so
                     // does the timer once closing an idle one would help.
                     // With exclusive wake-ups, also stop being the one the
                     // kernel wakes, so new connections go to other workers
                     // (gunicorn's gthread unregisters its listeners too).
+                    // Likewise with every app thread busy: a peer with an
+                    // idle thread serves the connection sooner.
                     self.set_listening(false);
                     break;
                 }
@@ -777,9 +1009,41 @@ impl EventLoop {
         self.deferral.my_turn(lighter, self.exclusive, now)
     }
 
-    /// This worker's load: open connections less dormant ones (`balance`).
+    /// This worker's load: open connections less dormant ones (`balance`),
+    /// plus busy app threads: a worker whose threads are all busy is
+    /// heavier than one with the same connections and idle threads.
     fn load(&self) -> u64 {
-        balance::load(self.active, self.dormant)
+        balance::load(self.active, self.dormant) + self.busy
+    }
+
+    /// Is a peer that could accept now spare (an idle app thread, or no
+    /// request waiting for one)?
+    fn spare_peer(&self, now: u64) -> bool {
+        let sb = &self.scoreboard;
+        (0..sb.len())
+            .filter(|&j| j != self.slot)
+            .map(|j| sb.slot(j))
+            .filter(|s| s.pid.load(Ordering::Relaxed) != 0)
+            .any(|s| {
+                s.spare.load(Ordering::Relaxed) > 0
+                    && s.ready.load(Ordering::Relaxed) == 1
+                    && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500
+            })
+    }
+
+    /// Has a live threaded peer no spare app thread?
+    fn busy_peer(&self, now: u64) -> bool {
+        let sb = &self.scoreboard;
+        (0..sb.len())
+            .filter(|&j| j != self.slot)
+            .map(|j| sb.slot(j))
+            .filter(|s| s.pid.load(Ordering::Relaxed) != 0)
+            .any(|s| {
+                s.spare.load(Ordering::Relaxed) == 0
+                    && s.busy_threads.load(Ordering::Relaxed) > 0
+                    && s.ready.load(Ordering::Relaxed) == 1
+                    && now.saturating_sub(s.tick_ms.load(Ordering::Relaxed)) < 1500
+            })
     }
 
     /// The other workers' rows of the scoreboard.
@@ -794,7 +1058,8 @@ impl EventLoop {
                 let s = sb.slot(j);
                 let open = s.active.load(Ordering::Relaxed);
                 PeerLoad {
-                    load: open.saturating_sub(s.dormant.load(Ordering::Relaxed)),
+                    load: open.saturating_sub(s.dormant.load(Ordering::Relaxed))
+                        + s.busy_threads.load(Ordering::Relaxed),
                     open,
                     ready: s.ready.load(Ordering::Relaxed) == 1,
                     in_app: s.busy_since_ms.load(Ordering::Relaxed) != 0,
@@ -926,6 +1191,11 @@ impl EventLoop {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let mut conn = Conn::new(sock, peer, now);
+        self.serials += 1;
+        conn.id = ConnId {
+            index: i,
+            serial: self.serials,
+        };
         conn.awaiting_proxy_header = self.cfg.conn.proxy_protocol;
         // Do not read yet: the request usually arrives a moment after the
         // handshake, and a read now would mostly return EAGAIN (two in five
@@ -940,11 +1210,11 @@ impl EventLoop {
     /// Deadlines for every connection; then count the dormant ones (idle
     /// for `DORMANT_MS`, not load), and listen again if this worker stopped
     /// when full but could now make room by closing an idle connection.
-    fn timers(&mut self, app: &mut dyn App, hooks: &dyn Hooks, now: u64) {
+    fn timers(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
         let (mut dormant, mut idle) = (0, 0);
         for i in 0..self.conns.len() {
             if self.conns[i].is_some() {
-                self.drive(i, app, hooks, now, Drive::Timer);
+                self.drive(i, dispatch, hooks, now, Drive::Timer);
             }
             if let Some(since) = self.conns[i].as_ref().and_then(|c| c.idle_since()) {
                 idle += 1;
@@ -960,12 +1230,14 @@ impl EventLoop {
         }
         if !self.listening
             && self.draining.is_none()
+            && !self.saturated
             && idle > 0
             && self.active >= self.cfg.worker_connections
             && !balance::peer_has_room(self.cfg.worker_connections, self.peers(), now)
         {
             self.set_listening(true);
         }
+        self.deadlines(dispatch, hooks, now);
     }
 
     /// Stop accepting and let open connections finish. Whatever the kernel

@@ -7,8 +7,8 @@
 //!                 └───────┬──────────────┬───────────────────┘
 //!              fork+inherit fds    scoreboard (shared memory: heartbeats)
 //!                 ┌───────▼──┐    ┌──────▼───┐
-//!                 │ worker 1 │ …  │ worker N │   each: mio loop → Conn → App
-//!                 └──────────┘    └──────────┘
+//!                 │ worker 1 │ …  │ worker N │   each: mio loop → Conn → dispatch → App
+//!                 └──────────┘    └──────────┘         (inline, or on --threads threads)
 //! ```
 //!
 //! # Layout
@@ -23,6 +23,8 @@
 //! - [`incidents`]: rejected requests and shed connections, counted for the log.
 //! - [`conn`]: one connection's state machine, independent of mio.
 //! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
+//! - [`dispatch`]: the seam between a connection and the app (inline, or a
+//!   thread pool with `--threads`).
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs;
 //!   [`config_value`]: what every source (argv, env, TOML, a gunicorn.conf.py)
@@ -56,6 +58,7 @@ pub mod config;
 pub mod config_gunicorn;
 pub mod config_value;
 pub mod conn;
+pub mod dispatch;
 pub mod event_loop;
 pub mod hooks;
 pub mod http;
@@ -78,7 +81,10 @@ pub mod sys;
 pub mod systemd;
 pub mod worker;
 
-pub use app::{App, Body, FileBody, Peer, Request, Response, ResponseBody, WorkerContext};
+pub use app::{
+    App, Body, FileBody, Peer, Request, Response, ResponseBody, StackReporter, ThreadScope,
+    WorkerContext,
+};
 pub use config::Config;
 pub use hooks::{Hooks, NoHooks, ServerInfo, WorkerInfo};
 pub use server::Server;

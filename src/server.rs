@@ -33,13 +33,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server whose workers each build their app with `factory`, after fork.
+    /// A server whose workers each build their app with `factory`, after
+    /// fork: once per worker, or once per app thread with
+    /// [`Server::threads`]. The app is `Send` because with threads it is
+    /// built on the worker's main thread and then moved to its own thread;
+    /// a per-thread app needs no locks (each thread owns its connections,
+    /// caches, counters), and state shared by a worker's threads is the
+    /// factory's to share (an `Arc` captured by the factory).
     pub fn new<F, A>(factory: F) -> Server
     where
         F: Fn(&WorkerContext) -> A + 'static,
-        A: App + 'static,
+        A: App + Send + 'static,
     {
-        let factory: AppFactory = Box::new(move |ctx| Ok(Box::new(factory(ctx)) as Box<dyn App>));
+        let factory: AppFactory =
+            Box::new(move |ctx| Ok(Box::new(factory(ctx)) as Box<dyn App + Send>));
         let mut s = Server::with_factory(Config::default(), factory);
         s.from_cli = false;
         s
@@ -83,6 +90,15 @@ impl Server {
 
     pub fn workers(mut self, n: usize) -> Server {
         self.cfg.workers = n.max(1);
+        self
+    }
+
+    /// Run the app on `n` threads per worker (`--threads`; 1 = on the
+    /// worker's event-loop thread). The factory then builds `n` apps per
+    /// worker, one per thread. A request is handed to a thread only when
+    /// one is idle; `--timeout` still limits each request.
+    pub fn threads(mut self, n: usize) -> Server {
+        self.cfg.threads = n.max(1);
         self
     }
 

@@ -203,6 +203,10 @@ pub struct Slot {
     /// Of `active`, connections idle long enough not to count as load
     /// (`balance::DORMANT_MS`), as of the worker's last once-a-second sweep.
     pub dormant: AtomicU64,
+    /// App threads serving a request now (`--threads`): part of the load.
+    pub busy_threads: AtomicU64,
+    /// 1 when this worker has an app thread idle (`--threads`; 0 inline).
+    pub spare: AtomicU64,
 }
 
 impl Slot {
@@ -241,6 +245,8 @@ impl Slot {
         self.busy_since_ms.store(0, Ordering::Relaxed);
         self.active.store(0, Ordering::Relaxed);
         self.dormant.store(0, Ordering::Relaxed);
+        self.busy_threads.store(0, Ordering::Relaxed);
+        self.spare.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
         self.ready.store(0, Ordering::Relaxed);
         self.what_len.store(0, Ordering::Relaxed);

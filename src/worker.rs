@@ -14,6 +14,7 @@ use nix::sys::signal::Signal;
 use crate::app::{AppFactory, WorkerContext};
 use crate::config::Config;
 use crate::conn::ConnConfig;
+use crate::dispatch::{Dispatch, Inline, Pool};
 use crate::event_loop::{EventLoop, Exit, LoopConfig};
 use crate::hooks::{Hooks, ServerInfo, WorkerInfo};
 use crate::http::Limits;
@@ -109,18 +110,23 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
         binds: args.binds.clone(),
         name,
     };
-    let mut app = match (args.factory)(&ctx) {
-        Ok(app) => app,
-        // Development: serve the error until a fix is saved.
-        Err(e) if cfg.reload => crate::reload::failed_app(&cfg.app, &e),
-        Err(e) => {
-            log::error!(
-                "Exception in worker process: cannot load app '{}': {e}",
-                cfg.app
-            );
-            return WorkerExit::AppLoadError;
+    // One app per thread with --threads (the factory's contract), else one.
+    let threads = if cfg.threaded() { cfg.threads } else { 1 };
+    let mut apps = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        match (args.factory)(&ctx) {
+            Ok(app) => apps.push(app),
+            // Development: serve the error until a fix is saved.
+            Err(e) if cfg.reload => apps.push(crate::reload::failed_app(&cfg.app, &e)),
+            Err(e) => {
+                log::error!(
+                    "Exception in worker process: cannot load app '{}': {e}",
+                    cfg.app
+                );
+                return WorkerExit::AppLoadError;
+            }
         }
-    };
+    }
 
     crate::reload::start(cfg);
 
@@ -157,6 +163,7 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
         } else {
             0
         },
+        timeout_ms: cfg.timeout * 1000,
         conn: ConnConfig {
             trusted: TrustedProxies::parse(&cfg.forwarded_allow_ips).unwrap_or_else(|_| {
                 TrustedProxies::parse("127.0.0.1,::1").expect("constant list parses")
@@ -191,9 +198,21 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
             log::error!("reopening the error log failed: {e}");
         }
     }));
+    let mut dispatch: Box<dyn Dispatch> = if cfg.threaded() {
+        let pool = ev.waker().and_then(|w| Pool::new(apps, w));
+        match pool {
+            Ok(p) => Box::new(p),
+            Err(e) => {
+                log::error!("worker {pid}: cannot start {threads} app threads: {e}");
+                return WorkerExit::BootError;
+            }
+        }
+    } else {
+        Box::new(Inline::new(apps.pop().expect("one app was built")))
+    };
     args.hooks.post_worker_init(&me);
 
-    let exit = ev.run(&mut *app, &*args.hooks);
+    let exit = ev.run(&mut *dispatch, &*args.hooks);
     if exit == Exit::Quick {
         args.hooks.worker_int(&me);
     }

@@ -10,10 +10,22 @@ use support::*;
 /// changed `workers`: zero failed requests, all workers replaced.
 #[test]
 fn hup_reloads_config_and_replaces_workers_without_failures() {
+    hup_reloads_config_and_replaces_workers(&[]);
+}
+
+/// The same with the app on threads (`--threads 4`).
+#[test]
+fn hup_reloads_config_and_replaces_workers_without_failures_threads() {
+    hup_reloads_config_and_replaces_workers(&["--threads", "4"]);
+}
+
+fn hup_reloads_config_and_replaces_workers(extra: &[&str]) {
     let cfgdir = TempDir::new("hupcfg");
     let conf = cfgdir.join("ferricorn.toml");
     std::fs::write(&conf, "workers = 2\n").unwrap();
-    let s = Server::start(&["hello", "-c", conf.to_str().unwrap()]);
+    let mut args = vec!["hello", "-c", conf.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let s = Server::start(&args);
     let first = wait_workers(s.pid(), 2);
 
     let load = Load::start(&s.addr, 4, "/");

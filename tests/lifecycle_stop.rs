@@ -16,21 +16,44 @@ fn req(target: &str) -> Vec<u8> {
 /// the listen backlog behind them: every one is answered, the master exits 0.
 #[test]
 fn term_serves_in_flight_and_backlog_then_exits_zero() {
+    term_serves_in_flight_and_backlog(&[], 1);
+}
+
+/// The same with the app on threads (`--threads 4`), all four busy, so the
+/// 20 connections wait in the backlog: what is in flight on the threads is
+/// answered too.
+#[test]
+fn term_serves_in_flight_and_backlog_then_exits_zero_threads() {
+    term_serves_in_flight_and_backlog(&["--threads", "4"], 4);
+}
+
+fn term_serves_in_flight_and_backlog(extra: &[&str], sleepers: usize) {
     let pid = TempDir::new("pid");
     let pidfile = pid.join("app.pid");
-    let mut s = Server::start(&["echo", "--workers", "1", "--pid", pidfile.to_str().unwrap()]);
+    let mut args = vec!["echo", "--workers", "1", "--pid", pidfile.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut s = Server::start(&args);
     assert_eq!(read_pidfile(&pidfile), Some(s.pid()));
     // An idle keep-alive connection: it must not hold the stop up.
     let mut idle = s.connect();
     idle.write_all(&req("/idle")).unwrap();
     assert_eq!(idle.read_response().unwrap().status, 200);
 
-    let mut sleeper = s.connect();
-    let inside = Mark::new(&s.dir, "sleeper");
-    sleeper
-        .write_all(&req(&format!("/?sleep=1&{}", inside.param())))
-        .unwrap();
-    inside.wait(); // the worker is in the app now
+    let marks: Vec<Mark> = (0..sleepers)
+        .map(|i| Mark::new(&s.dir, &format!("sleeper{i}")))
+        .collect();
+    let mut sleepers: Vec<Client> = marks
+        .iter()
+        .map(|inside| {
+            let mut c = s.connect();
+            c.write_all(&req(&format!("/?sleep=1&{}", inside.param())))
+                .unwrap();
+            c
+        })
+        .collect();
+    for inside in &marks {
+        inside.wait(); // the worker (each thread) is in the app now
+    }
     let mut queued: Vec<Client> = (0..20)
         .map(|i| {
             let mut c = s.connect();
@@ -41,8 +64,10 @@ fn term_serves_in_flight_and_backlog_then_exits_zero() {
     let t0 = Instant::now();
     s.signal(Signal::SIGTERM);
 
-    let r = sleeper.read_response().expect("in-flight request answered");
-    assert_eq!(r.status, 200);
+    for sleeper in &mut sleepers {
+        let r = sleeper.read_response().expect("in-flight request answered");
+        assert_eq!(r.status, 200);
+    }
     for (i, c) in queued.iter_mut().enumerate() {
         let r = c
             .read_response()
@@ -75,7 +100,18 @@ fn term_serves_in_flight_and_backlog_then_exits_zero() {
 /// in about graceful-timeout seconds.
 #[test]
 fn term_kills_what_outlives_graceful_timeout() {
-    let mut s = Server::start(&["echo", "--workers", "1", "--graceful-timeout", "1"]);
+    term_kills_what_outlives(&[]);
+}
+
+#[test]
+fn term_kills_what_outlives_graceful_timeout_threads() {
+    term_kills_what_outlives(&["--threads", "4"]);
+}
+
+fn term_kills_what_outlives(extra: &[&str]) {
+    let mut args = vec!["echo", "--workers", "1", "--graceful-timeout", "1"];
+    args.extend_from_slice(extra);
+    let mut s = Server::start(&args);
     let mut c = s.connect();
     let inside = Mark::new(&s.dir, "stuck");
     c.write_all(&req(&format!("/?sleep=60&{}", inside.param())))
@@ -102,11 +138,22 @@ fn term_kills_what_outlives_graceful_timeout() {
 /// INT and QUIT stop at once, even with a request in the app.
 #[test]
 fn int_and_quit_stop_quickly() {
+    int_and_quit_stop(&[]);
+}
+
+#[test]
+fn int_and_quit_stop_quickly_threads() {
+    int_and_quit_stop(&["--threads", "4"]);
+}
+
+fn int_and_quit_stop(extra: &[&str]) {
     for sig in [Signal::SIGINT, Signal::SIGQUIT] {
         // A graceful stop would wait for the app (60 s) up to the graceful
         // timeout (30 s); a quick one takes about 1 s (the bound on a stuck
         // worker), which a loaded machine can stretch to a few (3.8 s seen).
-        let mut s = Server::start(&["echo", "--workers", "2", "--graceful-timeout", "30"]);
+        let mut args = vec!["echo", "--workers", "2", "--graceful-timeout", "30"];
+        args.extend_from_slice(extra);
+        let mut s = Server::start(&args);
         let workers = wait_workers(s.pid(), 2);
         let mut c = s.connect();
         let inside = Mark::new(&s.dir, "stuck");

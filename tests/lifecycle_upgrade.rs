@@ -47,15 +47,27 @@ fn upgrade(s: &Server, pidfile: &Path, n: usize) -> u32 {
 
 #[test]
 fn usr2_winch_term_upgrades_without_failures() {
+    usr2_winch_term_upgrades(&[]);
+}
+
+/// The same with the app on threads (`--threads 4`).
+#[test]
+fn usr2_winch_term_upgrades_without_failures_threads() {
+    usr2_winch_term_upgrades(&["--threads", "4"]);
+}
+
+fn usr2_winch_term_upgrades(extra: &[&str]) {
     let d = TempDir::new("upg");
     let pidfile = d.join("app.pid");
-    let mut s = Server::start(&[
+    let mut args = vec![
         "hello",
         "--workers",
         "2",
         "--pid",
         pidfile.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut s = Server::start(&args);
     let old = s.pid();
     let old_workers = wait_workers(old, 2);
     let load = Load::start(&s.addr, 4, "/");

@@ -6,28 +6,72 @@
 //! `sys.path`); the others exit with the same code, quietly. The full
 //! traceback goes to the debug log.
 
-use std::io::{PipeReader, Read, Write};
+use std::io::{PipeReader, PipeWriter, Read, Write};
 
 use pyo3::prelude::*;
 
 /// A one-byte token, written by the master before any fork: the worker
 /// that reads it is the one that reports. The write end is closed at once,
 /// so every later read sees end-of-file instead of blocking.
+///
+/// The workers that lose wait until the winner has logged its line before
+/// they exit: the master stops on the first exit code 4 it reaps and takes
+/// the other workers down with it, and a loser exiting first would take the
+/// winner down before its line was written (seen as a start that logged
+/// nothing).
 pub(crate) struct ReportOnce {
     token: PipeReader,
+    reported_rx: PipeReader,
+    reported_tx: PipeWriter,
 }
+
+/// How long a losing worker waits for the winner's line: a bound, in case
+/// the winner dies without writing it.
+const REPORT_WAIT_MS: u16 = 10_000;
 
 impl ReportOnce {
     pub(crate) fn new() -> std::io::Result<ReportOnce> {
         let (token, mut tx) = std::io::pipe()?;
         tx.write_all(b"!")?;
-        Ok(ReportOnce { token })
+        let (reported_rx, reported_tx) = std::io::pipe()?;
+        Ok(ReportOnce {
+            token,
+            reported_rx,
+            reported_tx,
+        })
     }
 
     /// True for the first caller across all processes sharing the token.
     pub(crate) fn claim(&self) -> bool {
         let mut b = [0u8];
         matches!((&self.token).read(&mut b), Ok(1))
+    }
+
+    /// The winner has written its line: the losers may exit now.
+    pub(crate) fn reported(&self) {
+        let _ = (&self.reported_tx).write_all(b"!");
+    }
+
+    /// A loser: wait (bounded) until the winner has written its line. The
+    /// byte is never read, so it wakes every loser.
+    pub(crate) fn wait_for_report(&self) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let deadline = crate::clock::monotonic_ms() + u64::from(REPORT_WAIT_MS);
+        loop {
+            let left = deadline.saturating_sub(crate::clock::monotonic_ms());
+            if left == 0 {
+                return;
+            }
+            let mut fds = [PollFd::new(self.reported_rx.as_fd(), PollFlags::POLLIN)];
+            match poll(
+                &mut fds,
+                PollTimeout::from(left.min(u64::from(REPORT_WAIT_MS)) as u16),
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ => return,
+            }
+        }
     }
 }
 
@@ -110,5 +154,16 @@ mod tests {
         // reads end-of-file.
         assert!(!once.claim());
         assert!(!once.claim());
+    }
+
+    #[test]
+    fn a_loser_waits_for_the_report() {
+        let once = ReportOnce::new().unwrap();
+        assert!(once.claim());
+        let start = std::time::Instant::now();
+        once.reported();
+        once.wait_for_report();
+        once.wait_for_report();
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 }

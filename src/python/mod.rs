@@ -213,8 +213,40 @@ impl PythonApp {
 
 impl App for PythonApp {
     fn call(&mut self, req: &mut Request) -> Response {
+        // Attached (holding the GIL, on a GIL build) only for the call: an
+        // app thread releases it whenever Python does (I/O, sleep), and the
+        // event loop's thread never takes it.
         Python::attach(|py| self.call_in(py, req))
     }
+
+    fn thread_scope(&self) -> Option<crate::app::ThreadScope> {
+        // Attach once for the thread's life, then detach (the GIL is
+        // released, the thread state stays): each request's attach then
+        // reuses this thread state instead of creating and deleting one,
+        // which would also drop the thread's `threading.local` data.
+        Some(Box::new(|life: Box<dyn FnOnce() + Send>| {
+            Python::attach(|py| py.detach(life))
+        }))
+    }
+
+    fn stack_reporter(&self) -> Option<crate::app::StackReporter> {
+        Some(std::sync::Arc::new(|thread: u64| {
+            Python::attach(|py| thread_stack(py, thread).ok().flatten())
+        }))
+    }
+}
+
+/// The Python stack of the thread whose `threading.get_ident()` is
+/// `thread` (a pthread id, as the pool records it).
+fn thread_stack(py: Python<'_>, thread: u64) -> PyResult<Option<String>> {
+    let frames = py.import("sys")?.call_method0("_current_frames")?;
+    let Some(frame) = frames.get_item(thread).ok() else {
+        return Ok(None);
+    };
+    let lines = py
+        .import("traceback")?
+        .call_method1("format_stack", (frame,))?;
+    Ok(Some(lines.extract::<Vec<String>>()?.concat()))
 }
 
 /// The fork protocol of an interpreter running in the master (`--preload`,
@@ -271,7 +303,7 @@ pub fn setup(cfg: &Config) -> Result<AppFactory, SetupError> {
             Python::attach(|py| {
                 let app = app.clone_ref(py);
                 PythonApp::new(py, app, &cfg_rc, ctx)
-                    .map(|a| Box::new(a) as Box<dyn App>)
+                    .map(|a| Box::new(a) as Box<dyn App + Send>)
                     .map_err(|e| io::Error::other(e.to_string()))
             })
         });
@@ -279,21 +311,43 @@ pub fn setup(cfg: &Config) -> Result<AppFactory, SetupError> {
     }
     let once = boot::ReportOnce::new()
         .map_err(|e| SetupError::Config(format!("cannot create a pipe: {e}")))?;
+    // With --threads the factory runs once per app thread: import once.
+    let loaded: std::cell::RefCell<Option<Py<PyAny>>> = std::cell::RefCell::new(None);
     let factory: AppFactory = Box::new(move |ctx: &WorkerContext| {
-        let app = match runtime::load(venv.as_ref(), &spec, &cfg_rc) {
-            Ok(app) => app,
-            // Under --reload every worker serves the error (reload::failed_app).
-            Err(e) if cfg_rc.reload || once.claim() => return Err(io::Error::other(e)),
-            Err(e) => {
-                // Another worker has reported this; the master stops on our
-                // exit code all the same.
-                log::debug!("worker {}: {e}", ctx.pid);
-                crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
-            }
+        let cached = loaded
+            .borrow()
+            .as_ref()
+            .map(|a| Python::attach(|py| a.clone_ref(py)));
+        let app = match cached {
+            Some(app) => app,
+            None => match runtime::load(venv.as_ref(), &spec, &cfg_rc) {
+                Ok(app) => {
+                    *loaded.borrow_mut() = Some(Python::attach(|py| app.clone_ref(py)));
+                    app
+                }
+                // Under --reload every worker serves the error (reload::failed_app).
+                Err(e) if cfg_rc.reload => return Err(io::Error::other(e)),
+                Err(e) if once.claim() => {
+                    // The line worker.rs would write, then the losers may go.
+                    log::error!(
+                        "Exception in worker process: cannot load app '{}': {e}",
+                        cfg_rc.app
+                    );
+                    once.reported();
+                    crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
+                }
+                Err(e) => {
+                    // Another worker reports this; the master stops on our
+                    // exit code all the same, once that line is written.
+                    log::debug!("worker {}: {e}", ctx.pid);
+                    once.wait_for_report();
+                    crate::sys::exit_now(crate::worker::WorkerExit::AppLoadError.code());
+                }
+            },
         };
         Python::attach(|py| {
             PythonApp::new(py, app, &cfg_rc, ctx)
-                .map(|a| Box::new(a) as Box<dyn App>)
+                .map(|a| Box::new(a) as Box<dyn App + Send>)
                 .map_err(|e| io::Error::other(e.to_string()))
         })
     });

@@ -17,6 +17,7 @@ pub mod codec;
 pub mod hardening;
 pub mod load;
 pub mod nginx;
+pub mod postgres;
 pub mod procfs;
 pub mod python;
 pub mod runtime;

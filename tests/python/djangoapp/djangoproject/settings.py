@@ -28,6 +28,19 @@ TEMPLATES = [
     }
 ]
 DATABASES = {}
+# tests/threads_python.rs and benches/threads.sh: a PostgreSQL server on a
+# Unix socket in this directory. Connections are Django's, one per thread,
+# kept across requests (CONN_MAX_AGE), as a threaded deployment runs them.
+if os.environ.get("FERRICORN_PG_HOST"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ["FERRICORN_PG_HOST"],
+            "NAME": "postgres",
+            "USER": "postgres",
+            "CONN_MAX_AGE": 600,
+        }
+    }
 USE_TZ = True
 # Uploads above 64 KiB are spooled to a temporary file, not kept in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024

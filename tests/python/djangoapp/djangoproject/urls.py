@@ -11,4 +11,5 @@ urlpatterns = [
     # Same view, behind conf/nginx/uploads.conf's unbuffered location.
     path("upload/stream/", views.upload),
     path("boom/", views.boom),
+    path("db/", views.db),
 ]

@@ -1,3 +1,4 @@
+import threading
 import zlib
 
 from django.http import HttpResponse, JsonResponse
@@ -66,3 +67,16 @@ def upload(request):
 
 def boom(request):
     raise RuntimeError("django view failed")
+
+
+def db(request):
+    """One query on this thread's connection (tests/threads_python.rs,
+    benches/threads.sh); ?sleep=S makes the database take S seconds."""
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT pg_backend_pid(), pg_sleep(%s)", [float(request.GET.get("sleep", "0"))]
+        )
+        (backend,) = c.fetchone()[:1]
+    return JsonResponse({"backend_pid": backend, "thread": threading.get_ident()})

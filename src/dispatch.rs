@@ -1,0 +1,874 @@
+//! The seam between connections and the app: a complete request leaves its
+//! connection ([`Dispatch::submit`]) and its answer comes back, at once or
+//! later. The connection state machine (`conn.rs`) never calls the app; it
+//! hands the request over and waits in its "in the app" state, and the event
+//! loop goes on reading, writing, accepting and timing other connections.
+//!
+//! Two dispatchers:
+//! - [`Inline`] (`-k sync`, `--threads 1`): calls the app on the loop's
+//!   thread and answers at once, as the worker always did; the master's
+//!   `--timeout` watch (the scoreboard's busy stamp) kills a stuck worker.
+//! - [`Pool`] (`-k gthread`, `--threads N`): N threads, each with its own
+//!   app (the factory runs once per thread). gunicorn's gthread worker
+//!   queues every accepted connection for its pool; here nothing is queued:
+//!   a request is handed over only when a thread is idle ([`Dispatch::room`]),
+//!   so when all threads are busy further requests wait in their connections
+//!   (one parsed request at most per connection, the rest unread in the
+//!   kernel), and the loop stops accepting so that an idle peer takes new
+//!   connections. Answers come back through a `mio::Waker`. A streamed body
+//!   is pulled on the thread that made it (a Python generator never runs on
+//!   the loop), one piece ahead of the socket: the same backpressure as the
+//!   inline pull. `--timeout` is kept by the loop, per thread
+//!   ([`Dispatch::overdue`]): an overdue request's client is answered 504 and
+//!   the worker asks to be replaced, its other requests finishing first.
+//!   Which thread is woken for a request: one per request for an app whose
+//!   calls wait (a database, a sleep); for an app that computes, the thread
+//!   already awake takes the requests in turn, and another is woken only if
+//!   no job was taken for 1 ms (see `Shared::blocking_app`).
+//!
+//! An ASGI dispatcher would be a third implementation of the same trait.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::app::{App, FileBody, Request, Response, ResponseBody, StackReporter};
+use crate::hooks::Hooks;
+use crate::sys::Slot;
+
+/// A connection as the dispatcher knows it: its slot in the loop's table,
+/// and a serial that tells a later connection in the same slot apart (an
+/// answer for a connection that is gone is dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnId {
+    pub index: usize,
+    pub serial: u64,
+}
+
+/// How the app answered.
+pub enum Outcome {
+    Response(Response),
+    /// The app panicked (Rust) with this message; the client gets a 500.
+    Panic(String),
+}
+
+/// The request back from the app, with its answer.
+pub struct Answer {
+    pub conn: ConnId,
+    pub req: Request,
+    pub outcome: Outcome,
+}
+
+/// What a dispatcher reports to the loop. (Moved once per request: boxing
+/// the large variant would cost an allocation for nothing.)
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    Answer(Answer),
+    /// More of a streamed body is ready for this connection.
+    Wake(ConnId),
+}
+
+/// A request past `--timeout` in the app.
+#[derive(Debug)]
+pub struct Overdue {
+    pub conn: ConnId,
+    /// "METHOD /path".
+    pub what: String,
+    pub secs: u64,
+    /// The app thread's `pthread_self()` (Python's `threading.get_ident()`).
+    pub thread: u64,
+}
+
+/// What the loop lends a dispatcher for one hand-over.
+pub struct Env<'a> {
+    pub hooks: &'a dyn Hooks,
+    pub slot: Option<&'a Slot>,
+    pub now_ms: u64,
+}
+
+/// One way of running the app.
+pub trait Dispatch {
+    /// How many more requests can be handed over now.
+    fn room(&self) -> usize;
+    /// Hand over a complete request: `Some` when answered at once (inline),
+    /// `None` when the answer comes later through [`Dispatch::poll`].
+    fn submit(&mut self, conn: ConnId, req: Request, env: &Env<'_>) -> Option<Answer>;
+    /// Answers and wake-ups that arrived (after the loop's waker fired).
+    fn poll(&mut self, _out: &mut Vec<Event>) {}
+    /// App threads busy now (counted into the worker's load).
+    fn busy(&self) -> usize {
+        0
+    }
+    /// Requests in the app longer than `limit_ms`, each reported once.
+    fn overdue(&mut self, _now_ms: u64, _limit_ms: u64, _out: &mut Vec<Overdue>) {}
+    /// Called every loop turn: how soon the loop must call again (a request
+    /// queued for a thread that must not wait long).
+    fn tick(&mut self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Describes an app thread (its Python stack), for a timeout report.
+    fn stack_reporter(&self) -> Option<StackReporter> {
+        None
+    }
+}
+
+/// "METHOD /path", as the WORKER TIMEOUT line names a request.
+fn what(req: &Request) -> String {
+    let mut s = String::with_capacity(req.method().len() + 1 + req.path().len());
+    s.push_str(req.method());
+    s.push(' ');
+    s.push_str(req.path());
+    s
+}
+
+fn call(app: &mut dyn App, req: &mut Request, hooks: Option<&dyn Hooks>) -> Outcome {
+    match catch_unwind(AssertUnwindSafe(|| {
+        if let Some(h) = hooks {
+            h.pre_request(req);
+        }
+        app.call(req)
+    })) {
+        Ok(resp) => Outcome::Response(resp),
+        Err(panic) => Outcome::Panic(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into()),
+        ),
+    }
+}
+
+/// The app on the loop's thread: answered at once.
+pub struct Inline {
+    app: Box<dyn App + Send>,
+}
+
+impl Inline {
+    pub fn new(app: Box<dyn App + Send>) -> Inline {
+        Inline { app }
+    }
+}
+
+impl Dispatch for Inline {
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+
+    fn submit(&mut self, conn: ConnId, mut req: Request, env: &Env<'_>) -> Option<Answer> {
+        if let Some(slot) = env.slot {
+            // "METHOD /path" for a WORKER TIMEOUT line, assembled on the
+            // stack: this runs for every request.
+            let (m, p) = (req.method().as_bytes(), req.path().as_bytes());
+            let mut what = [0u8; 64];
+            let ml = m.len().min(63);
+            what[..ml].copy_from_slice(&m[..ml]);
+            what[ml] = b' ';
+            let pl = p.len().min(63 - ml);
+            what[ml + 1..ml + 1 + pl].copy_from_slice(&p[..pl]);
+            slot.set_what(&what[..ml + 1 + pl]);
+            slot.busy_since_ms
+                .store(env.now_ms.max(1), Ordering::Relaxed);
+        }
+        let outcome = call(&mut *self.app, &mut req, Some(env.hooks));
+        if let Some(slot) = env.slot {
+            slot.busy_since_ms.store(0, Ordering::Relaxed);
+        }
+        Some(Answer { conn, req, outcome })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind
+    // (queues, flags): carry on with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Call {
+        conn: ConnId,
+        req: Request,
+    },
+    /// Something whose drop runs app code (a WSGI iterable's `close()` after
+    /// a file body was sent): run on an app thread, never on the loop.
+    Drop(#[allow(dead_code)] Box<dyn Any + Send>),
+}
+
+/// A response as it crosses from an app thread to the loop.
+enum SendBody {
+    Bytes(Vec<u8>),
+    File(FileBody),
+    Stream(Arc<StreamShared>),
+}
+
+/// A response as it crosses to the loop: status, headers, body.
+type SendResponse = (u16, Vec<(String, Vec<u8>)>, SendBody);
+
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    Answer {
+        conn: ConnId,
+        req: Request,
+        /// Err: the app panicked, with this message.
+        outcome: Result<SendResponse, String>,
+    },
+    Wake(ConnId),
+    /// A thread finished a streamed body and is idle again.
+    Released,
+}
+
+/// One app thread as the loop sees it.
+struct ThreadInfo {
+    /// When the current app call (or streamed-body pull) began, ms; 0 = idle.
+    busy_since_ms: AtomicU64,
+    /// `pthread_self()`, for the timeout report's stack.
+    ident: AtomicU64,
+    /// The request being served, for the timeout report.
+    job: Mutex<Option<(ConnId, String)>>,
+}
+
+/// Jobs not yet taken by a thread, and how many threads sleep waiting.
+struct Queue {
+    jobs: VecDeque<(std::time::Instant, Job)>,
+    sleeping: usize,
+}
+
+struct Shared {
+    jobs: Mutex<Queue>,
+    job_ready: Condvar,
+    /// Running average of the voluntary context switches one app call makes
+    /// (x 16; racy updates: an estimate is all the wake policy needs).
+    /// `u64::MAX` before the first call.
+    waits_avg: AtomicU64,
+    /// When a thread last took a job (monotonic µs).
+    last_pickup_us: AtomicU64,
+    done: Mutex<Vec<Done>>,
+    waker: mio::Waker,
+    threads: Vec<ThreadInfo>,
+}
+
+impl Shared {
+    fn send(&self, d: Done) {
+        let first = {
+            let mut done = lock(&self.done);
+            done.push(d);
+            done.len() == 1
+        };
+        // The loop takes the whole list per wake-up: wake it only for the
+        // first entry.
+        if first && let Err(e) = self.waker.wake() {
+            log::error!("waking the event loop failed: {e}");
+        }
+    }
+
+    /// Queue a job, and wake a sleeping thread for it unless the threads
+    /// already awake will get to it soon (see [`Shared::blocking_app`]).
+    fn push_job(&self, job: Job) {
+        let wake = {
+            let mut q = lock(&self.jobs);
+            q.jobs.push_back((std::time::Instant::now(), job));
+            let awake = self.threads.len() - q.sleeping;
+            q.sleeping > 0 && (awake == 0 || self.blocking_app())
+        };
+        if wake {
+            self.job_ready.notify_one();
+        }
+    }
+
+    /// Do app calls mostly wait (on a database, a sleep) rather than
+    /// compute? Then each queued request gets a thread of its own at once
+    /// (with a lazy wake, a Django view waiting 0.2 ms on PostgreSQL left
+    /// the CPU idle: 20% fewer requests/s than granian, at less CPU).
+    /// A call that waits gives up the CPU of its own accord (a voluntary
+    /// context switch, counted by the kernel per thread); one that is only
+    /// preempted on a busy machine does not, so time off the CPU, which
+    /// includes waiting for a core, would misjudge a computing app.
+    /// A computing app's requests are better taken one after another by the
+    /// thread already running: waking a thread per request costs two
+    /// context switches each (a third of the requests/s of a Rust hello on
+    /// two cores) and, in Python, a thread fighting over the GIL, for no
+    /// parallelism. Should one of its calls take long after all, the loop
+    /// wakes another thread after `NUDGE` ([`Dispatch::tick`]).
+    fn blocking_app(&self) -> bool {
+        // At least one wait in every other call (and, before the first
+        // call, assume so).
+        self.waits_avg.load(Ordering::Relaxed) >= 8
+    }
+
+    fn record(&self, waits: u64) {
+        let old = self.waits_avg.load(Ordering::Relaxed);
+        let x = waits.min(1 << 20) * 16;
+        let new = if old == u64::MAX {
+            x
+        } else {
+            (old * 7 + x) / 8
+        };
+        self.waits_avg.store(new, Ordering::Relaxed);
+    }
+}
+
+/// The app on `--threads` threads.
+pub struct Pool {
+    shared: Arc<Shared>,
+    size: usize,
+    /// Threads not serving a request or a stream (the loop's own count).
+    free: usize,
+    /// Per thread, the busy stamp already reported overdue.
+    reported: Vec<u64>,
+    reporter: Option<StackReporter>,
+}
+
+impl Pool {
+    /// Start one thread per app; answers wake the loop through `waker`.
+    pub fn new(apps: Vec<Box<dyn App + Send>>, waker: mio::Waker) -> io::Result<Pool> {
+        let reporter = apps.first().and_then(|a| a.stack_reporter());
+        let size = apps.len();
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                sleeping: 0,
+            }),
+            job_ready: Condvar::new(),
+            waits_avg: AtomicU64::new(u64::MAX),
+            last_pickup_us: AtomicU64::new(0),
+            done: Mutex::new(Vec::new()),
+            waker,
+            threads: (0..size)
+                .map(|_| ThreadInfo {
+                    busy_since_ms: AtomicU64::new(0),
+                    ident: AtomicU64::new(0),
+                    job: Mutex::new(None),
+                })
+                .collect(),
+        });
+        for (i, app) in apps.into_iter().enumerate() {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("app-{i}"))
+                .spawn(move || thread_main(i, shared, app))?;
+        }
+        Ok(Pool {
+            shared,
+            size,
+            free: size,
+            reported: vec![0; size],
+            reporter,
+        })
+    }
+}
+
+impl Dispatch for Pool {
+    fn room(&self) -> usize {
+        self.free
+    }
+
+    fn submit(&mut self, conn: ConnId, req: Request, env: &Env<'_>) -> Option<Answer> {
+        // Hooks are the worker's (not Send): pre_request runs here, just
+        // before the hand-over; post_request when the answer is back.
+        let _ = catch_unwind(AssertUnwindSafe(|| env.hooks.pre_request(&req)));
+        self.free -= 1;
+        self.shared.push_job(Job::Call { conn, req });
+        None
+    }
+
+    fn poll(&mut self, out: &mut Vec<Event>) {
+        let done = std::mem::take(&mut *lock(&self.shared.done));
+        for d in done {
+            match d {
+                Done::Answer { conn, req, outcome } => {
+                    let outcome = match outcome {
+                        Err(msg) => Outcome::Panic(msg),
+                        Ok((status, headers, body)) => {
+                            let body = match body {
+                                SendBody::Bytes(b) => {
+                                    self.free += 1;
+                                    ResponseBody::Bytes(b)
+                                }
+                                SendBody::File(f) => {
+                                    self.free += 1;
+                                    ResponseBody::File(f)
+                                }
+                                // The thread stays with its stream until
+                                // `Released`.
+                                SendBody::Stream(s) => {
+                                    ResponseBody::Stream(Box::new(ThreadStream { shared: s }))
+                                }
+                            };
+                            Outcome::Response(Response {
+                                status,
+                                headers,
+                                body,
+                            })
+                        }
+                    };
+                    out.push(Event::Answer(Answer { conn, req, outcome }));
+                }
+                Done::Wake(c) => out.push(Event::Wake(c)),
+                Done::Released => self.free += 1,
+            }
+        }
+        debug_assert!(self.free <= self.size);
+    }
+
+    fn busy(&self) -> usize {
+        self.size - self.free
+    }
+
+    fn tick(&mut self) -> Option<std::time::Duration> {
+        if self.free == self.size {
+            return None;
+        }
+        let q = lock(&self.shared.jobs);
+        let (queued_at, _) = q.jobs.front()?;
+        let waited = queued_at.elapsed();
+        if waited < NUDGE {
+            return Some(NUDGE - waited);
+        }
+        // Another thread only if the awake ones stopped taking jobs (a long
+        // call, a stream): a computing app's thread working through the
+        // queue is left to it, as a second thread would only contend for
+        // the GIL.
+        let since_pickup = crate::clock::monotonic_usec()
+            .saturating_sub(self.shared.last_pickup_us.load(Ordering::Relaxed));
+        let wake = since_pickup >= NUDGE.as_micros() as u64 && q.sleeping > 0;
+        drop(q);
+        if wake {
+            // One per tick; a thread woken here and not yet running may be
+            // woken again by the next one: harmless.
+            self.shared.job_ready.notify_one();
+        }
+        Some(NUDGE)
+    }
+
+    fn overdue(&mut self, now_ms: u64, limit_ms: u64, out: &mut Vec<Overdue>) {
+        for (i, t) in self.shared.threads.iter().enumerate() {
+            let since = t.busy_since_ms.load(Ordering::Acquire);
+            if since == 0 || self.reported[i] == since || now_ms.saturating_sub(since) <= limit_ms {
+                continue;
+            }
+            self.reported[i] = since;
+            if let Some((conn, what)) = lock(&t.job).clone() {
+                out.push(Overdue {
+                    conn,
+                    what,
+                    secs: (now_ms - since) / 1000,
+                    thread: t.ident.load(Ordering::Relaxed),
+                });
+            }
+        }
+    }
+
+    fn stack_reporter(&self) -> Option<StackReporter> {
+        self.reporter.clone()
+    }
+}
+
+fn thread_main(me: usize, shared: Arc<Shared>, app: Box<dyn App + Send>) {
+    match app.thread_scope() {
+        Some(scope) => scope(Box::new(move || serve(me, &shared, app))),
+        None => serve(me, &shared, app),
+    }
+}
+
+fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
+    let info = &shared.threads[me];
+    info.ident
+        .store(nix::sys::pthread::pthread_self() as u64, Ordering::Relaxed);
+    loop {
+        let job = {
+            let mut q = lock(&shared.jobs);
+            loop {
+                if let Some((_, j)) = q.jobs.pop_front() {
+                    shared
+                        .last_pickup_us
+                        .store(crate::clock::monotonic_usec(), Ordering::Relaxed);
+                    break j;
+                }
+                q.sleeping += 1;
+                q = shared.job_ready.wait(q).unwrap_or_else(|e| e.into_inner());
+                q.sleeping -= 1;
+            }
+        };
+        let (conn, mut req) = match job {
+            Job::Drop(g) => {
+                drop(g);
+                continue;
+            }
+            Job::Call { conn, req } => (conn, req),
+        };
+        *lock(&info.job) = Some((conn, what(&req)));
+        info.busy_since_ms
+            .store(crate::clock::monotonic_ms().max(1), Ordering::Release);
+        let waits0 = voluntary_switches();
+        let outcome = call(&mut *app, &mut req, None);
+        info.busy_since_ms.store(0, Ordering::Release);
+        shared.record(voluntary_switches().saturating_sub(waits0));
+        let mut stream = None;
+        let outcome = match outcome {
+            Outcome::Panic(msg) => Err(msg),
+            Outcome::Response(resp) => {
+                let body = match resp.body {
+                    ResponseBody::Bytes(b) => SendBody::Bytes(b),
+                    ResponseBody::File(mut f) => {
+                        if let Some(g) = f._guard.take() {
+                            f._guard = Some(Box::new(DropOnPool {
+                                inner: Some(g),
+                                shared: shared.clone(),
+                            }));
+                        }
+                        SendBody::File(f)
+                    }
+                    ResponseBody::Stream(reader) => {
+                        let s = Arc::new(StreamShared::default());
+                        stream = Some((reader, s.clone()));
+                        SendBody::Stream(s)
+                    }
+                };
+                Ok((resp.status, resp.headers, body))
+            }
+        };
+        shared.send(Done::Answer { conn, req, outcome });
+        if let Some((reader, s)) = stream {
+            pump(reader, &s, conn, info, shared);
+            shared.send(Done::Released);
+        }
+        *lock(&info.job) = None;
+    }
+}
+
+/// Times this thread gave up the CPU to wait (`ru_nvcsw`).
+fn voluntary_switches() -> u64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_THREAD)
+        .map(|u| u.voluntary_context_switches() as u64)
+        .unwrap_or(0)
+}
+
+/// How long a queued request may wait for the awake threads before the
+/// loop wakes another one for it (see [`Shared::blocking_app`]).
+const NUDGE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Hands its contents to an app thread to drop.
+struct DropOnPool {
+    inner: Option<Box<dyn Any + Send>>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for DropOnPool {
+    fn drop(&mut self) {
+        if let Some(g) = self.inner.take() {
+            self.shared.push_job(Job::Drop(g));
+        }
+    }
+}
+
+/// A streamed body between its app thread and the loop: at most one piece
+/// waits here, so the app produces no faster than the client reads.
+#[derive(Default)]
+struct StreamShared {
+    state: Mutex<StreamState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct StreamState {
+    data: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    error: Option<io::Error>,
+    /// The loop found nothing to read and waits for a `Wake`.
+    want: bool,
+    /// The connection is gone: stop pulling.
+    cancelled: bool,
+}
+
+/// Pull `reader` piece by piece as the loop takes the pieces.
+fn pump(
+    mut reader: Box<dyn Read>,
+    s: &StreamShared,
+    conn: ConnId,
+    info: &ThreadInfo,
+    shared: &Shared,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        {
+            let mut st = lock(&s.state);
+            while st.pos < st.data.len() && !st.cancelled {
+                st = s.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.cancelled {
+                break;
+            }
+        }
+        info.busy_since_ms
+            .store(crate::clock::monotonic_ms().max(1), Ordering::Release);
+        let res = catch_unwind(AssertUnwindSafe(|| reader.read(&mut buf)));
+        info.busy_since_ms.store(0, Ordering::Release);
+        let mut st = lock(&s.state);
+        let end = match res {
+            Ok(Ok(0)) => {
+                st.eof = true;
+                true
+            }
+            Ok(Ok(n)) => {
+                st.data.clear();
+                st.pos = 0;
+                st.data.extend_from_slice(&buf[..n]);
+                false
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => {
+                st.error = Some(e);
+                true
+            }
+            Err(_) => {
+                st.error = Some(io::Error::other("the streamed body panicked"));
+                true
+            }
+        };
+        let wake = std::mem::take(&mut st.want);
+        drop(st);
+        if wake {
+            shared.send(Done::Wake(conn));
+        }
+        if end {
+            break;
+        }
+    }
+    // Dropped here, on the app's thread: a WSGI iterable's close() runs here.
+    drop(reader);
+}
+
+/// The loop's end of a streamed body: never blocks (WouldBlock until the
+/// app thread has the next piece; the `Wake` event says when).
+struct ThreadStream {
+    shared: Arc<StreamShared>,
+}
+
+impl Read for ThreadStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut st = lock(&self.shared.state);
+        if st.pos < st.data.len() {
+            let n = buf.len().min(st.data.len() - st.pos);
+            buf[..n].copy_from_slice(&st.data[st.pos..st.pos + n]);
+            st.pos += n;
+            if st.pos == st.data.len() {
+                self.shared.changed.notify_one();
+            }
+            return Ok(n);
+        }
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        if st.eof {
+            return Ok(0);
+        }
+        st.want = true;
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Drop for ThreadStream {
+    fn drop(&mut self) {
+        lock(&self.shared.state).cancelled = true;
+        self.shared.changed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{Body, Peer};
+    use crate::hooks::NoHooks;
+    use crate::http::parse_head_reusing;
+
+    fn request(target: &str) -> Request {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let limits = crate::http::Limits {
+            request_line: 8190,
+            fields: 100,
+            field_size: 8190,
+            body: 1 << 20,
+            allow_connect: false,
+        };
+        let (head, _) = parse_head_reusing(raw.as_bytes(), &limits, &mut None)
+            .unwrap()
+            .unwrap();
+        Request::new(head, Peer::Unix, Body::empty())
+    }
+
+    fn pool(threads: usize, app: fn(&mut Request) -> Response) -> (Pool, mio::Poll) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let apps = (0..threads)
+            .map(|_| Box::new(app) as Box<dyn App + Send>)
+            .collect();
+        (Pool::new(apps, waker).unwrap(), poll)
+    }
+
+    /// Wait for the pool's events the way the loop does: on the waker.
+    fn wait_events(pool: &mut Pool, poll: &mut mio::Poll, want: usize) -> Vec<Event> {
+        let mut events = mio::Events::with_capacity(8);
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while out.len() < want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no answer from the pool"
+            );
+            poll.poll(&mut events, Some(std::time::Duration::from_millis(100)))
+                .unwrap();
+            pool.poll(&mut out);
+        }
+        out
+    }
+
+    fn env() -> Env<'static> {
+        Env {
+            hooks: &NoHooks,
+            slot: None,
+            now_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_pool_has_room_for_one_request_per_idle_thread() {
+        let (mut pool, mut poll) = pool(2, |r| Response::ok("text/plain", r.path().to_string()));
+        assert_eq!(pool.room(), 2);
+        let id = |i| ConnId {
+            index: i,
+            serial: 7,
+        };
+        assert!(pool.submit(id(1), request("/a"), &env()).is_none());
+        assert!(pool.submit(id(2), request("/b"), &env()).is_none());
+        assert_eq!((pool.room(), pool.busy()), (0, 2));
+        let events = wait_events(&mut pool, &mut poll, 2);
+        let mut seen: Vec<(usize, Vec<u8>)> = events
+            .into_iter()
+            .map(|e| match e {
+                Event::Answer(Answer {
+                    conn,
+                    outcome: Outcome::Response(r),
+                    ..
+                }) => match r.body {
+                    ResponseBody::Bytes(b) => (conn.index, b),
+                    _ => panic!("not bytes"),
+                },
+                _ => panic!("not an answer"),
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, vec![(1, b"/a".to_vec()), (2, b"/b".to_vec())]);
+        assert_eq!(pool.room(), 2);
+    }
+
+    #[test]
+    fn a_streamed_body_is_pulled_on_the_thread_one_piece_ahead() {
+        struct Pieces(u8);
+        impl Read for Pieces {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 3 {
+                    return Ok(0);
+                }
+                self.0 += 1;
+                buf[0] = b'0' + self.0;
+                Ok(1)
+            }
+        }
+        let (mut pool, mut poll) = pool(1, |_| Response::new(200).stream(Pieces(0)));
+        let conn = ConnId {
+            index: 0,
+            serial: 1,
+        };
+        pool.submit(conn, request("/"), &env());
+        let mut events = wait_events(&mut pool, &mut poll, 1);
+        let Some(Event::Answer(Answer {
+            outcome: Outcome::Response(resp),
+            ..
+        })) = events.pop()
+        else {
+            panic!("no answer")
+        };
+        let ResponseBody::Stream(mut reader) = resp.body else {
+            panic!("not a stream")
+        };
+        // The thread stays with the stream: no room until it ends.
+        assert_eq!(pool.room(), 0);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let woke = wait_events(&mut pool, &mut poll, 1);
+                    assert!(matches!(woke[0], Event::Wake(c) if c == conn));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, b"123");
+        drop(reader);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while pool.room() == 0 {
+            assert!(std::time::Instant::now() < deadline, "thread not released");
+            let mut events = mio::Events::with_capacity(8);
+            poll.poll(&mut events, Some(std::time::Duration::from_millis(100)))
+                .unwrap();
+            pool.poll(&mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn an_overdue_request_is_reported_once_with_its_thread() {
+        let (mut pool, _poll) = pool(1, |_| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Response::new(204)
+        });
+        let conn = ConnId {
+            index: 3,
+            serial: 9,
+        };
+        pool.submit(conn, request("/slow"), &env());
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while out.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never overdue");
+            // A limit of 0 ms: overdue as soon as the thread is in the app.
+            pool.overdue(crate::clock::monotonic_ms() + 1, 0, &mut out);
+        }
+        assert_eq!(out[0].conn, conn);
+        assert_eq!(out[0].what, "GET /slow");
+        assert_ne!(out[0].thread, 0);
+        let mut again = Vec::new();
+        pool.overdue(crate::clock::monotonic_ms() + 1, 0, &mut again);
+        assert!(again.is_empty(), "reported twice: {again:?}");
+    }
+
+    #[test]
+    fn an_app_that_waits_gets_a_thread_per_request_one_that_computes_does_not() {
+        let (pool, _poll) = pool(1, |_| Response::new(204));
+        let s = &pool.shared;
+        assert!(s.blocking_app(), "before any call: assume it waits");
+        for _ in 0..20 {
+            s.record(0);
+        }
+        assert!(!s.blocking_app(), "no waits: computes");
+        for _ in 0..20 {
+            s.record(1);
+        }
+        assert!(s.blocking_app(), "a wait per call (a query)");
+        // A wait now and then (a cache miss) does not make it a waiter.
+        for _ in 0..40 {
+            for w in [0, 0, 0, 1] {
+                s.record(w);
+            }
+        }
+        assert!(!s.blocking_app());
+    }
+}

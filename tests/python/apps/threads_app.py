@@ -1,0 +1,75 @@
+"""Views for tests/threads_python.rs (`--threads`), dispatched on PATH_INFO."""
+
+import re
+import threading
+import time
+
+CLOSED = []
+
+
+def _text(start_response, body, status="200 OK"):
+    body = body.encode() if isinstance(body, str) else body
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def sleep(environ, start_response):
+    secs = float(environ.get("QUERY_STRING") or "1")
+    time.sleep(secs)
+    return _text(start_response, "%d" % threading.get_ident())
+
+
+def gil_hog(environ, start_response):
+    # A catastrophic regex: the re engine holds the GIL for seconds without
+    # releasing it (unlike sleep or I/O).
+    n = int(environ.get("QUERY_STRING") or "26")
+    re.match(r"(a+)+$", "a" * n + "b")
+    return _text(start_response, "done")
+
+
+def boom(environ, start_response):
+    raise ValueError("boom from an app thread")
+
+
+class Pieces:
+    def __init__(self, n):
+        self.n = n
+
+    def __iter__(self):
+        for i in range(self.n):
+            time.sleep(0.01)
+            yield b"piece %d\n" % i
+
+    def close(self):
+        CLOSED.append(threading.get_ident())
+
+
+def stream(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return Pieces(int(environ.get("QUERY_STRING") or "50"))
+
+
+def closed(environ, start_response):
+    return _text(start_response, "%d" % len(CLOSED))
+
+
+def stuck_view_sleeps_forever(environ, start_response):
+    while True:
+        time.sleep(0.05)
+
+
+VIEWS = {
+    "/sleep": sleep,
+    "/gil": gil_hog,
+    "/boom": boom,
+    "/stream": stream,
+    "/closed": closed,
+    "/stuck": stuck_view_sleeps_forever,
+}
+
+
+def application(environ, start_response):
+    view = VIEWS.get(environ["PATH_INFO"])
+    if view is None:
+        return _text(start_response, "ok")
+    return view(environ, start_response)

@@ -1,0 +1,204 @@
+//! `--threads` with WSGI apps (`--features python`): views run in parallel
+//! on a worker's threads (distinct Python threads), the event loop answers
+//! while a thread holds the GIL, an exception gives a 500 and the thread
+//! serves on, a generator is pulled on its thread and closed, a view past
+//! `--timeout` gets a 504 and its Python stack is logged, and a Django view
+//! queries PostgreSQL from several threads, each on its own connection.
+#![cfg(feature = "python")]
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use support::postgres::Postgres;
+use support::*;
+
+fn threads_app(extra: &[&str]) -> Server {
+    Server::builder()
+        .args([
+            "--chdir".to_string(),
+            repo().join("tests/python/apps").display().to_string(),
+        ])
+        .args(extra.iter().copied())
+        .arg("threads_app:application")
+        .env("VIRTUAL_ENV", &venv().display().to_string())
+        .start()
+}
+
+fn send(c: &mut Client, raw: &str) {
+    c.write_all(raw.as_bytes()).unwrap();
+}
+
+fn get_req(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
+}
+
+#[test]
+fn views_run_in_parallel_on_distinct_python_threads() {
+    let s = threads_app(&["--workers", "1", "--threads", "4"]);
+    let t0 = Instant::now();
+    let mut cs: Vec<Client> = (0..4)
+        .map(|_| {
+            let mut c = s.connect();
+            send(&mut c, &get_req("/sleep?2"));
+            c
+        })
+        .collect();
+    let idents: HashSet<String> = cs
+        .iter_mut()
+        .map(|c| {
+            let r = c.read_response().unwrap();
+            assert_eq!(r.status, 200, "{}", s.log_text());
+            r.body_str()
+        })
+        .collect();
+    // Serially 8 s; in parallel 2 s plus noise.
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+    assert_eq!(idents.len(), 4, "{idents:?}");
+}
+
+/// While an app thread holds the GIL for seconds (a regex in C), the event
+/// loop, which never takes the GIL, still answers what needs no Python: a
+/// malformed request gets its 400 at once.
+#[test]
+fn the_event_loop_never_waits_for_the_gil() {
+    let s = threads_app(&["--workers", "1", "--threads", "2"]);
+    let mut hog = s.connect();
+    hog.set_timeout(Some(Duration::from_secs(60)));
+    // Warm the connection so the hog request is read as soon as it is sent.
+    send(&mut hog, &get_req("/warm"));
+    assert_eq!(hog.read_response().unwrap().status, 200);
+    let t0 = Instant::now();
+    send(&mut hog, &get_req("/gil?25"));
+    let bad = s.request(b"NOT HTTP AT ALL\r\n\r\n");
+    let bad_at = t0.elapsed();
+    assert_eq!(bad.status, 400);
+    let r = hog.read_response().unwrap();
+    assert_eq!(r.body_str(), "done");
+    let hog_at = t0.elapsed();
+    // Only meaningful if the hog held the GIL well past the 400.
+    assert!(
+        hog_at > Duration::from_millis(1500),
+        "the hog was too quick: {hog_at:?}"
+    );
+    assert!(
+        bad_at * 2 < hog_at,
+        "400 after {bad_at:?}, hog done after {hog_at:?}"
+    );
+}
+
+#[test]
+fn an_exception_gives_500_and_the_thread_serves_on() {
+    let s = threads_app(&["--workers", "1", "--threads", "2"]);
+    for _ in 0..3 {
+        let r = s.request(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(r.status, 500);
+    }
+    let r = s.request(b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    let log = s.log_text();
+    assert!(log.contains("ValueError: boom from an app thread"), "{log}");
+    assert_eq!(s.worker_pids().len(), 1);
+}
+
+/// A generator is pulled on its app thread, arrives whole and in order
+/// (chunked), the connection goes on, and its close() runs.
+#[test]
+fn a_generator_is_pulled_on_its_thread_and_closed() {
+    let s = threads_app(&["--workers", "1", "--threads", "2"]);
+    let mut c = s.connect();
+    send(&mut c, &get_req("/stream?200"));
+    let r = c.read_response().unwrap();
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    let want: String = (0..200).map(|i| format!("piece {i}\n")).collect();
+    assert_eq!(r.body_str(), want);
+    // Both threads at once, and a HEAD whose body is dropped unread.
+    send(&mut c, "HEAD /stream?5 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_head_response().unwrap().status, 200);
+    let closed = wait_until(Duration::from_secs(10), || {
+        s.request(b"GET /closed HTTP/1.1\r\nHost: t\r\n\r\n")
+            .body_str()
+            == "2"
+    });
+    assert!(closed, "close() not called twice: {}", s.log_text());
+}
+
+/// A view past --timeout: 504 with Connection: close, and the log names the
+/// request and shows the view's Python stack.
+#[test]
+fn a_view_past_the_timeout_gets_504_and_its_stack_is_logged() {
+    let s = threads_app(&["--workers", "1", "--threads", "2", "--timeout", "2"]);
+    let mut c = s.connect();
+    send(&mut c, &get_req("/stuck"));
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 504);
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(
+        wait_log(&s, "stuck_view_sleeps_forever", Duration::from_secs(10)),
+        "{}",
+        s.log_text()
+    );
+    let log = s.log_text();
+    assert!(
+        log.contains("WORKER TIMEOUT (pid:") && log.contains("GET /stuck"),
+        "{log}"
+    );
+    // The other thread still serves.
+    assert_eq!(get(&s.addr, "/x").unwrap().status, 200);
+}
+
+/// A Django view querying PostgreSQL from four threads of one worker: the
+/// queries run in parallel, each thread on its own connection, kept across
+/// requests (Django's per-thread connections, CONN_MAX_AGE).
+#[test]
+fn django_uses_the_database_from_several_threads() {
+    let pg = Postgres::start();
+    let s = Server::builder()
+        .args([
+            "--chdir".to_string(),
+            repo().join("tests/python/djangoapp").display().to_string(),
+        ])
+        .args(["--workers", "1", "--threads", "4"])
+        .arg("djangoproject.wsgi:application")
+        .env("VIRTUAL_ENV", &venv().display().to_string())
+        .env("FERRICORN_PG_HOST", &pg.socket_dir().display().to_string())
+        .start();
+    let round = || {
+        let t0 = Instant::now();
+        let mut cs: Vec<Client> = (0..4)
+            .map(|_| {
+                let mut c = s.connect();
+                send(
+                    &mut c,
+                    "GET /db/?sleep=1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                );
+                c
+            })
+            .collect();
+        let answers: Vec<String> = cs
+            .iter_mut()
+            .map(|c| {
+                let r = c.read_response().unwrap();
+                assert_eq!(r.status, 200, "{}\n{}", r.body_str(), s.log_text());
+                r.body_str()
+            })
+            .collect();
+        (t0.elapsed(), answers)
+    };
+    let (took, first) = round();
+    // Serially 4 s in the database; in parallel 1 s plus connecting.
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let backends = |a: &[String]| -> HashSet<String> {
+        a.iter()
+            .map(|b| b.split(',').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(backends(&first).len(), 4, "{first:?}");
+    let (_, second) = round();
+    // The same four connections, reused by their threads.
+    assert_eq!(backends(&second), backends(&first), "{second:?}");
+    drop(s);
+    drop(pg);
+}

@@ -346,7 +346,12 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
         "no reload for tpl/page.html; log:\n{}",
         s.log_text()
     );
-    assert!(s.log_text().contains("tpl/page.html modified"));
+    // The new worker can be up before the old one's line reaches the log.
+    assert!(
+        wait_log(&s, "tpl/page.html modified", Duration::from_secs(10)),
+        "log:\n{}",
+        s.log_text()
+    );
 }
 
 /// --reload and an app that cannot be imported: every worker (here two)

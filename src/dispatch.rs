@@ -125,12 +125,23 @@ fn what(req: &Request) -> String {
 }
 
 fn call(app: &mut dyn App, req: &mut Request, hooks: Option<&dyn Hooks>) -> Outcome {
-    match catch_unwind(AssertUnwindSafe(|| {
+    // Error-log lines written while the app runs name the request. The
+    // connection made its id current on the loop's thread; an app thread
+    // of the pool needs it made current on its own, and restored after.
+    let outer = crate::reqmeta::header().map(|_| crate::reqmeta::current());
+    if outer.is_some() {
+        crate::reqmeta::set_current(req.request_id());
+    }
+    let result = catch_unwind(AssertUnwindSafe(|| {
         if let Some(h) = hooks {
             h.pre_request(req);
         }
         app.call(req)
-    })) {
+    }));
+    if let Some(outer) = outer {
+        crate::reqmeta::set_current(outer.as_deref());
+    }
+    match result {
         Ok(resp) => Outcome::Response(resp),
         Err(panic) => Outcome::Panic(
             panic

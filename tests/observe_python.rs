@@ -203,8 +203,19 @@ fn a_timeout_is_counted_and_the_request_in_the_app_is_shown() {
 
 #[test]
 fn the_app_gets_the_request_id_and_queue_time_and_error_lines_name_the_request() {
+    request_id_and_queue_time(&["-w", "1"]);
+}
+
+/// The same on an app thread of `--threads`: the error line is written on
+/// the pool's thread, not the loop's.
+#[test]
+fn with_threads_error_lines_name_the_request() {
+    request_id_and_queue_time(&["-w", "1", "--threads", "2"]);
+}
+
+fn request_id_and_queue_time(args: &[&str]) {
     let st = status_addr();
-    let server = observed(&st, &["-w", "1"]).start();
+    let server = observed(&st, args).start();
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

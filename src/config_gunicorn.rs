@@ -6,7 +6,7 @@
 //!
 //! [`crate::config::SETTINGS`] is looked up first: a setting implemented
 //! there (e.g. once `--threads` lands) shadows its row here.
-//! [`GUNICORN_SETTINGS`] is gunicorn's own list (gunicorn 26.1, `config.py` at its 2026-08 head),
+//! [`GUNICORN_SETTINGS`] is gunicorn's own list (gunicorn 26.1's `config.py` at its 2026-08 head, plus gunicorn 27.0's `websocket_max_message_size`),
 //! against which a unit test checks that every gunicorn name is covered.
 
 /// How a gunicorn setting that ferricorn does not implement is treated.
@@ -113,6 +113,12 @@ pub static ACCEPTED: &[Accepted] = &[
     ignore(
         "asgi_disconnect_grace_period",
         &["--asgi-disconnect-grace-period"],
+        true,
+        NO_ASGI,
+    ),
+    ignore(
+        "websocket_max_message_size",
+        &["--websocket-max-message-size"],
         true,
         NO_ASGI,
     ),
@@ -348,7 +354,7 @@ pub fn accepted_flag(flag: &str) -> Option<&'static Accepted> {
     ACCEPTED.iter().find(|a| a.flags.contains(&flag))
 }
 
-/// gunicorn's settings and flags (gunicorn 26.1, `gunicorn/config.py`), in its order.
+/// gunicorn's settings and flags (gunicorn 27.0, `gunicorn/config.py`), in its order.
 pub static GUNICORN_SETTINGS: &[(&str, &[&str])] = &[
     ("config", &["-c", "--config"]),
     ("wsgi_app", &[]),
@@ -479,6 +485,11 @@ pub static GUNICORN_SETTINGS: &[(&str, &[&str])] = &[
         "asgi_disconnect_grace_period",
         &["--asgi-disconnect-grace-period"],
     ),
+    // New in gunicorn 27.0.
+    (
+        "websocket_max_message_size",
+        &["--websocket-max-message-size"],
+    ),
     ("http_parser", &["--http-parser"]),
     ("root_path", &["--root-path"]),
     ("dirty_apps", &["--dirty-app"]),
@@ -577,7 +588,7 @@ pub fn reference_markdown() -> String {
     let mut out = String::from("## Server hooks (Python config file)\n\n");
     out.push_str(HOOKS_DOC);
     out.push_str(
-        "\n## gunicorn's settings\n\nEvery setting of gunicorn (26.1), and what ferricorn \
+        "\n## gunicorn's settings\n\nEvery setting of gunicorn (27.0), and what ferricorn \
          does with it. An ignored setting is accepted with a one-line warning at start-up; \
          a refused one stops start-up with the reason.\n\n\
          | gunicorn setting | flags | ferricorn |\n|---|---|---|\n",

@@ -125,23 +125,12 @@ fn what(req: &Request) -> String {
 }
 
 fn call(app: &mut dyn App, req: &mut Request, hooks: Option<&dyn Hooks>) -> Outcome {
-    // Error-log lines written while the app runs name the request. The
-    // connection made its id current on the loop's thread; an app thread
-    // of the pool needs it made current on its own, and restored after.
-    let outer = crate::reqmeta::header().map(|_| crate::reqmeta::current());
-    if outer.is_some() {
-        crate::reqmeta::set_current(req.request_id());
-    }
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    match catch_unwind(AssertUnwindSafe(|| {
         if let Some(h) = hooks {
             h.pre_request(req);
         }
         app.call(req)
-    }));
-    if let Some(outer) = outer {
-        crate::reqmeta::set_current(outer.as_deref());
-    }
-    match result {
+    })) {
         Ok(resp) => Outcome::Response(resp),
         Err(panic) => Outcome::Panic(
             panic
@@ -515,7 +504,17 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
         info.busy_since_ms
             .store(crate::clock::monotonic_ms().max(1), Ordering::Release);
         let waits0 = voluntary_switches();
+        // Error-log lines written while the app runs name the request: the
+        // connection made its id current on the loop's thread (reqmeta::enter),
+        // this thread needs it made current on its own.
+        let tagged = crate::reqmeta::header().is_some();
+        if tagged {
+            crate::reqmeta::set_current(req.request_id());
+        }
         let outcome = call(&mut *app, &mut req, None);
+        if tagged {
+            crate::reqmeta::leave();
+        }
         info.busy_since_ms.store(0, Ordering::Release);
         shared.record(voluntary_switches().saturating_sub(waits0));
         let mut stream = None;

@@ -1,4 +1,4 @@
-# benches/common.sh: helpers shared by wrk.sh and python.sh (sourced).
+# benches/common.sh: helpers shared by wrk.sh, python.sh and threads.sh (sourced).
 
 # conn_share PORT: the busiest process's share (in %) of the established
 # connections to PORT, then its count, the total and the number of
@@ -10,4 +10,17 @@ conn_share() {
         | awk '{ n += $1; k++; if ($1 > m) { m = $1; p = $2 } }
                END { if (n) printf "%.1f %d %d %d\n", 100 * m / n, m, n, k; else print "" }' \
         || true  # no connections (gunicorn sync between requests): empty, not an error
+}
+
+# ferricorn_bin [CARGO_FLAGS...]: set FERRICORN_BIN, building the release
+# binary with those flags (e.g. --features python) unless it is already set.
+# Needs ROOT and the calling script's log/die.
+ferricorn_bin() {
+    if [ -z "${FERRICORN_BIN:-}" ]; then
+        log "building ferricorn --release $*"
+        (cd "$ROOT" && cargo build --release --quiet "$@" --bin ferricorn) \
+            || die "cargo build failed"
+        FERRICORN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ferricorn"
+    fi
+    [ -x "$FERRICORN_BIN" ] || die "no ferricorn binary at $FERRICORN_BIN"
 }

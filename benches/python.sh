@@ -72,13 +72,8 @@ for t in wrk ss awk; do
 done
 
 # ---------------------------------------------------------------- build ----
-if [ -z "${FERRICORN_BIN:-}" ]; then
-    log "building ferricorn --release --features python"
-    (cd "$ROOT" && cargo build --release --quiet --features python --bin ferricorn) \
-        || die "cargo build failed"
-    FERRICORN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ferricorn"
-fi
-[ -x "$FERRICORN_BIN" ] || die "no ferricorn binary at $FERRICORN_BIN"
+. "$HERE/common.sh"
+ferricorn_bin --features python
 
 # ----------------------------------------------------------------- venv ----
 REQS="$ROOT/tests/python/requirements-bench.txt"
@@ -225,7 +220,6 @@ to_ms() {
 }
 
 # conn_share PORT: the busiest process's share of the connections to PORT.
-. "$HERE/common.sh"
 
 run_wrk() {  # run_wrk SERVER APP WORKLOAD ROUND SECONDS
     local name=$1 app=$2 wl=$3 round=$4 secs=$5 out rps p99 errs spread=

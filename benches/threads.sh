@@ -54,13 +54,8 @@ for t in wrk ss awk; do
     command -v "$t" >/dev/null || die "$t not found (apt-get install -y wrk iproute2)"
 done
 
-if [ -z "${FERRICORN_BIN:-}" ]; then
-    log "building ferricorn --release --features python"
-    (cd "$ROOT" && cargo build --release --quiet --features python --bin ferricorn) \
-        || die "cargo build failed"
-    FERRICORN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ferricorn"
-fi
-[ -x "$FERRICORN_BIN" ] || die "no ferricorn binary at $FERRICORN_BIN"
+. "$HERE/common.sh"
+ferricorn_bin --features python
 
 REQS="$ROOT/tests/python/requirements-bench.txt"
 want=$(cksum <"$REQS")

@@ -64,12 +64,8 @@ for t in wrk nginx ss awk; do
 done
 
 # ---------------------------------------------------------------- build ----
-if [ -z "${FERRICORN_BIN:-}" ]; then
-    log "building ferricorn --release"
-    (cd "$ROOT" && cargo build --release --quiet --bin ferricorn) || die "cargo build failed"
-    FERRICORN_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/ferricorn"
-fi
-[ -x "$FERRICORN_BIN" ] || die "no ferricorn binary at $FERRICORN_BIN"
+. "$HERE/common.sh"
+ferricorn_bin
 
 RUN=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ferricorn-wrk.XXXXXX")}
 mkdir -p "$RUN/raw" "$RUN/logs"
@@ -216,7 +212,6 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print ""; exit } i
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
 # conn_share PORT: the busiest process's share of the connections to PORT.
-. "$HERE/common.sh"
 
 to_ms() {  # wrk latency ("812.00us", "1.23ms", "2.00s", "1.00m") -> ms
     awk -v x="$1" 'BEGIN {

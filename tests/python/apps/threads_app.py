@@ -1,6 +1,5 @@
 """Views for tests/threads_python.rs (`--threads`), dispatched on PATH_INFO."""
 
-import re
 import threading
 import time
 
@@ -20,10 +19,21 @@ def sleep(environ, start_response):
 
 
 def gil_hog(environ, start_response):
-    # A catastrophic regex: the re engine holds the GIL for seconds without
-    # releasing it (unlike sleep or I/O).
-    n = int(environ.get("QUERY_STRING") or "26")
-    re.match(r"(a+)+$", "a" * n + "b")
+    # Holds the GIL until the test says so: the path in the query string is a
+    # FIFO; opening it waits for the test to open its end (that is the test's
+    # cue that the hog is here), then read(2) through ctypes.PyDLL, which,
+    # unlike CDLL, keeps the GIL across the call, blocks until the test writes
+    # a byte. Any other thread that wants the GIL waits all that time.
+    import ctypes
+    import os
+
+    fd = os.open(environ["QUERY_STRING"], os.O_RDONLY)
+    try:
+        buf = ctypes.create_string_buffer(1)
+        libc = ctypes.PyDLL(None)
+        libc.read(fd, buf, 1)
+    finally:
+        os.close(fd)
     return _text(start_response, "done")
 
 

@@ -478,7 +478,7 @@ fn the_status_listener_survives_a_usr2_upgrade() {
     send_signal(old, Signal::SIGWINCH);
     assert!(wait_until(Duration::from_secs(30), || workers_of(old).is_empty()));
     send_signal(old, Signal::SIGTERM);
-    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(s.wait_exit(Duration::from_secs(30)), Some(0));
     // The old master left the socket file to the new one, which answers alone.
     assert!(sock.exists());
     assert_eq!(master_of(), new);

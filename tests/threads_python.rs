@@ -121,8 +121,15 @@ fn an_exception_gives_500_and_the_thread_serves_on() {
     }
     let r = s.request(b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
-    let log = s.log_text();
-    assert!(log.contains("ValueError: boom from an app thread"), "{log}");
+    assert!(
+        wait_log(
+            &s,
+            "ValueError: boom from an app thread",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        s.log_text()
+    );
     assert_eq!(s.worker_pids().len(), 1);
 }
 

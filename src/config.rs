@@ -1475,7 +1475,8 @@ pub static SETTINGS: &[Setting] = &[
         help: "Set an environment variable in the master before the app is loaded \
                (workers inherit it), e.g. -e DJANGO_SETTINGS_MODULE=site.settings. \
                Repeat the flag for several variables. In a config file, a list of \
-               KEY=VALUE strings.",
+               KEY=VALUE strings. On SIGHUP the list is applied again, and a variable \
+               it no longer names gets back the value it had before.",
         takes_value: true,
         repeatable: true,
         cli_only: false,

@@ -44,6 +44,8 @@ pub struct Config {
     pub workers_auto_reason: Option<String>,
     /// `--status-bind`: the status listener's address (None: off).
     pub status_bind: Option<BindAddr>,
+    /// `--enable-backlog-metric`: statsd `gunicorn.backlog` from the master.
+    pub enable_backlog_metric: bool,
     /// `--shutdown-delay`: seconds between TERM and the graceful stop.
     pub shutdown_delay: u64,
     /// `--request-id-header`: header carrying the request id ("" = off).
@@ -1277,6 +1279,25 @@ pub static SETTINGS: &[Setting] = &[
         get: |c| toml_quote(&c.statsd_prefix),
     },
     Setting {
+        name: "enable_backlog_metric",
+        section: "Logging",
+        flags: &["--enable-backlog-metric"],
+        metavar: "",
+        default: "False",
+        help: "With --statsd-host, the master sends gunicorn.backlog (a histogram: \
+               the connections waiting in the listen queues of all --bind sockets, \
+               summed) every second, as gunicorn does. The status listener's \
+               ferricorn_listen_queue_depth gauge has the same per listener, always.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.enable_backlog_metric = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.enable_backlog_metric.to_string(),
+    },
+    Setting {
         name: "dogstatsd_tags",
         section: "Logging",
         flags: &["--dogstatsd-tags"],
@@ -1793,6 +1814,7 @@ impl Default for Config {
             workers_auto: false,
             workers_auto_reason: None,
             status_bind: None,
+            enable_backlog_metric: false,
             shutdown_delay: 0,
             max_worker_lifetime: 0,
             request_id_header: "X-Request-Id".into(),

@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -325,4 +326,48 @@ fn syslog_over_udp_and_statsd_over_a_unix_socket() {
             }
         }
     }
+}
+
+/// `--enable-backlog-metric`: the master sends gunicorn's `gunicorn.backlog`
+/// histogram, the connections waiting to be accepted. With the only worker
+/// stopped, three connections wait in the listen queue and the metric says 3;
+/// once the worker runs again they are served and it goes back to 0.
+#[test]
+fn backlog_metric_counts_connections_waiting_to_be_accepted() {
+    let statsd = StatsdSink::new();
+    let s = Server::start(&[
+        "--statsd-host",
+        &format!("127.0.0.1:{}", statsd.port),
+        "--enable-backlog-metric",
+        "--workers",
+        "1",
+        "hello",
+    ]);
+    statsd.wait_for("gunicorn.backlog:0|h");
+    let worker = s.worker_pids()[0];
+    let pid = nix::unistd::Pid::from_raw(worker as i32);
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    // Resumed even if an assertion fails, so the server stops cleanly.
+    struct Cont(nix::unistd::Pid);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, Signal::SIGCONT);
+        }
+    }
+    let cont = Cont(pid);
+    let mut waiting: Vec<Client> = (0..3).map(|_| s.connect()).collect();
+    statsd.wait_for("gunicorn.backlog:3|h");
+    drop(cont);
+    for c in &mut waiting {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    let n = statsd.lines().len();
+    assert!(
+        wait_until(Duration::from_secs(20), || statsd.lines()[n..]
+            .iter()
+            .any(|l| l == "gunicorn.backlog:0|h")),
+        "{:#?}",
+        statsd.lines()
+    );
 }

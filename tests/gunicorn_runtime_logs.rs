@@ -371,3 +371,67 @@ fn backlog_metric_counts_connections_waiting_to_be_accepted() {
         statsd.lines()
     );
 }
+
+/// Syslog over TCP survives a restart of the daemon: the stream that broke
+/// is dropped and a new one opened, and later lines arrive on it (gunicorn's
+/// SysLogHandler logs nothing more until it is restarted itself).
+#[test]
+fn tcp_syslog_reconnects_after_the_daemon_restarts() {
+    use std::io::Read;
+    use std::net::TcpListener;
+    let daemon = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = format!("tcp://{}", daemon.local_addr().unwrap());
+    let s = Server::start(&[
+        "--log-syslog",
+        "--log-syslog-to",
+        &to,
+        "--workers",
+        "1",
+        "hello",
+    ]);
+    let read_some = |c: &mut std::net::TcpStream| -> String {
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 4096];
+        match c.read(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(_) => String::new(),
+        }
+    };
+    let (mut first, _) = daemon.accept().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || read_some(&mut first)
+            .contains("gunicorn.hello.error")),
+        "{}",
+        s.log_text()
+    );
+    // The daemon restarts: this connection is gone.
+    drop(first);
+    daemon.set_nonblocking(true).unwrap();
+    let mut second = None;
+    let mut got = String::new();
+    // Each TTIN/TTOU makes the master log a line; the first ones after the
+    // break are lost (they find the stream broken), a later one reconnects.
+    let mut ttin = true;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            s.signal(if ttin {
+                Signal::SIGTTIN
+            } else {
+                Signal::SIGTTOU
+            });
+            ttin = !ttin;
+            if second.is_none()
+                && let Ok((c, _)) = daemon.accept()
+            {
+                c.set_nonblocking(false).unwrap();
+                second = Some(c);
+            }
+            if let Some(c) = second.as_mut() {
+                got.push_str(&read_some(c));
+            }
+            got.contains("gunicorn.hello.error")
+        }),
+        "no line on a new connection: {got:?}\n{}",
+        s.log_text()
+    );
+}

@@ -157,7 +157,8 @@ fn unreachable_syslog_socket_is_a_start_up_error() {
     let to = format!("unix://{}", dir.join("absent.sock").display());
     let out = std::process::Command::new(BIN)
         .args(["--log-syslog", "--log-syslog-to", &to, "hello"])
-        .args(["--bind", &format!("127.0.0.1:{}", free_port())])
+        // A Unix socket in our directory: no port to race other tests for.
+        .args(["--bind", &format!("unix:{}", dir.join("s.sock").display())])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -176,7 +177,9 @@ fn daemon_with_stdio_inheritance_keeps_its_stdout() {
     let dir = TempDir::new("inherit");
     let pidfile = dir.join("d.pid");
     let out_path = dir.join("out.log");
-    let addr = Addr::Tcp(([127, 0, 0, 1], free_port()).into());
+    // A Unix socket in our directory: no port to race other tests for (the
+    // daemon binding a port itself is lifecycle_stop.rs's test).
+    let addr = Addr::Unix(dir.join("s.sock"));
     let status = std::process::Command::new(BIN)
         .args([
             "hello",
@@ -215,13 +218,13 @@ fn daemon_with_stdio_inheritance_keeps_its_stdout() {
         std::fs::read_link(format!("/proc/{daemon}/fd/0")).unwrap(),
         std::path::Path::new("/dev/null")
     );
-    assert!(wait_until(Duration::from_secs(10), || get(
+    assert!(wait_until(Duration::from_secs(30), || get(
         &addr,
         "/inherit-probe"
     )
     .is_ok()));
     assert!(
-        wait_until(Duration::from_secs(10), || std::fs::read_to_string(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(
             &out_path
         )
         .unwrap_or_default()
@@ -230,7 +233,7 @@ fn daemon_with_stdio_inheritance_keeps_its_stdout() {
         std::fs::read_to_string(&out_path)
     );
     send_signal(daemon, Signal::SIGTERM);
-    assert!(wait_gone(daemon, Duration::from_secs(10)));
+    assert!(wait_gone(daemon, Duration::from_secs(30)));
 }
 
 /// HUP re-reads the config file and, as gunicorn's `Logger.setup` on

@@ -349,7 +349,10 @@ fn backlog_metric_counts_connections_waiting_to_be_accepted() {
     statsd.wait_for("gunicorn.backlog:0|h");
     let worker = s.worker_pids()[0];
     let pid = nix::unistd::Pid::from_raw(worker as i32);
-    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    // Stopped for sure before the connections come (kill returns before the
+    // worker stops: a worker still running could accept one of them, and
+    // the metric would never say 3).
+    support::hardening::stop_process(worker);
     // Resumed even if an assertion fails, so the server stops cleanly.
     struct Cont(nix::unistd::Pid);
     impl Drop for Cont {

@@ -47,9 +47,16 @@ fn a_burst_of_keep_alive_connections_is_spread_over_the_workers() {
 /// Open a burst of connections to a fresh 2-worker server, serve two
 /// requests on each, and return how many the busiest worker holds.
 fn one_burst() -> usize {
-    let s = Server::start(&["welcome", "--workers", "2"]);
-    let workers = wait_workers(s.pid(), 2); // the second may still be booting
+    let s = Server::builder()
+        .args(["welcome", "--workers", "2"])
+        .status_listener()
+        .start();
+    let workers = wait_workers(s.pid(), 2);
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
+    // Both accepting, not just forked: a burst that came while the second
+    // was still booting all went to the first (64 of 64, once in 10 runs
+    // beside a full suite run).
+    s.wait_workers_ready(2);
     // Connect all first, then send: every connection is queued before the
     // first request, as with a load generator's or a proxy's start.
     let mut clients: Vec<Client> = (0..CONNS).map(|_| s.connect()).collect();
@@ -92,9 +99,13 @@ fn one_burst() -> usize {
 
 #[test]
 fn connections_piled_on_one_worker_spread_out_while_in_use() {
-    let s = Server::start(&["welcome", "--workers", "2"]);
-    let workers = wait_workers(s.pid(), 2); // the second may still be booting
+    let s = Server::builder()
+        .args(["welcome", "--workers", "2"])
+        .status_listener()
+        .start();
+    let workers = wait_workers(s.pid(), 2);
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
+    s.wait_workers_ready(2);
     let stopped = workers[1];
     let mut reconnects = 0;
     // Two pipelined requests: a connection the server sheds must not be one

@@ -58,10 +58,15 @@ fn new_client(s: &Server) -> Duration {
 
 #[test]
 fn idle_connections_held_unevenly_do_not_delay_new_clients() {
-    let s = Server::start(&["welcome", "--workers", "2", "--keep-alive", "300"]);
+    let s = Server::builder()
+        .args(["welcome", "--workers", "2", "--keep-alive", "300"])
+        .status_listener()
+        .start();
     // Both workers: on a loaded machine the second may still be booting
-    // when the first answers (seen in two full ./test.sh runs).
+    // when the first answers (seen in two full ./test.sh runs), and then
+    // accepting, not just forked.
     let w = wait_workers(s.pid(), 2);
+    s.wait_workers_ready(2);
     // The scenario: 100 idle connections on one worker, 80 on the
     // other.
     let _a = idle_on(&s, w[0], w[1], 100);

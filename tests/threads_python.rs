@@ -227,9 +227,14 @@ fn django_uses_the_database_from_several_threads() {
             .collect()
     };
     assert_eq!(backends(&first).len(), 4, "{first:?}");
-    let (_, second) = round(0);
-    // The same four connections, reused by their threads.
-    assert_eq!(backends(&second), backends(&first), "{second:?}");
+    let (_, second) = round(1);
+    // The same connections, reused by their threads: no answer comes from a
+    // new one. (Which threads answer is the pool's business: a thread done
+    // early may take a second request, so the set may be smaller.)
+    assert!(
+        backends(&second).is_subset(&backends(&first)),
+        "{second:?} not on {first:?}"
+    );
     drop(s);
     drop(pg);
 }

@@ -86,7 +86,7 @@ async def upload(file: UploadFile = File(...), note: str = Form("")):
     }
 
 
-@app.get("/stream")
+@app.api_route("/stream", methods=["GET", "HEAD"])
 async def stream(n: int = 5, size: int = 0):
     """`n` pieces, each yielded after giving the event loop a turn, so the
     server gets them one `more_body` message at a time."""

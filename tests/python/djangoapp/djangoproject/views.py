@@ -83,8 +83,9 @@ def db(request):
 
 
 # Async views: under djangoproject.asgi they run on the server's event loop
-# (CommonMiddleware and CsrfViewMiddleware are async-capable, so Django adds
-# no thread hop); under WSGI Django runs them through async_to_sync.
+# (Django still runs MiddlewareMixin's process_request/process_response hooks
+# through sync_to_async, its own thread hop, the same on every server); under
+# WSGI Django runs them through async_to_sync.
 
 
 async def async_hello(request):

@@ -248,7 +248,7 @@ run_load() {  # run_load SERVER APP ROUND SECONDS
         rps=$(awk '/^Round trips\/sec:/ { print $3 }' "$out")
         p99=$(awk '/^Latency ms:/ { print $6 }' "$out")
         errs=$(awk '/^Errors:/ { print $2 }' "$out")
-        [ -n "$rps" ] || errs=1   # no result line: the upgrade failed
+        [ -n "$rps" ] || errs=1   # no result line: the upgrade failed (ws_echo says why)
     else
         rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
         p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")

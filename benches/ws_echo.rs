@@ -342,6 +342,12 @@ fn run(o: &Opts) -> io::Result<()> {
             if ok && (ev.is_readable() || ev.is_read_closed()) {
                 ok = c.on_readable(id, o.size, &mut st);
             }
+            if !ok && c.phase == Phase::Upgrading {
+                // Not a WebSocket server (or not on this path): no figure.
+                return Err(io::Error::other(format!(
+                    "connection {id}: the upgrade failed or the connection closed during it"
+                )));
+            }
             if !ok {
                 c.phase = Phase::Dead;
                 st.errors += 1;

@@ -12,6 +12,9 @@
 #            middleware (CommonMiddleware, CsrfViewMiddleware), DEBUG=False
 #   ws       asgi_hello.py's WebSocket echo (/ws): round trips per second,
 #            one 16-byte text message in flight per connection
+#   wsrust   (only when named in APPS) the same peers against ferricorn's
+#            built-in Rust `echo` app's /ws: the ceiling of ferricorn's
+#            WebSocket layer without Python, not an ASGI figure
 #
 # Servers (all on 127.0.0.1:PORT, WORKERS (2) processes, access logs off):
 #   ferricorn  VIRTUAL_ENV=$VENV ferricorn -k asgi --workers 2 --chdir DIR APP
@@ -74,7 +77,7 @@ done
 # ---------------------------------------------------------------- build ----
 . "$HERE/common.sh"
 ferricorn_bin --features python
-if [ -z "${WS_ECHO_BIN:-}" ] && [[ " $APPS " == *" ws "* ]]; then
+if [ -z "${WS_ECHO_BIN:-}" ] && [[ " $APPS " == *" ws"* ]]; then
     log "building benches/ws_echo.rs (cargo bench --bench ws_echo --no-run)"
     WS_ECHO_BIN=$(cd "$ROOT" && cargo bench --bench ws_echo --no-run --message-format=json 2>/dev/null \
         | grep '"executable":"[^"]*ws_echo' | sed 's/.*"executable":"\([^"]*\)".*/\1/' | tail -1) \
@@ -90,7 +93,6 @@ FERRICORN_ASGI=yes
 if ! "$FERRICORN_BIN" --help 2>&1 | grep -q -- '--interface'; then
     FERRICORN_ASGI=no
     log "ferricorn ($FERRICORN_BIN) has no ASGI worker (no --interface in --help): its column is n/a"
-    SERVERS=$(printf '%s\n' $SERVERS | grep -vx ferricorn | tr '\n' ' ')
 fi
 
 RUN=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ferricorn-asgi-bench.XXXXXX")}
@@ -159,16 +161,21 @@ alloc_port() {
 app_dir() { case $1 in django) echo "$ROOT/tests/python/djangoapp" ;; *) echo "$ROOT/tests/python/apps" ;; esac; }
 app_spec() {
     case $1 in
-        hello | ws) echo "asgi_hello:application" ;;
+        hello | ws | wsrust) echo "asgi_hello:application" ;;
         fastapi) echo "asgi_fastapi:app" ;;
         django) echo "djangoproject.asgi:application" ;;
     esac
 }
-app_path() { case $1 in fastapi) echo "/json" ;; django) echo "/async/hello/" ;; ws) echo "/ws" ;; *) echo "/" ;; esac; }
+app_path() { case $1 in fastapi) echo "/json" ;; django) echo "/async/hello/" ;; ws | wsrust) echo "/ws" ;; *) echo "/" ;; esac; }
+is_ws() { [ "$1" = ws ] || [ "$1" = wsrust ]; }
 # The servers that run an app: gunicorn's uvicorn worker is left out of the
-# WebSocket row (it is uvicorn's protocol code again).
+# WebSocket rows (it is uvicorn's protocol code again); ferricorn without an
+# ASGI worker runs only the built-in Rust echo.
 app_servers() {
-    if [ "$1" = ws ]; then printf '%s\n' $SERVERS | grep -vx gunicorn | tr '\n' ' '; else echo "$SERVERS"; fi
+    local drop=""
+    is_ws "$1" && drop=gunicorn
+    [ "$FERRICORN_ASGI" = no ] && [ "$1" != wsrust ] && drop="$drop ferricorn"
+    printf '%s\n' $SERVERS | awk -v drop=" $drop " 'index(drop, " " $0 " ") == 0' | tr '\n' ' '
 }
 
 start_server() {  # start_server NAME APP PORT (returns at once)
@@ -178,6 +185,11 @@ start_server() {  # start_server NAME APP PORT (returns at once)
     logf="$RUN/logs/$name-$app.log"
     case $name in
         ferricorn)
+            if [ "$app" = wsrust ]; then
+                "$FERRICORN_BIN" --bind "127.0.0.1:$port" --workers "$WORKERS" echo >>"$logf" 2>&1 &
+                PID[$name]=$!
+                return
+            fi
             VIRTUAL_ENV="$VENV" "$FERRICORN_BIN" -k asgi --bind "127.0.0.1:$port" \
                 --workers "$WORKERS" --chdir "$dir" "$spec" >>"$logf" 2>&1 &
             ;;
@@ -211,7 +223,7 @@ get200() {  # get200 PORT PATH: one connect + GET (pure bash, no fork)
 wait_ready() {  # wait_ready NAME APP
     local name=$1 app=$2 t path
     path=$(app_path "$app")
-    [ "$app" = ws ] && path=/   # the same app answers HTTP on any path
+    is_ws "$app" && path=/   # the same apps answer HTTP on any path
     for ((t = 0; t < 300; t++)); do
         get200 "${PORT[$name]}" "$path" && return 0
         is_alive "${PID[$name]}" || die "$name ($app) exited; see $RUN/logs/$name-$app.log"
@@ -234,7 +246,7 @@ to_ms() {
 run_load() {  # run_load SERVER APP ROUND SECONDS
     local name=$1 app=$2 round=$3 secs=$4 out rps p99 errs url
     out="$RUN/raw/$name-$app-$round.txt"
-    if [ "$app" = ws ]; then
+    if is_ws "$app"; then
         "$WS_ECHO_BIN" "127.0.0.1:${PORT[$name]}" /ws -c "$CONNECTIONS" -d "$secs" -s "$WS_SIZE" >"$out" 2>&1 &
     else
         url="http://127.0.0.1:${PORT[$name]}$(app_path "$app")"
@@ -244,7 +256,7 @@ run_load() {  # run_load SERVER APP ROUND SECONDS
     wait "$CLIENT_PID" || log "warning: the client exited non-zero ($out)"
     CLIENT_PID=""
     [ "$round" = warmup ] && return 0
-    if [ "$app" = ws ]; then
+    if is_ws "$app"; then
         rps=$(awk '/^Round trips\/sec:/ { print $3 }' "$out")
         p99=$(awk '/^Latency ms:/ { print $6 }' "$out")
         errs=$(awk '/^Errors:/ { print $2 }' "$out")
@@ -343,7 +355,8 @@ ALL="ferricorn uvicorn granian gunicorn"
     done
     echo "(f/X = median of per-round ferricorn/X; n/a = not run: ferricorn without an ASGI"
     echo " worker, or gunicorn on ws. hello = raw ASGI, fastapi = GET /json, django = async"
-    echo " view GET /async/hello/, ws = WebSocket echo of 16-byte text messages.)"
+    echo " view GET /async/hello/, ws = WebSocket echo of 16-byte text messages; wsrust = the"
+    echo " same peers, ferricorn running its built-in Rust echo app instead of ASGI.)"
     echo
     echo "issue 15's targets (ferricorn/peer):"
     for app in $APPS; do

@@ -11,8 +11,9 @@
 //! (500, traceback in the log, the worker serves on), lifespan (startup state
 //! in every request's scope, shutdown run on TERM by each worker), the
 //! worker selected by `-k asgi`, by gunicorn's uvicorn spellings and by
-//! `--interface auto`; Django's async views on the worker's event loop, a
-//! request body, sync views under ASGI, and the ORM through `sync_to_async`
+//! `--interface auto`, context variables kept per request; Django's async
+//! views on the worker's event loop, a request body, sync views under ASGI,
+//! and the ORM through `sync_to_async`
 //! against a real PostgreSQL; and FastAPI behind a real nginx with the sample
 //! config (conf/nginx/ferricorn-unix.conf).
 //!
@@ -299,6 +300,28 @@ fn fastapi_view_that_raises_gives_500_is_logged_and_the_worker_serves_on() {
     assert!(s.log_text().contains("Traceback"), "{}", s.log_text());
     assert_eq!(get(&s.addr, "/").unwrap().status, 200);
     assert_eq!(s.worker_pids(), before, "the worker was replaced");
+}
+
+/// A ContextVar set by one request is not seen by the next, on new
+/// connections or a kept one: each request runs in a context of its own, as
+/// an asyncio Task does. Apps keep request ids there, and Django's ASGI
+/// handler its per-request thread for sync_to_async (asgiref's
+/// ThreadSensitiveContext): leaked, the next request reused it.
+#[test]
+fn fastapi_context_variables_do_not_leak_between_requests() {
+    let s = fastapi(&["-k", "asgi", "--workers", "1"]);
+    let want = |rid: &str| format!(r#"{{"before":null,"after":"{rid}"}}"#);
+    for rid in ["one", "two", "three"] {
+        let r = get(&s.addr, &format!("/ctx/{rid}")).unwrap();
+        assert_eq!(r.body_str(), want(rid), "{}", s.log_text());
+    }
+    let mut c = s.connect();
+    for rid in ["four", "five"] {
+        assert_eq!(
+            get_on(&s, &mut c, &format!("/ctx/{rid}")).body_str(),
+            want(rid)
+        );
+    }
 }
 
 /// Lifespan with 2 workers, selected by gunicorn's spelling of the uvicorn

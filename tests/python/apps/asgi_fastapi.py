@@ -13,6 +13,7 @@ that is set.
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import threading
 import zlib
@@ -24,6 +25,10 @@ from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
 MAIN_THREAD = threading.get_ident()
+# What apps keep per request in a ContextVar (a request id for the logs,
+# asgiref's ThreadSensitiveContext): each request must start without the
+# values other requests set.
+REQUEST_ID = contextvars.ContextVar("request_id", default=None)
 
 
 @contextlib.asynccontextmanager
@@ -143,6 +148,14 @@ async def request_info(request: Request):
         "http_version": request.scope.get("http_version"),
         "headers": [[k, v] for k, v in request.headers.items()],
     }
+
+
+@app.get("/ctx/{rid}")
+async def ctx(rid: str):
+    before = REQUEST_ID.get()
+    REQUEST_ID.set(rid)
+    await asyncio.sleep(0)
+    return {"before": before, "after": REQUEST_ID.get()}
 
 
 @app.get("/boom")

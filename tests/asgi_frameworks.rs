@@ -13,12 +13,12 @@
 //! worker selected by `-k asgi`, by gunicorn's uvicorn spellings and by
 //! `--interface auto`, context variables kept per request; Django's async
 //! views on the worker's event loop, a request body, sync views under ASGI,
-//! and the ORM through `sync_to_async`
-//! against a real PostgreSQL; and FastAPI behind a real nginx with the sample
-//! config (conf/nginx/ferricorn-unix.conf).
+//! and the ORM through `sync_to_async` against a real PostgreSQL; and FastAPI
+//! behind a real nginx with the sample config (conf/nginx/ferricorn-unix.conf).
 //!
-//! The WebSocket endpoint of the FastAPI app is exercised by the WebSocket
-//! tests (tests/support/ws.rs), not here.
+//! Not here yet: the app's WebSocket endpoint (`/ws`), which needs ASGI
+//! WebSockets and the raw WebSocket client (tests/support/ws.rs) of the ws
+//! branch.
 //!
 //! The venv comes from tests/python/setup-venv.sh (fastapi, starlette,
 //! python-multipart, Django, psycopg pinned in tests/python/requirements.txt).

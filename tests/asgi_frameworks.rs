@@ -377,6 +377,16 @@ fn interface_auto_serves_fastapi_as_asgi() {
     assert_eq!(r.body_str(), r#"{"item_id":7,"q":null}"#);
     let r = get(&s.addr, "/stream?n=3").unwrap();
     assert_eq!(r.body_str(), "piece 0 \npiece 1 \npiece 2 \n");
+    // The start-up log says which interface auto chose, and why.
+    assert!(
+        wait_log(
+            &s,
+            "with the ASGI interface (--interface auto: an async callable)",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        s.log_text()
+    );
 }
 
 /// Django's ASGI handler with gunicorn's other spelling of the uvicorn

@@ -400,6 +400,11 @@ impl<S: Stream> Conn<S> {
         Next::Again
     }
 
+    /// The request is with the app (handed over, not answered yet).
+    pub fn in_app(&self) -> bool {
+        matches!(self.state, State::App { waiting: None, .. })
+    }
+
     /// A complete request waits for an idle app thread.
     pub fn is_parked(&self) -> bool {
         matches!(
@@ -839,6 +844,15 @@ impl<S: Stream> Conn<S> {
         if conn != self.id {
             return;
         }
+        if let Outcome::Abort = outcome {
+            // The app failed after it began a response it cannot finish
+            // (the dispatcher logged why): no response, the connection ends.
+            *ctx.requests += 1;
+            self.rpos = self.rend;
+            self.state = State::Closing;
+            crate::reqmeta::leave();
+            return;
+        }
         // A graceful stop that began while the request waited for a thread
         // or ran: this response is the connection's last.
         let keep_alive = keep_alive && !ctx.draining;
@@ -860,6 +874,7 @@ impl<S: Stream> Conn<S> {
                     (Response::text(500, "Internal Server Error\n"), false)
                 }
             },
+            Outcome::Abort => unreachable!("handled above"),
             Outcome::Panic(msg) => {
                 log::error!(
                     "Error handling request {} {}: app panicked: {msg}",

@@ -497,6 +497,24 @@ impl EventLoop {
         self.epoll.0.as_raw_fd()
     }
 
+    /// The first listener's address, as an ASGI scope's `server`:
+    /// `(host, Some(port))`, or `(path, None)` for a Unix socket.
+    pub fn server_addr(&self) -> Option<(String, Option<u16>)> {
+        match self.listeners.first()?.as_ref()? {
+            AnyListener::Tcp(l) => l
+                .local_addr()
+                .ok()
+                .map(|a| (a.ip().to_string(), Some(a.port()))),
+            AnyListener::Unix(l) => l.local_addr().ok().map(|a| {
+                let path = a
+                    .as_pathname()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                (path, None)
+            }),
+        }
+    }
+
     /// How long the next turn may wait for readiness: until the next timer,
     /// accept retry or dispatcher tick (zero when work is left over).
     pub fn next_timeout(&mut self, dispatch: &mut dyn Dispatch) -> Duration {

@@ -171,17 +171,12 @@ impl PythonApp {
         let environ = EnvironBuilder::new(py, errors, file_wrapper, &cfg.root_path, &ctx.binds)?;
         let (is_asgi, why) = asgi::is_asgi(py, app.bind(py), cfg)?;
         announce(&format!(
-            "Serving {} as an {} app ({why})",
+            "Serving {} with the {} interface ({why})",
             cfg.app,
             if is_asgi { "ASGI" } else { "WSGI" }
         ));
         let asgi = if is_asgi {
-            Some(asgi::AsgiRunner::new(
-                py,
-                app.clone_ref(py),
-                cfg,
-                &ctx.binds,
-            )?)
+            Some(asgi::AsgiRunner::new(py, app.clone_ref(py), cfg)?)
         } else {
             None
         };

@@ -126,9 +126,7 @@ struct Settings {
     loop_kind: String,
     lifespan: String,
     graceful_timeout: u64,
-    timeout_ms: u64,
     root_path: String,
-    binds: Vec<String>,
 }
 
 /// The ASGI worker's [`Runner`]: its asyncio loop and the lifespan.
@@ -142,21 +140,14 @@ pub(crate) struct AsgiRunner {
 }
 
 impl AsgiRunner {
-    pub(crate) fn new(
-        py: Python<'_>,
-        app: Py<PyAny>,
-        cfg: &Config,
-        binds: &[String],
-    ) -> PyResult<AsgiRunner> {
+    pub(crate) fn new(py: Python<'_>, app: Py<PyAny>, cfg: &Config) -> PyResult<AsgiRunner> {
         Ok(AsgiRunner {
             app,
             settings: Settings {
                 loop_kind: cfg.asgi_loop.clone(),
                 lifespan: cfg.asgi_lifespan.clone(),
                 graceful_timeout: cfg.graceful_timeout,
-                timeout_ms: cfg.timeout * 1000,
                 root_path: cfg.root_path.clone(),
-                binds: binds.to_vec(),
             },
             helpers: helpers(py)?.unbind(),
             event_loop: None,
@@ -231,6 +222,7 @@ impl Runner for AsgiRunner {
             }
         };
         let fd = ev.poll_fd();
+        let server_addr = ev.server_addr();
         Python::attach(|py| {
             let built = (|| -> PyResult<(Rc<Hub>, ScopeBuilder)> {
                 let hub = Rc::new(Hub {
@@ -241,7 +233,7 @@ impl Runner for AsgiRunner {
                     state: self.state.clone_ref(py),
                     inflight: RefCell::new(HashMap::new()),
                 });
-                let scope = ScopeBuilder::new(py, &self.settings.root_path, &self.settings.binds)?;
+                let scope = ScopeBuilder::new(py, &self.settings.root_path, server_addr.clone())?;
                 Ok((hub, scope))
             })();
             let (hub, scope) = match built {
@@ -317,7 +309,6 @@ impl Runner for AsgiRunner {
             }
             let _ = lp.call_method0("close");
         });
-        let _ = self.settings.timeout_ms;
     }
 }
 
@@ -678,15 +669,17 @@ impl Receive {
 
 fn on_receive(py: Python<'_>, req: &Rc<RefCell<Req>>, hub: &Hub) -> PyResult<Py<PyAny>> {
     let mut r = req.borrow_mut();
+    // As uvicorn: once the response is complete or the client is gone,
+    // that is all there is to say (an unread body is dropped).
+    if r.gone || r.phase == Phase::Done {
+        return ready(py, Some(disconnect_msg(py)?.into_any().unbind()));
+    }
     if let Some(body) = r.body.take() {
         let d = PyDict::new(py);
         d.set_item(pyo3::intern!(py, "type"), pyo3::intern!(py, "http.request"))?;
         d.set_item(pyo3::intern!(py, "body"), body)?;
         d.set_item(pyo3::intern!(py, "more_body"), false)?;
         return ready(py, Some(d.into_any().unbind()));
-    }
-    if r.gone || r.phase == Phase::Done {
-        return ready(py, Some(disconnect_msg(py)?.into_any().unbind()));
     }
     let f = hub.future(py)?;
     r.waiter = Some(f.clone().unbind());

@@ -42,41 +42,23 @@ fn intern(py: Python<'_>, s: &str) -> Py<PyString> {
     PyString::intern(py, s).unbind()
 }
 
-/// `(host, port)` of the first `--bind` (the scope's `server`), or
-/// `(path, None)` for a Unix socket.
-fn server<'py>(py: Python<'py>, binds: &[String]) -> PyResult<Bound<'py, PyAny>> {
-    let Some(first) = binds.first() else {
-        return Ok(py.None().into_bound(py));
-    };
-    if let Some(path) = first.strip_prefix("unix:") {
-        let path = path.trim_start_matches("//");
-        return Ok(PyTuple::new(
-            py,
-            [PyString::new(py, path).into_any(), py.None().into_bound(py)],
-        )?
-        .into_any());
-    }
-    if first.starts_with("fd://") {
-        return Ok(py.None().into_bound(py));
-    }
-    let (host, port) = match first.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().unwrap_or(8000)),
-        None => (first.as_str(), 8000),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok(PyTuple::new(
-        py,
-        [
-            PyString::new(py, host).into_any(),
-            port.into_pyobject(py)?.into_any(),
-        ],
-    )?
-    .into_any())
+/// The scope's `server`: `(host, port)`, `(path, None)`, or `None`.
+fn server<'py>(
+    py: Python<'py>,
+    addr: Option<(String, Option<u16>)>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match addr {
+        Some(a) => a.into_pyobject(py)?.into_any(),
+        None => py.None().into_bound(py),
+    })
 }
 
 impl ScopeBuilder {
-    pub(crate) fn new(py: Python<'_>, root_path: &str, binds: &[String]) -> PyResult<ScopeBuilder> {
+    pub(crate) fn new(
+        py: Python<'_>,
+        root_path: &str,
+        server_addr: Option<(String, Option<u16>)>,
+    ) -> PyResult<ScopeBuilder> {
         let template = PyDict::new(py);
         template.set_item(intern(py, "type"), intern(py, "http"))?;
         let asgi = PyDict::new(py);
@@ -84,7 +66,7 @@ impl ScopeBuilder {
         asgi.set_item("spec_version", SPEC_VERSION)?;
         template.set_item(intern(py, "asgi"), asgi)?;
         template.set_item(intern(py, "root_path"), root_path)?;
-        template.set_item(intern(py, "server"), server(py, binds)?)?;
+        template.set_item(intern(py, "server"), server(py, server_addr)?)?;
         // Only what is supported: no `http.response.trailers`, no
         // `http.response.zerocopysend` (pathsend covers files), no TLS.
         let ext = PyDict::new(py);

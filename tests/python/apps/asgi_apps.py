@@ -67,7 +67,7 @@ async def application(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     assert scope["type"] == "http"
-    path = scope["path"]
+    path = scope["path"][len(scope["root_path"]):]
     if path == "/hello":
         await respond(send, 200, b"Hello, ASGI!\n")
     elif path.startswith("/scope"):

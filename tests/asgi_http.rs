@@ -237,6 +237,12 @@ fn keep_alive_serves_eager_and_task_requests_in_order() {
 }
 
 #[test]
+fn the_request_is_the_current_task_from_its_first_step() {
+    let s = apps(&[]);
+    assert_eq!(get(&s, "/current-task").body_str(), "True True\n");
+}
+
+#[test]
 fn receive_after_the_response_says_disconnect() {
     let dir = TempDir::new("asgi-disc");
     let s = apps_logging(&[], &dir);

@@ -2,9 +2,10 @@
 # The per-request path is in Rust; what is here runs per worker (loop,
 # lifespan) or only for a request that waits on a real future (_resume).
 import asyncio
+import collections
 import inspect
+import sys
 import traceback
-import types
 
 
 def is_asgi(app):
@@ -31,40 +32,49 @@ def new_loop(kind):
     return asyncio.new_event_loop(), "asyncio"
 
 
-@types.coroutine
-def _resume(coro, value):
-    # The coroutine's first step ran in the server and yielded `value` (a
-    # future it waits for): from there on, what `yield from coro` would do,
-    # throw() (cancellation) included.
-    while True:
-        try:
-            sent = yield value
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as e:
-            try:
-                value = coro.throw(e)
-            except StopIteration as s:
-                return s.value
-        else:
-            try:
-                value = coro.send(sent)
-            except StopIteration as s:
-                return s.value
-
-
-async def run_task(coro, first, finished):
-    """The rest of a request's coroutine, as an asyncio task; `finished`
-    (Rust) is told how it ended."""
+async def run_app(coro, finished):
+    """A request's coroutine as a task; `finished` (Rust) is told how it
+    ended. Nothing escapes but what must stop the worker, so no task ends
+    with an exception nobody retrieves."""
     try:
-        await _resume(coro, first)
+        await coro
     except BaseException as e:
         finished(e)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
     else:
         finished(None)
+
+
+if sys.version_info >= (3, 12):
+
+    def start_task(loop, coro):
+        """A task whose first step runs now, in the caller (eager): a
+        request that never waits is done when this returns, without a loop
+        iteration; one that waits goes on as an ordinary task. The task is
+        current while the step runs, as asyncio.timeout() and anyio need."""
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+
+else:
+
+    def start_task(loop, coro):
+        """Python 3.9-3.11 have no eager tasks: create the task, and run
+        the first step it scheduled now instead of in the next loop
+        iteration (asyncio's own loop keeps its ready queue in `_ready`;
+        another loop, uvloop, gets an ordinary task). The step is the C
+        task's own, so the task is current while it runs."""
+        ready = getattr(loop, "_ready", None)
+        if type(ready) is not collections.deque:
+            return loop.create_task(coro)
+        n = len(ready)
+        task = loop.create_task(coro)
+        if len(ready) != n + 1:
+            return task
+        handle = ready[-1]
+        callback, args, context = handle._callback, handle._args, handle._context
+        handle.cancel()
+        context.run(callback, *args)
+        return task
 
 
 def _format(e):

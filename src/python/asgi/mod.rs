@@ -18,19 +18,23 @@
 //! spooled to disk when big, so a slow upload never holds a coroutine and
 //! the app gets one `http.request` with `more_body: False` (the time an
 //! upload takes is never time in the app, and `--timeout` counts only the
-//! app). [`AsgiDispatch::submit`] builds the scope ([`scope`]), calls
-//! `app(scope, receive, send)` and steps the coroutine once, from Rust.
-//! `receive()` and `send()` return awaitables that are already complete
-//! ([`Ready`]) unless there is something to wait for, so an app that never
-//! waits (a hello, a JSON view without I/O) runs to the end in that one
-//! step, without asyncio: no task, no loop iteration, and its answer is
-//! back at once, as an inline WSGI call's. Only when the coroutine yields
-//! a real future does the rest of it go to an asyncio task
-//! (`helpers.py: run_task`, which first hands the task the future the
-//! step yielded, then goes on with the coroutine, forwarding `throw()` and
-//! so cancellation; Python 3.12's eager tasks would do the same, but 3.9
-//! to 3.11 must work too). Answers from tasks reach the mio loop through
-//! its waker (`Dispatch::poll`).
+//! app). [`AsgiDispatch::submit`] builds the scope ([`scope`]) and runs
+//! `app(scope, receive, send)` as an asyncio task started eagerly
+//! (`helpers.py: start_task`): its first step runs at once, inside the
+//! turn, as the task (so `asyncio.current_task()`, `asyncio.timeout` and
+//! anyio's cancel scopes work from the first line). `receive()` and
+//! `send()` return awaitables that are already complete ([`Ready`])
+//! unless there is something to wait for, so an app that never waits (a
+//! hello, a JSON view without I/O) is done when that step returns: no
+//! loop iteration, no waker, its answer back at once as an inline WSGI
+//! call's. One that waits goes on as an ordinary task, and its answer
+//! reaches the mio loop through the loop's waker (`Dispatch::poll`).
+//! Python 3.12 has eager tasks (`eager_start=True`); on 3.9 to 3.11 the
+//! step the new task scheduled on asyncio's ready queue is run at once
+//! instead (uvloop there gets an ordinary task: one loop iteration more).
+//! Stepping the bare coroutine from Rust was faster still, but left no
+//! current task during the first step, which breaks anyio (FastAPI) and
+//! `asyncio.wait_for` on 3.12.
 //!
 //! # Responses
 //! `http.response.start` is held until the first body message: a body in
@@ -229,7 +233,8 @@ impl Runner for AsgiRunner {
                     event_loop: lp.clone_ref(py),
                     waker,
                     events: RefCell::new(Vec::new()),
-                    run_task: helper(self.helpers.bind(py), "run_task")?.unbind(),
+                    run_app: helper(self.helpers.bind(py), "run_app")?.unbind(),
+                    start_task: helper(self.helpers.bind(py), "start_task")?.unbind(),
                     state: self.state.clone_ref(py),
                     inflight: RefCell::new(HashMap::new()),
                 });
@@ -402,7 +407,9 @@ struct Hub {
     waker: mio::Waker,
     /// Answers and wake-ups made outside a turn (in tasks), for `poll`.
     events: RefCell<Vec<Event>>,
-    run_task: Py<PyAny>,
+    /// `helpers.py`: the request coroutine's wrapper, and how a task starts.
+    run_app: Py<PyAny>,
+    start_task: Py<PyAny>,
     /// The lifespan's `state`, copied into each scope.
     state: Py<PyDict>,
     /// Requests running in tasks, by connection slot.
@@ -1071,7 +1078,10 @@ impl AsgiDispatch {
             refused: false,
         }));
         let hub = &self.hub;
-        let step = (|| -> PyResult<Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>> {
+        // The coroutine runs as a task started eagerly: its first step runs
+        // here (answered at once when it never waits), as the task, so
+        // asyncio.current_task() is right for asyncio.timeout and anyio.
+        let started = (|| -> PyResult<Bound<'_, PyAny>> {
             let receive = Py::new(
                 py,
                 Receive {
@@ -1086,37 +1096,27 @@ impl AsgiDispatch {
                     hub: hub.clone(),
                 },
             )?;
+            let fin = Py::new(
+                py,
+                Finished {
+                    req: req.clone(),
+                    hub: hub.clone(),
+                },
+            )?;
             let coro = self.app.bind(py).call1((scope, receive, send))?;
-            match coro.call_method1(pyo3::intern!(py, "send"), (py.None(),)) {
-                Ok(yielded) => Ok(Some((coro, yielded))),
-                Err(e) if e.is_instance_of::<PyStopIteration>(py) => Ok(None),
-                Err(e) => Err(e),
-            }
+            let wrapped = hub.run_app.bind(py).call1((coro, fin))?;
+            hub.start_task
+                .bind(py)
+                .call1((hub.event_loop.bind(py), wrapped))
         })();
-        match step {
-            Ok(None) => finish(py, &req, hub, None),
-            Err(e) => finish(py, &req, hub, Some(e)),
-            Ok(Some((coro, yielded))) => {
-                // It waits on a real future: the rest runs as a task.
-                let task = (|| -> PyResult<Bound<'_, PyAny>> {
-                    let fin = Py::new(
-                        py,
-                        Finished {
-                            req: req.clone(),
-                            hub: hub.clone(),
-                        },
-                    )?;
-                    let c = hub.run_task.bind(py).call1((coro, yielded, fin))?;
-                    hub.event_loop.bind(py).call_method1("create_task", (c,))
-                })();
-                match task {
-                    Ok(t) => {
-                        req.borrow_mut().task = Some(t.unbind());
-                        hub.inflight.borrow_mut().insert(conn.index, req.clone());
-                    }
-                    Err(e) => finish(py, &req, hub, Some(e)),
+        match started {
+            Ok(task) => {
+                if !req.borrow().finished {
+                    req.borrow_mut().task = Some(task.unbind());
+                    hub.inflight.borrow_mut().insert(conn.index, req.clone());
                 }
             }
+            Err(e) => finish(py, &req, hub, Some(e)),
         }
         let mut r = req.borrow_mut();
         r.eager = false;

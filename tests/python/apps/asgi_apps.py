@@ -165,6 +165,14 @@ async def application(scope, receive, send):
                                              "counter": st["counter"][0]}).encode())
     elif path == "/head":
         await respond(send, 200, b"body for GET only\n")
+    elif path == "/current-task":
+        # Before any await: the request runs as a task from its first step
+        # (asyncio.timeout, wait_for on 3.12 and anyio's cancel scopes need
+        # one), and it stays the same task across a suspension.
+        first = asyncio.current_task()
+        await asyncio.wait_for(asyncio.sleep(0), 5)
+        same = asyncio.current_task() is first
+        await respond(send, 200, ("%s %s\n" % (first is not None, same)).encode())
     elif path == "/pid":
         await respond(send, 200, str(os.getpid()).encode())
     elif path == "/loop":

@@ -888,12 +888,19 @@ impl<S: Stream> Conn<S> {
         let bodiless = is_head || status == 204 || status == 304 || (100..200).contains(&status);
         let sent = match resp.body {
             ResponseBody::Bytes(bytes) => {
+                // A HEAD answered without a body (an ASGI app's FileResponse)
+                // keeps the length the app says a GET would have.
+                let len = if is_head && bytes.is_empty() {
+                    head_length(&resp.headers).unwrap_or(0)
+                } else {
+                    bytes.len() as u64
+                };
                 write_head(
                     &mut self.wbuf,
                     version,
                     status,
                     &resp.headers,
-                    ResponseFraming::Length(bytes.len() as u64),
+                    ResponseFraming::Length(len),
                     keep_alive,
                     ctx.date,
                 );
@@ -1158,6 +1165,14 @@ impl<S: Stream> Conn<S> {
             _ => None,
         }
     }
+}
+
+/// The app's own `Content-Length`, for a bodiless answer to HEAD.
+fn head_length(headers: &[(String, Vec<u8>)]) -> Option<u64> {
+    let (_, v) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
 /// Refuse response headers that would let an app split the response.

@@ -375,6 +375,14 @@ fn head_gets_no_body() {
     assert_eq!(r.header("Content-Length"), Some("18"));
     // The next response follows at once: no body bytes in between.
     assert_eq!(c.read_response().unwrap().body_str(), "Hello, ASGI!\n");
+    // A HEAD answered with the length and no body keeps the length.
+    c.write_all(
+        b"HEAD /head-len HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let r = c.read_head_response().unwrap();
+    assert_eq!(r.header("Content-Length"), Some("1234"));
+    assert_eq!(c.read_response().unwrap().body_str(), "Hello, ASGI!\n");
 }
 
 #[test]

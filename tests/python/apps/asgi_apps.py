@@ -165,6 +165,11 @@ async def application(scope, receive, send):
                                              "counter": st["counter"][0]}).encode())
     elif path == "/head":
         await respond(send, 200, b"body for GET only\n")
+    elif path == "/head-len":
+        # As Starlette's FileResponse answers HEAD: the length, no body.
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"1234")]})
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/current-task":
         # Before any await: the request runs as a task from its first step
         # (asyncio.timeout, wait_for on 3.12 and anyio's cancel scopes need

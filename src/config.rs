@@ -3070,6 +3070,40 @@ mod tests {
     }
 
     #[test]
+    fn the_asgi_worker_classes_select_asgi_and_no_thread_pool() {
+        for k in [
+            "asgi",
+            "uvicorn.workers.UvicornWorker",
+            "uvicorn_worker.UvicornWorker",
+        ] {
+            let c = run(&["-k", k, "--threads", "4"]);
+            assert_eq!(c.worker_class, "asgi", "{k}");
+            assert!(c.asgi_worker() && !c.threaded(), "{k}");
+        }
+        let c = run(&[
+            "--interface",
+            "asgi",
+            "--loop",
+            "uvloop",
+            "--lifespan",
+            "off",
+        ]);
+        assert_eq!(
+            (c.interface.as_str(), c.asgi_loop.as_str()),
+            ("asgi", "uvloop")
+        );
+        assert_eq!(c.asgi_lifespan, "off");
+        let c = run(&["--asgi-loop", "asyncio", "--asgi-lifespan", "on"]);
+        assert_eq!(
+            (c.asgi_loop.as_str(), c.asgi_lifespan.as_str()),
+            ("asyncio", "on")
+        );
+        assert!(err(&["--interface", "rsgi"]).contains("must be auto, asgi or wsgi"));
+        assert!(err(&["--lifespan", "maybe"]).contains("must be auto, on or off"));
+        assert!(err(&["-k", "uvicorn.workers.Nope"]).contains("-k asgi"));
+    }
+
+    #[test]
     fn limits() {
         assert_eq!(run(&["--limit-request-line", "0"]).limit_request_line, 8190);
         assert_eq!(

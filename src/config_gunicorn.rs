@@ -234,12 +234,6 @@ pub static ACCEPTED: &[Accepted] = &[
         true,
         "ferricorn's logger is built in (gunicorn's format)",
     ),
-    ignore(
-        "enable_backlog_metric",
-        &["--enable-backlog-metric"],
-        false,
-        "no statsd backlog gauge",
-    ),
     // Process Naming
     ignore(
         "default_proc_name",

@@ -88,8 +88,13 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
     };
     sys::install_abort_exit();
     // Backstop for the pipe: if the master dies while we block in the app,
-    // the kernel still tells us.
-    sys::set_parent_death_signal(Signal::SIGTERM);
+    // the kernel still tells us. KILL, not TERM: TERM is a graceful stop,
+    // which the loop handles only once the app call returns (a worker in a
+    // long call outlived a SIGKILLed master by all of it), and with no
+    // master left nothing would enforce --graceful-timeout. A master that
+    // stops normally has stopped its workers before it exits, so only a
+    // master that died abnormally ever sends this.
+    sys::set_parent_death_signal(Signal::SIGKILL);
     // Whatever arrived since fork is delivered now, to our own handlers.
     sys::restore_signal_mask(&args.sigmask);
     // The master may have died before PR_SET_PDEATHSIG took effect.

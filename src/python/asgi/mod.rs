@@ -262,6 +262,7 @@ impl Runner for AsgiRunner {
                     timer: None,
                     soon: false,
                     exit: None,
+                    panic: None,
                 })),
                 event_loop: lp.clone_ref(py),
             };
@@ -280,9 +281,12 @@ impl Runner for AsgiRunner {
             }
             let _ = lp.call_method1("remove_reader", (fd,));
             let inner = pump.borrow().inner.borrow_mut().take();
-            let inner = inner.expect("the pump is taken once");
+            let mut inner = inner.expect("the pump is taken once");
             if let Some((_, h)) = &inner.timer {
                 let _ = h.bind(py).call_method0("cancel");
+            }
+            if let Some(p) = inner.panic.take() {
+                std::panic::resume_unwind(p);
             }
             (inner.ev, inner.exit.unwrap_or(Exit::Quick))
         })
@@ -335,6 +339,8 @@ struct PumpInner {
     /// A `call_soon` is pending.
     soon: bool,
     exit: Option<Exit>,
+    /// A panic in a turn, resumed once the asyncio loop has stopped.
+    panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl Pump {
@@ -356,10 +362,22 @@ impl Pump {
             inner.timer = None;
         }
         inner.soon = false;
-        if let Some(exit) = inner
-            .ev
-            .turn(&mut inner.dispatch, &*inner.hooks, Duration::ZERO)
-        {
+        // A panic in the turn must not become a Python exception that
+        // asyncio logs and carries on after: stop the loop, and `run`
+        // resumes the panic outside Python, as the plain loop would panic.
+        let turned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner
+                .ev
+                .turn(&mut inner.dispatch, &*inner.hooks, Duration::ZERO)
+        }));
+        let exit = match turned {
+            Ok(exit) => exit,
+            Err(panic) => {
+                inner.panic = Some(panic);
+                Some(Exit::Quick)
+            }
+        };
+        if let Some(exit) = exit {
             inner.exit = Some(exit);
             me.event_loop.bind(py).call_method0("stop")?;
             return Ok(());
@@ -662,13 +680,13 @@ fn ready(py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
 
 /// The request's `receive` callable.
 #[pyclass(unsendable, module = "ferricorn")]
-struct Receive {
+struct Receiver {
     req: Rc<RefCell<Req>>,
     hub: Rc<Hub>,
 }
 
 #[pymethods]
-impl Receive {
+impl Receiver {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         on_receive(py, &self.req, &self.hub)
     }
@@ -695,13 +713,13 @@ fn on_receive(py: Python<'_>, req: &Rc<RefCell<Req>>, hub: &Hub) -> PyResult<Py<
 
 /// The request's `send` callable.
 #[pyclass(unsendable, module = "ferricorn")]
-struct Send {
+struct Sender {
     req: Rc<RefCell<Req>>,
     hub: Rc<Hub>,
 }
 
 #[pymethods]
-impl Send {
+impl Sender {
     fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         on_send(py, &self.req, &self.hub, message)
     }
@@ -1084,14 +1102,14 @@ impl AsgiDispatch {
         let started = (|| -> PyResult<Bound<'_, PyAny>> {
             let receive = Py::new(
                 py,
-                Receive {
+                Receiver {
                     req: req.clone(),
                     hub: hub.clone(),
                 },
             )?;
             let send = Py::new(
                 py,
-                Send {
+                Sender {
                     req: req.clone(),
                     hub: hub.clone(),
                 },
@@ -1186,5 +1204,41 @@ impl Dispatch for AsgiDispatch {
             r.gone = true;
             Python::attach(|py| r.wake_waiter(py));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe() -> Pipe {
+        Pipe {
+            data: Vec::new(),
+            pos: 0,
+            eof: false,
+            failed: false,
+            want: false,
+            closed: false,
+            drained: None,
+        }
+    }
+
+    #[test]
+    fn a_pipe_counts_unsent_bytes_and_reuses_its_buffer() {
+        let mut p = pipe();
+        p.push(b"abcdef");
+        assert_eq!(p.unsent(), 6);
+        p.pos = 6;
+        // Drained: the next piece starts the buffer over.
+        p.push(b"xy");
+        assert_eq!((p.pos, p.data.as_slice()), (0, &b"xy"[..]));
+        // Partly taken past the high mark: the taken part is dropped.
+        let big = vec![7u8; PIPE_HIGH + 10];
+        p.push(&big);
+        p.pos = PIPE_HIGH + 5;
+        p.push(b"z");
+        assert_eq!(p.pos, 0);
+        // 2 + PIPE_HIGH + 10 bytes, PIPE_HIGH + 5 taken, one more pushed.
+        assert_eq!(p.unsent(), 7 + 1);
     }
 }

@@ -87,6 +87,22 @@ fn term_waits_for_the_request_in_flight_then_runs_the_lifespan_shutdown() {
 }
 
 #[test]
+fn a_graceful_stop_lets_work_after_the_response_finish_before_shutdown() {
+    let dir = TempDir::new("asgi-bg");
+    let mut s = asgi("asgi_apps:application", &["--workers", "1"], &dir).start();
+    assert_eq!(get(&s, "/background").body_str(), "queued\n");
+    s.signal(Signal::SIGTERM);
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        s.log_text()
+    );
+    let log = app_log(&dir);
+    assert!(log.ends_with("background done\nshutdown\n"), "{log}");
+}
+
+#[test]
 fn hup_replaces_the_workers_and_each_runs_its_startup() {
     let dir = TempDir::new("asgi-hup");
     let s = asgi("asgi_apps:application", &["--workers", "2"], &dir).start();

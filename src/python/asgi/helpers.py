@@ -165,6 +165,17 @@ class Lifespan:
         return ("", "")
 
 
+def wait_tasks(loop, timeout, keep):
+    """A graceful stop: let the tasks still running (work an app does after
+    its response, such as Starlette's BackgroundTasks) finish, for up to
+    `timeout` seconds; `keep` (the lifespan's task) is not waited for.
+    Returns how many are left."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done() and t is not keep]
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=timeout))
+    return sum(1 for t in tasks if not t.done())
+
+
 def cancel_all(loop):
     """Cancel what is left (tasks of requests whose clients are gone) and
     let them unwind."""

@@ -298,6 +298,24 @@ impl Runner for AsgiRunner {
                 return;
             };
             let lp = lp.bind(py);
+            if *exit == Exit::Graceful {
+                let keep = self
+                    .lifespan
+                    .as_ref()
+                    .and_then(|ls| ls.bind(py).getattr("task").ok())
+                    .map_or_else(|| py.None(), |t| t.unbind());
+                let left = helper(self.helpers.bind(py), "wait_tasks").and_then(|f| {
+                    f.call1((lp, self.settings.graceful_timeout.max(1), keep))?
+                        .extract::<usize>()
+                });
+                match left {
+                    Ok(0) => {}
+                    Ok(n) => log::warn!(
+                        "graceful timeout: cancelling {n} ASGI task(s) still running after their responses"
+                    ),
+                    Err(e) => log::debug!("waiting for the ASGI tasks left: {e}"),
+                }
+            }
             if *exit == Exit::Graceful
                 && let Some(ls) = self.lifespan.take()
             {

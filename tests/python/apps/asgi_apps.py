@@ -178,6 +178,12 @@ async def application(scope, receive, send):
         await asyncio.wait_for(asyncio.sleep(0), 5)
         same = asyncio.current_task() is first
         await respond(send, 200, ("%s %s\n" % (first is not None, same)).encode())
+    elif path == "/background":
+        # Work after the response (Starlette's BackgroundTasks run so): a
+        # graceful stop lets it finish before the lifespan shutdown.
+        await respond(send, 200, b"queued\n")
+        await asyncio.sleep(0.3)
+        log("background done")
     elif path == "/pid":
         await respond(send, 200, str(os.getpid()).encode())
     elif path == "/loop":

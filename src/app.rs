@@ -335,6 +335,13 @@ pub trait App {
     fn thread_scope(&self) -> Option<ThreadScope> {
         None
     }
+
+    /// An app that brings its own event loop (a Python ASGI app: asyncio)
+    /// runs the worker's loop inside it: the worker then serves through
+    /// this runner, not through [`App::call`].
+    fn runner(&mut self) -> Option<Box<dyn crate::dispatch::Runner>> {
+        None
+    }
 }
 
 impl<F> App for F

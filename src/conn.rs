@@ -406,6 +406,11 @@ impl<S: Stream> Conn<S> {
         Next::Again
     }
 
+    /// The request is with the app (handed over, not answered yet).
+    pub fn in_app(&self) -> bool {
+        matches!(self.state, State::App { waiting: None, .. })
+    }
+
     /// A complete request waits for an idle app thread.
     pub fn is_parked(&self) -> bool {
         matches!(
@@ -845,6 +850,15 @@ impl<S: Stream> Conn<S> {
         if conn != self.id {
             return;
         }
+        if let Outcome::Abort = outcome {
+            // The app failed after it began a response it cannot finish
+            // (the dispatcher logged why): no response, the connection ends.
+            *ctx.requests += 1;
+            self.rpos = self.rend;
+            self.state = State::Closing;
+            crate::reqmeta::leave();
+            return;
+        }
         // A graceful stop that began while the request waited for a thread
         // or ran: this response is the connection's last.
         let keep_alive = keep_alive && !ctx.draining;
@@ -866,6 +880,7 @@ impl<S: Stream> Conn<S> {
                     (Response::text(500, "Internal Server Error\n"), false)
                 }
             },
+            Outcome::Abort => unreachable!("handled above"),
             Outcome::Panic(msg) => {
                 log::error!(
                     "Error handling request {} {}: app panicked: {msg}",
@@ -885,6 +900,13 @@ impl<S: Stream> Conn<S> {
         keep_alive &= !tunnel;
         let sent = match resp.body {
             ResponseBody::Bytes(bytes) => {
+                // A HEAD answered without a body (an ASGI app's FileResponse)
+                // keeps the length the app says a GET would have.
+                let len = if is_head && bytes.is_empty() {
+                    head_length(&resp.headers).unwrap_or(0)
+                } else {
+                    bytes.len() as u64
+                };
                 write_head(
                     &mut self.wbuf,
                     version,
@@ -893,7 +915,7 @@ impl<S: Stream> Conn<S> {
                     if tunnel {
                         ResponseFraming::Close
                     } else {
-                        ResponseFraming::Length(bytes.len() as u64)
+                        ResponseFraming::Length(len)
                     },
                     keep_alive,
                     ctx.date,
@@ -1163,6 +1185,14 @@ impl<S: Stream> Conn<S> {
             _ => None,
         }
     }
+}
+
+/// The app's own `Content-Length`, for a bodiless answer to HEAD.
+fn head_length(headers: &[(String, Vec<u8>)]) -> Option<u64> {
+    let (_, v) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
 /// Refuse response headers that would let an app split the response.

@@ -80,6 +80,7 @@ pub mod status;
 pub mod sys;
 pub mod systemd;
 pub mod worker;
+pub mod ws;
 
 pub use app::{
     App, Body, FileBody, Peer, Request, Response, ResponseBody, StackReporter, ThreadScope,

@@ -298,3 +298,48 @@ fn a_graceful_stop_does_not_wait_for_a_client_that_ignores_the_close() {
     assert!(ws.closes_within(Duration::from_secs(15)));
     assert!(s.wait_exit(Duration::from_secs(20)).is_some());
 }
+
+/// Open a WebSocket through `nginx`, echo both kinds of message, close.
+#[track_caller]
+fn echo_through(nginx: &Nginx) {
+    let (resp, ws) = try_open(&nginx.addr(), "/ws", "Sec-WebSocket-Protocol: echo\r\n");
+    let mut ws = ws.unwrap_or_else(|| panic!("no 101 through nginx: {resp:?}\n{}", nginx.logs()));
+    assert_eq!(resp.header("Sec-WebSocket-Accept"), Some(ACCEPT));
+    assert_eq!(resp.header("Sec-WebSocket-Protocol"), Some("echo"));
+    ws.send_text("through nginx");
+    assert_eq!(ws.expect_message(TEXT), b"through nginx");
+    let big: Vec<u8> = (0..100_000).map(|i| (i % 253) as u8).collect();
+    ws.send(true, BINARY, &big);
+    assert!(ws.expect_message(BINARY) == big);
+    ws.send(true, PING, b"p");
+    assert_eq!(ws.read_frame().unwrap().opcode, PONG);
+    ws.send(true, CLOSE, &close_payload(1000, ""));
+    assert_eq!(ws.expect_close().0, 1000);
+    assert!(ws.closes_within(Duration::from_secs(10)));
+    // Plain requests still go over kept-alive upstream connections.
+    assert_eq!(nginx.get("/after").status, 200);
+}
+
+#[test]
+fn the_echo_works_through_nginx_with_the_sample_tcp_config() {
+    let s = echo_server(&[]);
+    let port = match &s.addr {
+        Addr::Tcp(a) => a.port(),
+        Addr::Unix(_) => unreachable!(),
+    };
+    let nginx = Nginx::start("ferricorn-tcp.conf", &[("PORT", port.to_string())]);
+    echo_through(&nginx);
+}
+
+#[test]
+fn the_echo_works_through_nginx_with_the_sample_unix_config() {
+    let s = Server::start_unix(&["echo", "--workers", "1"]);
+    let Addr::Unix(path) = &s.addr else {
+        unreachable!()
+    };
+    let nginx = Nginx::start(
+        "ferricorn-unix.conf",
+        &[("SOCKET", path.display().to_string())],
+    );
+    echo_through(&nginx);
+}

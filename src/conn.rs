@@ -949,6 +949,7 @@ impl<S: Stream> Conn<S> {
             slot: ctx.slot,
             now_ms: ctx.now_ms,
         };
+        let _ = catch_unwind(AssertUnwindSafe(|| ctx.hooks.pre_request(&req)));
         let mut actions = Vec::new();
         ctx.dispatch
             .ws_open(self.id, &mut req, &hs, &env, &mut actions);

@@ -387,9 +387,7 @@ impl Decoder {
         };
         let start = target.len();
         target.extend_from_slice(&input[used..used + take]);
-        for (i, b) in target[start..].iter_mut().enumerate() {
-            *b ^= head.mask[((self.got as usize) + i) & 3];
-        }
+        unmask(&mut target[start..], head.mask, self.got as usize);
         self.got += take as u64;
         used += take;
         let done = self.got == head.len;
@@ -470,6 +468,26 @@ impl Decoder {
             }
         }
         Ok(())
+    }
+}
+
+/// XOR `data` with `mask`, `offset` bytes into the frame's payload: eight
+/// bytes at a time (a byte at a time cost a 64 KiB echo as much as the
+/// rest of its round trip).
+fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
+    let mut m = [0u8; 8];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = mask[(offset + i) & 3];
+    }
+    let word = u64::from_ne_bytes(m);
+    let mut chunks = data.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let v = u64::from_ne_bytes((&*c).try_into().unwrap_or([0; 8])) ^ word;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    let rest = chunks.into_remainder();
+    for (b, k) in rest.iter_mut().zip(m) {
+        *b ^= k;
     }
 }
 
@@ -902,6 +920,22 @@ mod tests {
         // Control frames are not messages: a ping within 125 bytes passes
         // a limit smaller than itself.
         assert!(all_steps(&frame(true, OP_PING, &[0; 50]), 10).is_ok());
+    }
+
+    #[test]
+    fn unmasking_by_words_matches_byte_by_byte_at_every_offset() {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let data: Vec<u8> = (0..37u8).collect();
+        for offset in 0..8 {
+            let mut fast = data.clone();
+            unmask(&mut fast, mask, offset);
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[(offset + i) % 4])
+                .collect();
+            assert_eq!(fast, slow, "offset {offset}");
+        }
     }
 
     #[test]

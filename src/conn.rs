@@ -434,7 +434,14 @@ impl<S: Stream> Conn<S> {
                 return Next::Flush;
             }
             match self.flush(ctx.now_ms) {
-                Ok(n) => progress |= n > 0,
+                Ok(n) => {
+                    progress |= n > 0;
+                    // An open WebSocket's output is all written: an app
+                    // held back for it may send again (Dispatch::ws_drained).
+                    if n > 0 && self.pending() == 0 && matches!(self.state, State::WebSocket(_)) {
+                        ctx.dispatch.ws_drained(self.id);
+                    }
+                }
                 Err(_) => return Next::Close,
             }
             if let Some(next) = self.finish_if_done(ctx) {
@@ -536,6 +543,7 @@ impl<S: Stream> Conn<S> {
             | State::SendFile { .. }
             | State::App { .. }
             | State::WsOpening { .. } => false,
+            State::WebSocket(ref ws) if ws.paused => false,
             _ => self.pending() < HIGH_WATER && self.rend - self.rpos < INPUT_CAP,
         }
     }
@@ -782,6 +790,10 @@ impl<S: Stream> Conn<S> {
                 }
                 State::WsOpening { .. } => return progress,
                 State::WebSocket(ws) => {
+                    if ws.paused {
+                        // The app's queue is full: frames wait (Resume).
+                        return progress;
+                    }
                     if self.rpos == self.rend {
                         if self.read_eof {
                             // Gone without a close frame.
@@ -1033,6 +1045,7 @@ impl<S: Stream> Conn<S> {
                     ctx.now_ms,
                 )));
             }
+            (State::WsOpening { .. }, WsAction::Pause | WsAction::Resume) => {}
             (State::WsOpening { .. }, other) => {
                 let resp = match other {
                     WsAction::Deny(resp) => resp,
@@ -1069,6 +1082,8 @@ impl<S: Stream> Conn<S> {
             (State::WebSocket(ws), WsAction::Close { code, reason }) => {
                 ws.close(code, &reason, &mut self.wbuf, ctx.now_ms);
             }
+            (State::WebSocket(ws), WsAction::Pause) => ws.paused = true,
+            (State::WebSocket(ws), WsAction::Resume) => ws.paused = false,
             _ => {}
         }
     }

@@ -38,8 +38,12 @@
 //! a call are pushed to its `out`; later ones (an ASGI task's) arrive through
 //! [`Dispatch::poll`] as [`Event::Ws`]. The connection does the framing, the
 //! pings and the close handshake (`ws_conn.rs`); a dispatcher sees messages
-//! only. Backpressure: a connection whose output is over `conn::HIGH_WATER`
-//! reads no further frames, so a client that does not read stops being heard.
+//! only. Backpressure both ways: a connection whose output is over
+//! `conn::HIGH_WATER` reads no further frames (a client that does not read
+//! stops being heard); an app that sends faster than its client reads is
+//! held back until the output is written ([`Dispatch::ws_drained`]); an
+//! app that does not take its messages says `Pause` (and later `Resume`),
+//! and the client's frames wait in the kernel.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -106,6 +110,11 @@ pub enum WsAction {
         code: u16,
         reason: String,
     },
+    /// Stop reading the client's frames: the app has as many messages
+    /// queued as it takes (its receive side is the backpressure).
+    Pause,
+    /// Read them again.
+    Resume,
 }
 
 /// A request past `--timeout` in the app.
@@ -180,6 +189,10 @@ pub trait Dispatch {
     /// client's close code, 1005 (none), 1006 (no close handshake), or the
     /// code the server closed with. Called once per `ws_open`.
     fn ws_closed(&mut self, _conn: ConnId, _code: u16, _env: &Env<'_>) {}
+    /// Everything sent on this WebSocket has been written to the socket:
+    /// an app whose sends wait for the client (a slow reader must not grow
+    /// the worker's memory) may go on.
+    fn ws_drained(&mut self, _conn: ConnId) {}
 }
 
 /// "METHOD /path", as the WORKER TIMEOUT line names a request.

@@ -68,6 +68,9 @@ pub struct WsConn {
     close_sent_ms: Option<u64>,
     /// The app has been told the WebSocket ended.
     ended: bool,
+    /// The app asked for no more messages for now (its queue is full):
+    /// frames are not read until it resumes.
+    pub paused: bool,
 }
 
 impl WsConn {
@@ -79,6 +82,7 @@ impl WsConn {
             ping_sent_ms: None,
             close_sent_ms: None,
             ended: false,
+            paused: false,
         }
     }
 

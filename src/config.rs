@@ -1510,7 +1510,8 @@ pub static SETTINGS: &[Setting] = &[
         help: "Set an environment variable in the master before the app is loaded \
                (workers inherit it), e.g. -e DJANGO_SETTINGS_MODULE=site.settings. \
                Repeat the flag for several variables. In a config file, a list of \
-               KEY=VALUE strings.",
+               KEY=VALUE strings. On SIGHUP the list is applied again, and a variable \
+               it no longer names gets back the value it had before.",
         takes_value: true,
         repeatable: true,
         cli_only: false,
@@ -2629,17 +2630,55 @@ fn hooks_note(_cfg: &Config) -> String {
 
 /// Set the `-e KEY=VALUE` variables in the master (at start and on SIGHUP, as
 /// gunicorn does): in the process environment, and in the `os.environ` of an
-/// interpreter running here (a copy Python took when it started).
+/// interpreter running here (a copy Python took when it started). A variable
+/// that an earlier configuration set and this one no longer does goes back
+/// to what it was before ferricorn touched it (gunicorn leaves it set, so a
+/// dropped `-e` stays in every later worker until a restart).
 pub fn apply_raw_env(raw_env: &[String]) -> Result<(), String> {
-    let pairs: Vec<(&str, &str)> = raw_env.iter().filter_map(|kv| kv.split_once('=')).collect();
+    use std::sync::Mutex;
+    // What each variable held before the first `-e` that set it.
+    static ORIGINAL: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
+    let mut original = ORIGINAL.lock().unwrap_or_else(|p| p.into_inner());
+    let changes = env_changes(&mut original, raw_env, &|k| std::env::var(k).ok());
+    drop(original);
     #[cfg(feature = "python")]
-    if crate::python::conf::set_environ(&pairs)? {
+    if crate::python::conf::set_environ(&changes)? {
         return Ok(());
     }
-    for (k, v) in pairs {
-        crate::sys::set_env(k, v);
+    for (k, v) in changes {
+        match v {
+            Some(v) => crate::sys::set_env(&k, v),
+            None => crate::sys::remove_env(&k),
+        }
     }
     Ok(())
+}
+
+/// What to do to the environment for `raw_env`: set each of its variables,
+/// and restore those in `original` (variables set by an earlier call, with
+/// their values from before it) that `raw_env` no longer names. `original`
+/// is updated; `current` reads the environment as it is now.
+fn env_changes(
+    original: &mut Vec<(String, Option<String>)>,
+    raw_env: &[String],
+    current: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, Option<String>)> {
+    let pairs: Vec<(&str, &str)> = raw_env.iter().filter_map(|kv| kv.split_once('=')).collect();
+    let mut out = Vec::new();
+    original.retain(|(k, before)| {
+        let kept = pairs.iter().any(|(nk, _)| nk == k);
+        if !kept {
+            out.push((k.clone(), before.clone()));
+        }
+        kept
+    });
+    for (k, v) in pairs {
+        if !original.iter().any(|(ok, _)| ok == k) {
+            original.push((k.to_string(), current(k)));
+        }
+        out.push((k.to_string(), Some(v.to_string())));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -3603,6 +3642,26 @@ proc_name = "web"
                 p(&f)
             )]
         );
+    }
+
+    #[test]
+    fn a_dropped_env_variable_gets_its_old_value_back() {
+        let env = |k: &str| (k == "HOME").then(|| "/root".to_string());
+        let mut orig = Vec::new();
+        let set = |k: &str, v: &str| (k.to_string(), Some(v.to_string()));
+        let first = env_changes(&mut orig, &["HOME=/srv".into(), "A=1".into()], &env);
+        assert_eq!(first, [set("HOME", "/srv"), set("A", "1")]);
+        // The next configuration drops both: HOME is restored, A removed.
+        let second = env_changes(&mut orig, &["B=2".into()], &env);
+        assert_eq!(
+            second,
+            [set("HOME", "/root"), ("A".to_string(), None), set("B", "2")]
+        );
+        // Kept across reloads: its original is the one from before the first.
+        let third = env_changes(&mut orig, &["B=3".into()], &|_| Some("2".into()));
+        assert_eq!(third, [set("B", "3")]);
+        let fourth = env_changes(&mut orig, &[], &|_| Some("3".into()));
+        assert_eq!(fourth, [("B".to_string(), None)]);
     }
 
     #[test]

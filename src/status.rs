@@ -459,26 +459,43 @@ fn page_size() -> u64 {
         .unwrap_or(4096)
 }
 
-/// `ferricorn status [--status-bind ADDR] [--json]`: print the table (or
-/// the JSON) from a running master's status listener. The address comes
-/// from the flag, else from `FERRICORN_STATUS_BIND`. Returns the exit code.
+/// `ferricorn status [--status-bind ADDR] [-c FILE] [--json]`: print the
+/// table (or the JSON) from a running master's status listener. The address
+/// comes from the flag, else from `FERRICORN_STATUS_BIND`, else from the
+/// config file the server reads (`-c FILE`, else `./ferricorn.conf.py` or
+/// `./gunicorn.conf.py`, as the server finds it), so that an operator in the
+/// project's directory types `ferricorn status` and nothing more. Returns
+/// the exit code.
 pub fn cli(args: &[String]) -> i32 {
     let mut addr = std::env::var("FERRICORN_STATUS_BIND").ok();
+    let mut flag_addr = None;
+    let mut config: Vec<String> = Vec::new();
     let mut json = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
-            "--status-bind" => addr = it.next().cloned(),
+            "--status-bind" => flag_addr = it.next().cloned(),
             s if s.starts_with("--status-bind=") => {
-                addr = Some(s["--status-bind=".len()..].to_string())
+                flag_addr = Some(s["--status-bind=".len()..].to_string())
+            }
+            "-c" | "--config" => match it.next() {
+                Some(f) => config = vec!["--config".into(), f.clone()],
+                None => {
+                    eprintln!("Error: ferricorn status: {a} needs a FILE");
+                    return 2;
+                }
+            },
+            s if s.starts_with("--config=") => {
+                config = vec!["--config".into(), s["--config=".len()..].to_string()]
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: ferricorn status [--status-bind ADDR] [--json]\n\n\
+                    "usage: ferricorn status [--status-bind ADDR] [-c FILE] [--json]\n\n\
                      Show a running server's workers and counters, read from its status\n\
                      listener (ADDR as given to --status-bind: unix:PATH or HOST:PORT;\n\
-                     default: $FERRICORN_STATUS_BIND)."
+                     default: $FERRICORN_STATUS_BIND, else status_bind in the config\n\
+                     file: -c FILE, else ./ferricorn.conf.py or ./gunicorn.conf.py)."
                 );
                 return 0;
             }
@@ -488,8 +505,23 @@ pub fn cli(args: &[String]) -> i32 {
             }
         }
     }
+    if flag_addr.is_some() {
+        addr = flag_addr;
+    } else if addr.is_none() || !config.is_empty() {
+        match status_bind_from_config(&config) {
+            Ok(Some(a)) => addr = Some(a),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("Error: {e}");
+                return 1;
+            }
+        }
+    }
     let Some(addr) = addr else {
-        eprintln!("Error: ferricorn status needs --status-bind ADDR (or FERRICORN_STATUS_BIND)");
+        eprintln!(
+            "Error: ferricorn status needs --status-bind ADDR (or FERRICORN_STATUS_BIND, \
+             or status_bind in the config file)"
+        );
         return 2;
     };
     let path = if json {
@@ -511,6 +543,20 @@ pub fn cli(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// The `--status-bind` the server would read from its config file (`args`
+/// is `--config FILE` or empty for the default files). The environment's
+/// `*_CMD_ARGS` are not read: they are the server's command line, not the
+/// operator's.
+fn status_bind_from_config(args: &[String]) -> Result<Option<String>, String> {
+    let action = crate::config::parse(args, &|_| None)?;
+    Ok(match action {
+        crate::config::Action::Run(cfg) | crate::config::Action::Check(cfg) => {
+            cfg.status_bind.map(|b| b.to_string())
+        }
+        crate::config::Action::Print(_) => None,
+    })
 }
 
 /// GET `path` from a status listener; (status code, body).

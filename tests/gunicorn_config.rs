@@ -581,6 +581,17 @@ fn hup_rereads_the_file_and_keeps_running_when_it_breaks() {
         s.log_text()
     );
     assert_eq!(get(&s, "/").status, 200);
+
+    // A file without raw_env: GCONF_FOO, set by -e before, is gone for the
+    // new workers (gunicorn keeps it until a restart).
+    std::fs::write(&conf, "workers = 1\nwsgi_app = 'myproj.wsgi'\n").unwrap();
+    s.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        wait_until(WAIT, || s.worker_pids().len() == 1
+            && get(&s, "/").body_str() == "env=- path=/"),
+        "{}",
+        s.log_text()
+    );
 }
 
 /// With --preload the app is imported in the master too: the interpreter's

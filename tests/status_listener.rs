@@ -391,6 +391,44 @@ fn status_command_prints_a_table_and_json_over_a_unix_socket() {
     drop(server);
 }
 
+/// The operator's `ferricorn status` finds the listener where the server
+/// did: `status_bind` in the config file (`-c FILE`, or ./gunicorn.conf.py in
+/// the directory it runs in), with nothing else on the command line.
+#[test]
+fn status_command_reads_status_bind_from_the_config_file() {
+    let dir = TempDir::new("status-conf");
+    let sock = dir.join("status.sock");
+    let conf = dir.join("gunicorn.conf.py");
+    std::fs::write(
+        &conf,
+        format!("status_bind = 'unix:{}'\nworkers = 1\n", sock.display()),
+    )
+    .unwrap();
+    let server = Server::start(&["-c", &conf.display().to_string(), "hello"]);
+    assert_eq!(app_get(&server, "/").status, 200);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferricorn"))
+            .arg("status")
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("FERRICORN_STATUS_BIND")
+            .output()
+            .unwrap()
+    };
+    let ready = |out: &std::process::Output| {
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 ready")
+    };
+    let conf_arg = conf.display().to_string();
+    assert!(
+        wait_until(Duration::from_secs(10), || ready(&run(&["-c", &conf_arg]))),
+        "{:?}",
+        run(&["-c", &conf_arg])
+    );
+    let out = run(&[]);
+    assert!(ready(&out), "{out:?}");
+    drop(server);
+}
+
 #[test]
 fn status_bind_equal_to_a_public_bind_is_refused() {
     let port = free_port();

@@ -216,14 +216,20 @@ fn one_line(file: &str, line: Option<i64>, what: &str) -> String {
 /// `os.environ` (which also calls putenv), since Python copied the environment
 /// when it started and the app reads `os.environ`. Returns false (nothing
 /// done) when the process has no interpreter.
-pub fn set_environ(pairs: &[(&str, &str)]) -> Result<bool, String> {
+pub fn set_environ(changes: &[(String, Option<String>)]) -> Result<bool, String> {
     if !interp::is_initialized() {
         return Ok(false);
     }
     Python::attach(|py| -> PyResult<()> {
         let environ = py.import("os")?.getattr("environ")?;
-        for (k, v) in pairs {
-            environ.set_item(k, v)?;
+        for (k, v) in changes {
+            match v {
+                // os.environ's setitem/pop also call putenv/unsetenv.
+                Some(v) => environ.set_item(k, v)?,
+                None => {
+                    environ.call_method1("pop", (k, py.None()))?;
+                }
+            }
         }
         Ok(())
     })

@@ -343,3 +343,20 @@ fn the_echo_works_through_nginx_with_the_sample_unix_config() {
     );
     echo_through(&nginx);
 }
+
+#[test]
+fn an_accepted_websocket_is_one_access_log_line_with_status_101() {
+    let dir = TempDir::new("ws-log");
+    let log = dir.join("access.log");
+    let s = echo_server(&["--access-logfile", log.to_str().unwrap()]);
+    let mut ws = WsClient::open(&s.addr, "/ws");
+    ws.send_text("x");
+    assert_eq!(ws.expect_message(TEXT), b"x");
+    assert!(
+        wait_until(Duration::from_secs(10), || read_lines(&log)
+            .iter()
+            .any(|l| l.contains("\"GET /ws HTTP/1.1\" 101"))),
+        "{:?}",
+        read_lines(&log)
+    );
+}

@@ -890,7 +890,9 @@ impl<S: Stream> Conn<S> {
         // The request's id and queue time (`reqmeta`), current on this
         // thread while an inline app runs; left below once it is handed over.
         let meta = crate::reqmeta::enter(&head.headers, ctx.uploads.trusted.trusts(&self.peer));
-        let websocket = crate::ws::is_upgrade(&head) && ctx.dispatch.websockets();
+        // (The app first: most take no WebSockets, and then no header is
+        // looked at.)
+        let websocket = ctx.dispatch.websockets() && crate::ws::is_upgrade(&head);
         let req = Request {
             head,
             peer: self.peer,

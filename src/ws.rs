@@ -56,16 +56,15 @@ pub fn valid_close_code(code: u16) -> bool {
 // ---------------------------------------------------------------------------
 // The handshake.
 
-fn header<'a>(head: &'a Head, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let name = name.to_string();
+fn header<'a>(head: &'a Head, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
     head.headers
         .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(&name))
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_slice())
 }
 
 /// Comma-separated tokens of every `name` field, trimmed.
-fn tokens<'a>(head: &'a Head, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+fn tokens<'a>(head: &'a Head, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
     header(head, name)
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|t| t.trim_ascii())

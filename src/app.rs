@@ -336,6 +336,13 @@ pub trait App {
         None
     }
 
+    /// An app that brings its own event loop (a Python ASGI app: asyncio)
+    /// runs the worker's loop inside it: the worker then serves through
+    /// this runner, not through [`App::call`].
+    fn runner(&mut self) -> Option<Box<dyn crate::dispatch::Runner>> {
+        None
+    }
+
     /// Does this app take WebSockets? When it does, an upgrade request that
     /// fails RFC 6455's checks is refused by the server (400, or 426 for a
     /// version other than 13), and a valid one goes to [`App::websocket`]

@@ -71,13 +71,21 @@ fn hello(req: &mut Request) -> Response {
 /// the `X-Echo-Remote-Addr` (`-` when unknown) and `X-Echo-Scheme` headers.
 /// `&mark=PATH` (a path in URI characters, not decoded) creates the file PATH
 /// containing the worker's pid as the app call begins, so a test can wait
-/// until a request is inside the app instead of sleeping.
+/// until a request is inside the app instead of sleeping. `&wait=PATH` then
+/// blocks in the app until the file PATH exists (10 minutes at most), so a
+/// test decides when the call ends instead of guessing how long it needs.
 fn echo(req: &mut Request) -> Response {
     if let Some(path) = query_param(req.query(), "mark") {
         // Written aside and renamed: the file appears with its content.
         let tmp = format!("{path}.tmp");
         if std::fs::write(&tmp, std::process::id().to_string()).is_ok() {
             let _ = std::fs::rename(&tmp, path);
+        }
+    }
+    if let Some(path) = query_param(req.query(), "wait") {
+        let until = std::time::Instant::now() + Duration::from_secs(600);
+        while !std::path::Path::new(path).exists() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     if let Some(secs) = query_param(req.query(), "sleep").and_then(|s| s.parse::<f64>().ok())

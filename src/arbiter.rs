@@ -105,6 +105,8 @@ pub struct Arbiter {
     notifier: Notifier,
     announced_ready: bool,
     last_watchdog_ms: u64,
+    /// When `gunicorn.backlog` was last sent (statsd).
+    backlog_sent_ms: u64,
     launch_dir: PathBuf,
     argv: Vec<String>,
     /// Settings came from the command line and config file (HUP re-reads them).
@@ -175,6 +177,7 @@ impl Arbiter {
             notifier: Notifier::from_env(),
             announced_ready: false,
             last_watchdog_ms: 0,
+            backlog_sent_ms: 0,
             reloadable: true,
             obs: Observer {
                 table: crate::scoreboard::table(MAX_WORKERS),
@@ -290,9 +293,25 @@ impl Arbiter {
                             .count(),
                     );
                     self.report_ready();
+                    self.send_backlog();
                 }
             }
         }
+    }
+
+    /// `--enable-backlog-metric`: statsd's `gunicorn.backlog`, the
+    /// connections waiting in every listen queue, at most once a second.
+    fn send_backlog(&mut self) {
+        if !self.cfg.enable_backlog_metric || !crate::statsd::enabled() {
+            return;
+        }
+        let now = monotonic_ms();
+        if now < self.backlog_sent_ms + 1000 {
+            return;
+        }
+        self.backlog_sent_ms = now;
+        let queues = crate::status::listen_queues(&self.listeners, self.cfg.backlog as u64);
+        crate::statsd::backlog(queues.iter().filter_map(|q| q.depth).sum());
     }
 
     /// Are all workers gone? SIGKILL what is left past the deadline.

@@ -44,6 +44,8 @@ pub struct Config {
     pub workers_auto_reason: Option<String>,
     /// `--status-bind`: the status listener's address (None: off).
     pub status_bind: Option<BindAddr>,
+    /// `--enable-backlog-metric`: statsd `gunicorn.backlog` from the master.
+    pub enable_backlog_metric: bool,
     /// `--shutdown-delay`: seconds between TERM and the graceful stop.
     pub shutdown_delay: u64,
     /// `--request-id-header`: header carrying the request id ("" = off).
@@ -144,6 +146,12 @@ pub struct Config {
     pub ws_ping_timeout_ms: u64,
     /// `--root-path`: the WSGI `SCRIPT_NAME` the app is mounted at ("" or "/x", no trailing `/`).
     pub root_path: String,
+    /// `--interface`: "auto", "asgi" or "wsgi".
+    pub interface: String,
+    /// `--asgi-loop`: "auto", "asyncio" or "uvloop".
+    pub asgi_loop: String,
+    /// `--asgi-lifespan`: "auto", "on" or "off".
+    pub asgi_lifespan: String,
     /// The positional APP (default "welcome").
     pub app: String,
     /// The config file this came from, if any (re-read on HUP). Absolute.
@@ -598,14 +606,20 @@ pub static SETTINGS: &[Setting] = &[
                that do not wait on I/O); `gthread` calls it on a pool of --threads \
                threads per worker, while the event loop goes on serving other \
                connections. As in gunicorn, `sync` with --threads above 1 means \
-               `gthread`. Other gunicorn worker classes (gevent, eventlet, tornado, \
-               uvicorn) are not available.",
+               `gthread`; `asgi` (also spelled `uvicorn.workers.UvicornWorker` or \
+               `uvicorn_worker.UvicornWorker`) serves an ASGI app on an asyncio loop \
+               per worker (see --interface). Other gunicorn worker classes (gevent, \
+               eventlet, tornado) are not available.",
         takes_value: true,
         repeatable: false,
         cli_only: false,
         set: |c, v| {
             match v {
                 "sync" | "gthread" => c.worker_class = v.to_string(),
+                // gunicorn's native ASGI worker and the uvicorn ones.
+                other if crate::config_gunicorn::is_asgi_worker_class(other) => {
+                    c.worker_class = "asgi".to_string()
+                }
                 other => return Err(crate::config_gunicorn::worker_class_refusal(other)),
             }
             Ok(())
@@ -1312,6 +1326,25 @@ pub static SETTINGS: &[Setting] = &[
         get: |c| toml_quote(&c.statsd_prefix),
     },
     Setting {
+        name: "enable_backlog_metric",
+        section: "Logging",
+        flags: &["--enable-backlog-metric"],
+        metavar: "",
+        default: "False",
+        help: "With --statsd-host, the master sends gunicorn.backlog (a histogram: \
+               the connections waiting in the listen queues of all --bind sockets, \
+               summed) every second, as gunicorn does. The status listener's \
+               ferricorn_listen_queue_depth gauge has the same per listener, always.",
+        takes_value: false,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.enable_backlog_metric = boolean(v)?;
+            Ok(())
+        },
+        get: |c| c.enable_backlog_metric.to_string(),
+    },
+    Setting {
         name: "dogstatsd_tags",
         section: "Logging",
         flags: &["--dogstatsd-tags"],
@@ -1861,6 +1894,79 @@ pub static SETTINGS: &[Setting] = &[
         },
         get: |c| toml_quote(&c.root_path),
     },
+    Setting {
+        name: "interface",
+        section: "Python (ASGI)",
+        flags: &["--interface"],
+        metavar: "STRING",
+        default: "auto",
+        help: "How the Python app is called: `wsgi` (PEP 3333), `asgi` (ASGI 3: \
+               FastAPI, Starlette, Django's ASGI handler, Quart), or `auto` (the \
+               default): ASGI when the callable is an `async def` function or an \
+               object whose `__call__` is one, else WSGI; with `-k asgi` (or a \
+               uvicorn worker class) `auto` means ASGI. The first worker says in the \
+               log which interface it chose. ASGI apps run as coroutines on one \
+               asyncio loop per worker (--asgi-loop), in the event loop's thread.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            match v {
+                "auto" | "asgi" | "wsgi" => c.interface = v.to_string(),
+                _ => return Err("must be auto, asgi or wsgi".into()),
+            }
+            Ok(())
+        },
+        get: |c| toml_quote(&c.interface),
+    },
+    Setting {
+        name: "asgi_loop",
+        section: "Python (ASGI)",
+        flags: &["--asgi-loop", "--loop"],
+        metavar: "STRING",
+        default: "auto",
+        help: "The asyncio event loop of an ASGI worker: `asyncio` (the standard \
+               library's), `uvloop` (start-up fails with one line if it is not \
+               installed), or `auto` (the default: uvloop when it can be imported, \
+               else asyncio).",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            match v {
+                "auto" | "asyncio" | "uvloop" => c.asgi_loop = v.to_string(),
+                _ => return Err("must be auto, asyncio or uvloop".into()),
+            }
+            Ok(())
+        },
+        get: |c| toml_quote(&c.asgi_loop),
+    },
+    Setting {
+        name: "asgi_lifespan",
+        section: "Python (ASGI)",
+        flags: &["--asgi-lifespan", "--lifespan"],
+        metavar: "STRING",
+        default: "auto",
+        help: "The ASGI lifespan protocol: `on` runs the app's startup before the \
+               worker accepts connections (a failed startup stops the worker with \
+               exit code 3, and the master with it, as a boot error) and its \
+               shutdown after a graceful stop has finished the requests in \
+               flight; `off` never sends lifespan events; `auto` (the default) is \
+               `on`, except that an app raising on the lifespan scope is taken as \
+               not supporting it and served anyway. The `state` dict the startup \
+               fills is copied into every request's scope.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            match v {
+                "auto" | "on" | "off" => c.asgi_lifespan = v.to_string(),
+                _ => return Err("must be auto, on or off".into()),
+            }
+            Ok(())
+        },
+        get: |c| toml_quote(&c.asgi_lifespan),
+    },
 ];
 
 // ---------------------------------------------------------------------------
@@ -1884,6 +1990,7 @@ impl Default for Config {
             workers_auto: false,
             workers_auto_reason: None,
             status_bind: None,
+            enable_backlog_metric: false,
             shutdown_delay: 0,
             max_worker_lifetime: 0,
             request_id_header: "X-Request-Id".into(),
@@ -1935,6 +2042,9 @@ impl Default for Config {
             pythonpath: Vec::new(),
             preload_app: false,
             root_path: String::new(),
+            interface: "auto".into(),
+            asgi_loop: "auto".into(),
+            asgi_lifespan: "auto".into(),
             app: DEFAULT_APP.into(),
             config_file: None,
             check_config: false,
@@ -1951,7 +2061,12 @@ impl Config {
     /// Whether workers run the app on a thread pool (`gthread`, or `--threads`
     /// above 1, which selects gthread as in gunicorn) rather than inline.
     pub fn threaded(&self) -> bool {
-        self.threads > 1 || self.worker_class == "gthread"
+        !self.asgi_worker() && (self.threads > 1 || self.worker_class == "gthread")
+    }
+
+    /// `-k asgi` (or a uvicorn worker class): `--interface auto` means ASGI.
+    pub fn asgi_worker(&self) -> bool {
+        self.worker_class == "asgi"
     }
 
     /// Re-run [`parse`] on the stored command line (re-reading the config file and
@@ -3139,6 +3254,40 @@ mod tests {
         let c = run(&["--worker-class", "gthread"]);
         assert!(c.threaded() && c.threads == 1);
         assert_eq!(run(&["--threads", "8", "-w", "2"]).threads, 8);
+    }
+
+    #[test]
+    fn the_asgi_worker_classes_select_asgi_and_no_thread_pool() {
+        for k in [
+            "asgi",
+            "uvicorn.workers.UvicornWorker",
+            "uvicorn_worker.UvicornWorker",
+        ] {
+            let c = run(&["-k", k, "--threads", "4"]);
+            assert_eq!(c.worker_class, "asgi", "{k}");
+            assert!(c.asgi_worker() && !c.threaded(), "{k}");
+        }
+        let c = run(&[
+            "--interface",
+            "asgi",
+            "--loop",
+            "uvloop",
+            "--lifespan",
+            "off",
+        ]);
+        assert_eq!(
+            (c.interface.as_str(), c.asgi_loop.as_str()),
+            ("asgi", "uvloop")
+        );
+        assert_eq!(c.asgi_lifespan, "off");
+        let c = run(&["--asgi-loop", "asyncio", "--asgi-lifespan", "on"]);
+        assert_eq!(
+            (c.asgi_loop.as_str(), c.asgi_lifespan.as_str()),
+            ("asyncio", "on")
+        );
+        assert!(err(&["--interface", "rsgi"]).contains("must be auto, asgi or wsgi"));
+        assert!(err(&["--lifespan", "maybe"]).contains("must be auto, on or off"));
+        assert!(err(&["-k", "uvicorn.workers.Nope"]).contains("-k asgi"));
     }
 
     #[test]

@@ -184,6 +184,12 @@ fn spill(
     Ok(())
 }
 
+/// True if the response `status` to a `method` request would open a tunnel:
+/// a 2xx to CONNECT (RFC 9110 §9.3.6), which must not carry framing headers.
+fn connect_tunnel(method: &str, status: u16) -> bool {
+    method == "CONNECT" && (200..300).contains(&status)
+}
+
 /// What the event loop should do with the connection now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -456,6 +462,11 @@ impl<S: Stream> Conn<S> {
             }
         }
         Next::Again
+    }
+
+    /// The request is with the app (handed over, not answered yet).
+    pub fn in_app(&self) -> bool {
+        matches!(self.state, State::App { waiting: None, .. })
     }
 
     /// A complete request waits for an idle app thread.
@@ -1164,6 +1175,15 @@ impl<S: Stream> Conn<S> {
         if conn != self.id {
             return;
         }
+        if let Outcome::Abort = outcome {
+            // The app failed after it began a response it cannot finish
+            // (the dispatcher logged why): no response, the connection ends.
+            *ctx.requests += 1;
+            self.rpos = self.rend;
+            self.state = State::Closing;
+            crate::reqmeta::leave();
+            return;
+        }
         // A graceful stop that began while the request waited for a thread
         // or ran: this response is the connection's last.
         let keep_alive = keep_alive && !ctx.draining;
@@ -1185,6 +1205,7 @@ impl<S: Stream> Conn<S> {
                     (Response::text(500, "Internal Server Error\n"), false)
                 }
             },
+            Outcome::Abort => unreachable!("handled above"),
             Outcome::Panic(msg) => {
                 log::error!(
                     "Error handling request {} {}: app panicked: {msg}",
@@ -1196,14 +1217,31 @@ impl<S: Stream> Conn<S> {
         };
         let status = resp.status;
         let bodiless = is_head || status == 204 || status == 304 || (100..200).contains(&status);
+        // A 2xx to CONNECT (an app that opted in) makes the connection a
+        // tunnel, and must carry neither Content-Length nor
+        // Transfer-Encoding (RFC 9110 §9.3.6). We make no tunnels: whatever
+        // body the app gives is sent as is and the connection is closed.
+        let tunnel = connect_tunnel(&req.head.method, status);
+        keep_alive &= !tunnel;
         let sent = match resp.body {
             ResponseBody::Bytes(bytes) => {
+                // A HEAD answered without a body (an ASGI app's FileResponse)
+                // keeps the length the app says a GET would have.
+                let len = if is_head && bytes.is_empty() {
+                    head_length(&resp.headers).unwrap_or(0)
+                } else {
+                    bytes.len() as u64
+                };
                 write_head(
                     &mut self.wbuf,
                     version,
                     status,
                     &resp.headers,
-                    ResponseFraming::Length(bytes.len() as u64),
+                    if tunnel {
+                        ResponseFraming::Close
+                    } else {
+                        ResponseFraming::Length(len)
+                    },
                     keep_alive,
                     ctx.date,
                 );
@@ -1219,7 +1257,7 @@ impl<S: Stream> Conn<S> {
             }
             ResponseBody::Stream(reader) => {
                 // HTTP/1.0 has no chunked coding: the body ends at close.
-                let chunked = version == Version::Http11;
+                let chunked = version == Version::Http11 && !tunnel;
                 keep_alive &= chunked;
                 let framing = if chunked {
                     ResponseFraming::Chunked
@@ -1256,7 +1294,11 @@ impl<S: Stream> Conn<S> {
                     version,
                     status,
                     &resp.headers,
-                    ResponseFraming::Length(body.len),
+                    if tunnel {
+                        ResponseFraming::Close
+                    } else {
+                        ResponseFraming::Length(body.len)
+                    },
                     keep_alive,
                     ctx.date,
                 );
@@ -1468,6 +1510,14 @@ impl<S: Stream> Conn<S> {
             _ => None,
         }
     }
+}
+
+/// The app's own `Content-Length`, for a bodiless answer to HEAD.
+fn head_length(headers: &[(String, Vec<u8>)]) -> Option<u64> {
+    let (_, v) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
 /// Refuse response headers that would let an app split the response.
@@ -1737,6 +1787,70 @@ mod tests {
         conn.on_timer(&mut world.ctx(&mut app, 40_000));
         let out = String::from_utf8_lossy(&conn.stream.out[answered..]);
         assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+    }
+
+    /// Issue 11.5: an app that opted in to CONNECT answered 200 with
+    /// `Content-Length` (RFC 9110 §9.3.6: must not). Its 2xx now carries no
+    /// framing header, in any body form, and ends the connection (no
+    /// tunnel is made, and nothing pipelined behind it is served); a 4xx to
+    /// CONNECT is framed as usual.
+    #[test]
+    fn a_2xx_to_connect_has_no_framing_headers_and_closes() {
+        let app = |req: &mut Request| match req.target() {
+            "bytes.example:443" => Response::ok("text/plain", "no tunnel"),
+            "stream.example:443" => Response::new(200)
+                .header("Content-Type", "text/plain")
+                .stream(io::Cursor::new(b"no tunnel".to_vec())),
+            _ => Response::text(403, "refused\n"),
+        };
+        for target in ["bytes.example:443", "stream.example:443"] {
+            let mut world = World::new();
+            world.limits.allow_connect = true;
+            let mut app = crate::dispatch::Inline::new(Box::new(app));
+            let mut conn = Conn::new(
+                pipe(
+                    format!(
+                        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n\
+                         GET /next HTTP/1.1\r\nHost: h\r\n\r\n"
+                    )
+                    .as_bytes(),
+                ),
+                Peer::Unix,
+                1_000,
+            );
+            let mut next = Next::Wait;
+            for _ in 0..10 {
+                next = conn.drive(&mut world.ctx(&mut app, 1_000));
+                if next == Next::Close {
+                    break;
+                }
+            }
+            assert_eq!(next, Next::Close, "{target}: the connection stays open");
+            let out = String::from_utf8_lossy(&conn.stream.out).into_owned();
+            let (head, body) = out.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("HTTP/1.1 200 "), "{out}");
+            let lower = head.to_ascii_lowercase();
+            assert!(!lower.contains("content-length"), "{target}: {head}");
+            assert!(!lower.contains("transfer-encoding"), "{target}: {head}");
+            assert!(head.contains("Connection: close"), "{target}: {head}");
+            assert_eq!(body, "no tunnel", "{target}: nothing after the body");
+            assert_eq!(world.requests, 1, "{target}");
+        }
+        // Not a tunnel: a refusal keeps its Content-Length.
+        let mut world = World::new();
+        world.limits.allow_connect = true;
+        let mut app = crate::dispatch::Inline::new(Box::new(app));
+        let mut conn = Conn::new(
+            pipe(b"CONNECT other:443 HTTP/1.1\r\nHost: other:443\r\n\r\n"),
+            Peer::Unix,
+            1_000,
+        );
+        conn.drive(&mut world.ctx(&mut app, 1_000));
+        let out = String::from_utf8_lossy(&conn.stream.out);
+        assert!(out.starts_with("HTTP/1.1 403 "), "{out}");
+        assert!(out.contains("Content-Length: 8\r\n"), "{out}");
+        assert!(connect_tunnel("CONNECT", 204) && !connect_tunnel("CONNECT", 300));
+        assert!(!connect_tunnel("GET", 200));
     }
 
     #[test]

@@ -26,7 +26,10 @@
 //!   already awake takes the requests in turn, and another is woken only if
 //!   no job was taken for 1 ms (see `Shared::blocking_app`).
 //!
-//! An ASGI dispatcher would be a third implementation of the same trait.
+//! A third, `python::asgi`'s, runs ASGI apps as coroutines on an asyncio
+//! loop in the worker's thread (see [`Runner`]): requests are stepped from
+//! the loop's turn and answered at once when they never wait, or later
+//! from their asyncio task.
 //!
 //! # WebSockets
 //! A dispatcher that speaks WebSocket ([`Dispatch::websockets`]) gets the
@@ -72,6 +75,10 @@ pub enum Outcome {
     Response(Response),
     /// The app panicked (Rust) with this message; the client gets a 500.
     Panic(String),
+    /// The app failed after it began a response (an ASGI app that raised
+    /// after `http.response.start`; the dispatcher logged it): the
+    /// connection is closed without a response.
+    Abort,
 }
 
 /// The request back from the app, with its answer.
@@ -117,6 +124,25 @@ pub enum WsAction {
     Resume,
 }
 
+/// A dispatcher that runs its own event loop around the worker's (ASGI:
+/// asyncio). The worker hands it the [`EventLoop`] instead of calling
+/// [`EventLoop::run`]; it drives the loop's turns from its own loop
+/// ([`EventLoop::turn`] when [`EventLoop::poll_fd`] is readable, and by the
+/// deadline [`EventLoop::next_timeout`] gives) until a turn says stop.
+pub trait Runner {
+    /// Before the worker accepts (ASGI lifespan startup). `Err`: the
+    /// worker cannot serve (one line for the log); it exits with code 3.
+    fn startup(&mut self) -> Result<(), String>;
+    /// Serve until the loop stops; gives the loop back with why it stopped.
+    fn run(
+        &mut self,
+        ev: crate::event_loop::EventLoop,
+        hooks: std::rc::Rc<dyn Hooks>,
+    ) -> (crate::event_loop::EventLoop, crate::event_loop::Exit);
+    /// After serving (ASGI lifespan shutdown on a graceful stop).
+    fn shutdown(&mut self, exit: &crate::event_loop::Exit);
+}
+
 /// A request past `--timeout` in the app.
 #[derive(Debug)]
 pub struct Overdue {
@@ -126,6 +152,10 @@ pub struct Overdue {
     pub secs: u64,
     /// The app thread's `pthread_self()` (Python's `threading.get_ident()`).
     pub thread: u64,
+    /// The app cannot give the worker back (a thread stuck in a call): the
+    /// worker asks to be replaced. False when the dispatcher cancelled the
+    /// request itself (an ASGI task): the worker serves on.
+    pub replace: bool,
 }
 
 /// What the loop lends a dispatcher for one hand-over.
@@ -159,6 +189,10 @@ pub trait Dispatch {
     fn stack_reporter(&self) -> Option<StackReporter> {
         None
     }
+    /// The client of a request in the app went away (closed, reset, or
+    /// shut its sending side); the connection may already be closed. An
+    /// ASGI app learns it as `http.disconnect`.
+    fn peer_gone(&mut self, _conn: ConnId) {}
     /// Does the app take WebSockets? If not, an upgrade request is plain
     /// HTTP to it, as before (a WSGI app answers it like any request).
     fn websockets(&self) -> bool {
@@ -645,6 +679,7 @@ impl Dispatch for Pool {
                     what,
                     secs: (now_ms - since) / 1000,
                     thread: t.ident.load(Ordering::Relaxed),
+                    replace: true,
                 });
             }
         }
@@ -708,6 +743,8 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
         let mut stream = None;
         let outcome = match outcome {
             Outcome::Panic(msg) => Err(msg),
+            // `call` never makes it (an ASGI outcome).
+            Outcome::Abort => Err("the app aborted the response".into()),
             Outcome::Response(resp) => {
                 let body = match resp.body {
                     ResponseBody::Bytes(b) => SendBody::Bytes(b),

@@ -373,13 +373,32 @@ pub fn syslog_message(facility: u8, severity: u8, tag: &str, pid: u32, msg: &str
 /// The syslog socket: connected, non-blocking; a message that cannot be
 /// sent at once is dropped (a stalled syslog must not stall a worker).
 pub struct Syslog {
-    sock: Socket,
+    conn: SyslogConn,
     facility: u8,
     /// `gunicorn.NAME`: the tag is this plus `.error` or `.access`.
     base: String,
     /// Access-log lines go to syslog too.
     pub access: bool,
 }
+
+/// A datagram socket (Unix or UDP) stays connected for good: a restarted
+/// daemon receives again at the same address. A TCP stream breaks when the
+/// daemon restarts (gunicorn's SysLogHandler then logs nothing more until
+/// ferricorn restarts); it is dropped on the first failed send and opened
+/// again, without blocking, at most once a second.
+enum SyslogConn {
+    Fixed(Socket),
+    Tcp(SockAddr, Mutex<TcpSyslog>),
+}
+
+struct TcpSyslog {
+    sock: Option<Socket>,
+    /// No connect before this (monotonic ms).
+    retry_at: u64,
+}
+
+/// Between two attempts to reach a TCP syslog daemon.
+const SYSLOG_RETRY_MS: u64 = 1000;
 
 static SYSLOG: RwLock<Option<Syslog>> = RwLock::new(None);
 
@@ -396,7 +415,7 @@ impl Syslog {
                 .map(SockAddr::from)
                 .ok_or_else(|| io::Error::other(format!("{host}: no address")))
         };
-        let sock = match parse_syslog_addr(addr).map_err(invalid)? {
+        let conn = match parse_syslog_addr(addr).map_err(invalid)? {
             SyslogAddr::Unix(path, ty) => {
                 let to = SockAddr::unix(&path)?;
                 let connect = |ty: Type| -> io::Result<Socket> {
@@ -404,27 +423,36 @@ impl Syslog {
                     s.connect(&to)?;
                     Ok(s)
                 };
-                match ty {
+                SyslogConn::Fixed(match ty {
                     Some(t) => connect(t)?,
                     None => connect(Type::DGRAM).or_else(|_| connect(Type::STREAM))?,
-                }
+                })
             }
             SyslogAddr::Udp(host, port) => {
                 let to = resolve(&host, port)?;
                 let s = Socket::new(to.domain(), Type::DGRAM, None)?;
                 s.connect(&to)?;
-                s
+                SyslogConn::Fixed(s)
             }
             SyslogAddr::Tcp(host, port) => {
+                // At start-up the daemon must be there (a typo should stop
+                // the server); later it may come and go.
                 let to = resolve(&host, port)?;
                 let s = Socket::new(to.domain(), Type::STREAM, None)?;
                 s.connect_timeout(&to, Duration::from_secs(5))?;
-                s
+                s.set_nonblocking(true)?;
+                let state = TcpSyslog {
+                    sock: Some(s),
+                    retry_at: 0,
+                };
+                SyslogConn::Tcp(to, Mutex::new(state))
             }
         };
-        sock.set_nonblocking(true)?;
+        if let SyslogConn::Fixed(s) = &conn {
+            s.set_nonblocking(true)?;
+        }
         Ok(Syslog {
-            sock,
+            conn,
             facility,
             base: format!("gunicorn.{name}"),
             access,
@@ -435,7 +463,46 @@ impl Syslog {
     fn send(&self, kind: &str, severity: u8, msg: &str) {
         let tag = format!("{}.{kind}", self.base);
         let m = syslog_message(self.facility, severity, &tag, std::process::id(), msg);
-        let _ = self.sock.send(&m);
+        match &self.conn {
+            SyslogConn::Fixed(s) => {
+                let _ = s.send(&m);
+            }
+            SyslogConn::Tcp(to, state) => {
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                send_stream(&mut st, to, &m, crate::clock::monotonic_ms());
+            }
+        }
+    }
+}
+
+/// One message on the TCP syslog stream, reconnecting if it broke. A message
+/// that does not fit at once is dropped whole; one written in part ends the
+/// connection, since the daemon would read the next message glued to the
+/// rest of this one (messages are framed by their NUL).
+fn send_stream(st: &mut TcpSyslog, to: &SockAddr, m: &[u8], now: u64) {
+    if st.sock.is_none() && now >= st.retry_at {
+        st.retry_at = now + SYSLOG_RETRY_MS;
+        st.sock = Socket::new(to.domain(), Type::STREAM, None)
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                match s.connect(to) {
+                    Ok(()) => Ok(s),
+                    Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => Ok(s),
+                    Err(e) => Err(e),
+                }
+            })
+            .ok();
+    }
+    let Some(sock) = &st.sock else { return };
+    match sock.send_with_flags(m, nix::libc::MSG_NOSIGNAL) {
+        Ok(n) if n == m.len() => {}
+        // Still connecting, or the daemon is slow: this message is lost.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        // Written in part, or the stream broke (EPIPE, ECONNRESET, ECONNREFUSED).
+        _ => {
+            st.sock = None;
+            st.retry_at = st.retry_at.max(now);
+        }
     }
 }
 

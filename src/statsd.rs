@@ -91,6 +91,8 @@ pub enum Kind {
     Gauge,
     /// `|ms`
     Timer,
+    /// `|h` (gunicorn's `gunicorn.backlog`)
+    Histogram,
 }
 
 /// One metric line: `{prefix}{name}:{value}|{type}` and `|#{tags}` when
@@ -100,6 +102,7 @@ pub fn line(prefix: &str, name: &str, value: &str, kind: Kind, tags: &str) -> St
         Kind::Counter => "c|@1.0",
         Kind::Gauge => "g",
         Kind::Timer => "ms",
+        Kind::Histogram => "h",
     };
     let mut s = format!("{prefix}{name}:{value}|{suffix}");
     if !tags.is_empty() {
@@ -270,6 +273,13 @@ pub fn log_record(level: &str) {
 }
 
 static LAST_WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// The master's `gunicorn.backlog` histogram: connections waiting in the
+/// listen queues (`--enable-backlog-metric`; gunicorn sends it from
+/// `manage_workers`, once a loop turn).
+pub fn backlog(n: u64) {
+    with_client(|c| c.send("gunicorn.backlog", &n.to_string(), Kind::Histogram));
+}
 
 /// The master's `gunicorn.workers` gauge, sent when the count changes (as
 /// gunicorn's `manage_workers` does).

@@ -385,7 +385,8 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
 // ---------------------------------------------------------------------------
 // Process attributes (no unsafe needed, but OS-specific).
 
-/// Ask the kernel to send `sig` to this process when its parent dies.
+/// Ask the kernel to send `sig` to this process when its parent dies (the
+/// thread that forked it, in fact: fork from the main thread).
 pub fn set_parent_death_signal(sig: Signal) {
     let _ = nix::sys::prctl::set_pdeathsig(sig);
 }

@@ -88,8 +88,13 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
     };
     sys::install_abort_exit();
     // Backstop for the pipe: if the master dies while we block in the app,
-    // the kernel still tells us.
-    sys::set_parent_death_signal(Signal::SIGTERM);
+    // the kernel still tells us. KILL, not TERM: TERM is a graceful stop,
+    // which the loop handles only once the app call returns (a worker in a
+    // long call outlived a SIGKILLed master by all of it), and with no
+    // master left nothing would enforce --graceful-timeout. A master that
+    // stops normally has stopped its workers before it exits, so only a
+    // master that died abnormally ever sends this.
+    sys::set_parent_death_signal(Signal::SIGKILL);
     // Whatever arrived since fork is delivered now, to our own handlers.
     sys::restore_signal_mask(&args.sigmask);
     // The master may have died before PR_SET_PDEATHSIG took effect.
@@ -126,6 +131,14 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
                 return WorkerExit::AppLoadError;
             }
         }
+    }
+
+    // An ASGI app brings its own loop (asyncio), the worker's loop runs in it.
+    let mut runner = apps.first_mut().and_then(|a| a.runner());
+    if runner.is_some() && threads > 1 {
+        log::warn!(
+            "--threads {threads} is ignored for an ASGI app: it runs on the worker's asyncio loop"
+        );
     }
 
     crate::reload::start(cfg);
@@ -203,7 +216,24 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
             log::error!("reopening the error log failed: {e}");
         }
     }));
-    let mut dispatch: Box<dyn Dispatch> = if cfg.threaded() {
+    if let Some(r) = runner.as_mut() {
+        // Lifespan startup: before the worker accepts a connection.
+        if let Err(e) = r.startup() {
+            log::error!("Worker (pid:{pid}) failed to boot: {e}");
+            return WorkerExit::BootError;
+        }
+        args.hooks.post_worker_init(&me);
+        let (mut ev, exit) = r.run(ev, args.hooks.clone());
+        // Lifespan shutdown: after the requests in flight (graceful stop).
+        r.shutdown(&exit);
+        if exit == Exit::Quick {
+            args.hooks.worker_int(&me);
+        }
+        ev.access_log.flush();
+        args.hooks.worker_exit(&me);
+        return WorkerExit::Clean;
+    }
+    let mut dispatch: Box<dyn Dispatch> = if runner.is_none() && cfg.threaded() {
         let pool = ev.waker().and_then(|w| Pool::new(apps, w));
         match pool {
             Ok(p) => Box::new(p),

@@ -136,8 +136,9 @@ fn connections_piled_on_one_worker_spread_out_while_in_use() {
         "a stopped worker served requests: {owner:?}"
     );
     continue_process(stopped);
-    // Keep every connection busy until the load is even (or time is up).
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Keep every connection busy until the load is even (or time is up:
+    // a bound for the failure case, a few rounds suffice on any machine).
+    let deadline = Instant::now() + Duration::from_secs(30);
     let busiest = loop {
         for (i, c) in clients.iter_mut().enumerate() {
             owner[i] = use_once(c, i);
@@ -151,6 +152,6 @@ fn connections_piled_on_one_worker_spread_out_while_in_use() {
     // 40 of 64: shedding stops at a difference of 8, or of a quarter.
     assert!(
         busiest <= 40,
-        "still {busiest} of {CONNS} on one worker after 5 s ({reconnects} reconnects)"
+        "still {busiest} of {CONNS} on one worker after 30 s ({reconnects} reconnects)"
     );
 }

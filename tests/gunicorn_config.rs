@@ -65,13 +65,16 @@ fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Stri
     (code, read("o"), read("e"))
 }
 
-/// Start a server in `project` (its working directory) on a free port; the
-/// support guard kills it (and its workers) by pid on drop.
+/// Start a server in `project` (its working directory) on a listener the
+/// test binds and passes as fd 3 (no free-port race); the support guard
+/// kills it (and its workers) by pid on drop.
 fn serve_in(project: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
-    let port = free_port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Addr::Tcp(listener.local_addr().unwrap());
     let log = project.join("stderr.log");
     let mut cmd = command(project.path(), args);
-    cmd.arg("--bind").arg(format!("127.0.0.1:{port}"));
+    pass_as_fd3(&mut cmd, &listener);
+    cmd.arg("--bind").arg("fd://3");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -79,11 +82,13 @@ fn serve_in(project: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         .stderr(std::fs::File::create(&log).unwrap());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn().expect("spawn ferricorn");
+    drop(listener);
     let server = Server {
         child: Some(child),
-        addr: Addr::Tcp(([127, 0, 0, 1], port).into()),
+        addr,
         dir: project,
         log,
+        status: None,
     };
     server.wait_ready();
     server
@@ -661,7 +666,6 @@ def post_fork(server, worker):
 #[test]
 fn env_flag_and_gunicorn_command_line_forms() {
     let d = project("gconf-cli");
-    let port = free_port();
     // `--bind :PORT` (every interface; the test talks to it on loopback),
     // abbreviated options, `--opt=value`, `--log-level warn`, -e, a bare module APP.
     let (code, _, err) = run_in(d.path(), &["--work=1"], &[]);
@@ -670,35 +674,58 @@ fn env_flag_and_gunicorn_command_line_forms() {
         err.contains("ambiguous option: --work could match --workers"),
         "{err}"
     );
-    let bind = format!(":{port}");
-    let log = d.join("stderr.log");
-    let mut cmd = command(
-        d.path(),
-        &[
-            "--bind",
-            &bind,
-            "--workers=1",
-            "--worker-conn",
-            "50",
-            "--log-level",
-            "warn",
-            "-e",
-            "GCONF_FOO=from-e",
-            "--worker-tmp-dir",
-            "/dev/shm",
-            "myproj.wsgi",
-        ],
-    );
-    cmd.stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let s = Server {
-        child: Some(cmd.spawn().expect("spawn ferricorn")),
-        addr: Addr::Tcp(([127, 0, 0, 1], port).into()),
-        dir: d,
-        log,
+    // The point is the `:PORT` form, so ferricorn binds a port looked up
+    // free, which another test may take first: then it exits ("cannot
+    // listen") and is started again on a fresh port. Ready means our
+    // answer (-e's variable), not any server's on that port.
+    let mut attempt = 0;
+    let s = loop {
+        attempt += 1;
+        let port = free_port();
+        let bind = format!(":{port}");
+        let logs = TempDir::new("gconf-cli-log");
+        let log = logs.join("stderr.log");
+        let mut cmd = command(
+            d.path(),
+            &[
+                "--bind",
+                &bind,
+                "--workers=1",
+                "--worker-conn",
+                "50",
+                "--log-level",
+                "warn",
+                "-e",
+                "GCONF_FOO=from-e",
+                "--worker-tmp-dir",
+                "/dev/shm",
+                "myproj.wsgi",
+            ],
+        );
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut s = Server {
+            child: Some(cmd.spawn().expect("spawn ferricorn")),
+            addr: Addr::Tcp(([127, 0, 0, 1], port).into()),
+            dir: logs,
+            log,
+            status: None,
+        };
+        let mut exited = false;
+        let ours = |s: &Server| {
+            support::get(&s.addr, "/e").is_ok_and(|r| r.body_str() == "env=from-e path=/e")
+        };
+        let up = wait_until(WAIT, || {
+            exited = s.child.as_mut().unwrap().try_wait().unwrap().is_some();
+            exited || ours(&s)
+        });
+        if exited && s.log_text().contains("cannot listen") && attempt < 5 {
+            continue;
+        }
+        assert!(up && !exited, "not serving:\n{}", s.log_text());
+        break s;
     };
-    s.wait_ready();
     assert_eq!(get(&s, "/e").body_str(), "env=from-e path=/e");
     let text = s.log_text();
     assert!(

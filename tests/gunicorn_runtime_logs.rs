@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -156,7 +157,8 @@ fn unreachable_syslog_socket_is_a_start_up_error() {
     let to = format!("unix://{}", dir.join("absent.sock").display());
     let out = std::process::Command::new(BIN)
         .args(["--log-syslog", "--log-syslog-to", &to, "hello"])
-        .args(["--bind", &format!("127.0.0.1:{}", free_port())])
+        // A Unix socket in our directory: no port to race other tests for.
+        .args(["--bind", &format!("unix:{}", dir.join("s.sock").display())])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -175,7 +177,9 @@ fn daemon_with_stdio_inheritance_keeps_its_stdout() {
     let dir = TempDir::new("inherit");
     let pidfile = dir.join("d.pid");
     let out_path = dir.join("out.log");
-    let addr = Addr::Tcp(([127, 0, 0, 1], free_port()).into());
+    // A Unix socket in our directory: no port to race other tests for (the
+    // daemon binding a port itself is lifecycle_stop.rs's test).
+    let addr = Addr::Unix(dir.join("s.sock"));
     let status = std::process::Command::new(BIN)
         .args([
             "hello",
@@ -214,13 +218,13 @@ fn daemon_with_stdio_inheritance_keeps_its_stdout() {
         std::fs::read_link(format!("/proc/{daemon}/fd/0")).unwrap(),
         std::path::Path::new("/dev/null")
     );
-    assert!(wait_until(Duration::from_secs(10), || get(
+    assert!(wait_until(Duration::from_secs(30), || get(
         &addr,
         "/inherit-probe"
     )
     .is_ok()));
     assert!(
-        wait_until(Duration::from_secs(10), || std::fs::read_to_string(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(
             &out_path
         )
         .unwrap_or_default()
@@ -229,7 +233,7 @@ fn daemon_with_stdio_inheritance_keeps_its_stdout() {
         std::fs::read_to_string(&out_path)
     );
     send_signal(daemon, Signal::SIGTERM);
-    assert!(wait_gone(daemon, Duration::from_secs(10)));
+    assert!(wait_gone(daemon, Duration::from_secs(30)));
 }
 
 /// HUP re-reads the config file and, as gunicorn's `Logger.setup` on
@@ -325,4 +329,112 @@ fn syslog_over_udp_and_statsd_over_a_unix_socket() {
             }
         }
     }
+}
+
+/// `--enable-backlog-metric`: the master sends gunicorn's `gunicorn.backlog`
+/// histogram, the connections waiting to be accepted. With the only worker
+/// stopped, three connections wait in the listen queue and the metric says 3;
+/// once the worker runs again they are served and it goes back to 0.
+#[test]
+fn backlog_metric_counts_connections_waiting_to_be_accepted() {
+    let statsd = StatsdSink::new();
+    let s = Server::start(&[
+        "--statsd-host",
+        &format!("127.0.0.1:{}", statsd.port),
+        "--enable-backlog-metric",
+        "--workers",
+        "1",
+        "hello",
+    ]);
+    statsd.wait_for("gunicorn.backlog:0|h");
+    let worker = s.worker_pids()[0];
+    let pid = nix::unistd::Pid::from_raw(worker as i32);
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    // Resumed even if an assertion fails, so the server stops cleanly.
+    struct Cont(nix::unistd::Pid);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, Signal::SIGCONT);
+        }
+    }
+    let cont = Cont(pid);
+    let mut waiting: Vec<Client> = (0..3).map(|_| s.connect()).collect();
+    statsd.wait_for("gunicorn.backlog:3|h");
+    drop(cont);
+    for c in &mut waiting {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    let n = statsd.lines().len();
+    assert!(
+        wait_until(Duration::from_secs(20), || statsd.lines()[n..]
+            .iter()
+            .any(|l| l == "gunicorn.backlog:0|h")),
+        "{:#?}",
+        statsd.lines()
+    );
+}
+
+/// Syslog over TCP survives a restart of the daemon: the stream that broke
+/// is dropped and a new one opened, and later lines arrive on it (gunicorn's
+/// SysLogHandler logs nothing more until it is restarted itself).
+#[test]
+fn tcp_syslog_reconnects_after_the_daemon_restarts() {
+    use std::io::Read;
+    use std::net::TcpListener;
+    let daemon = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = format!("tcp://{}", daemon.local_addr().unwrap());
+    let s = Server::start(&[
+        "--log-syslog",
+        "--log-syslog-to",
+        &to,
+        "--workers",
+        "1",
+        "hello",
+    ]);
+    let read_some = |c: &mut std::net::TcpStream| -> String {
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 4096];
+        match c.read(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(_) => String::new(),
+        }
+    };
+    let (mut first, _) = daemon.accept().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || read_some(&mut first)
+            .contains("gunicorn.hello.error")),
+        "{}",
+        s.log_text()
+    );
+    // The daemon restarts: this connection is gone.
+    drop(first);
+    daemon.set_nonblocking(true).unwrap();
+    let mut second = None;
+    let mut got = String::new();
+    // Each TTIN/TTOU makes the master log a line; the first ones after the
+    // break are lost (they find the stream broken), a later one reconnects.
+    let mut ttin = true;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            s.signal(if ttin {
+                Signal::SIGTTIN
+            } else {
+                Signal::SIGTTOU
+            });
+            ttin = !ttin;
+            if second.is_none()
+                && let Ok((c, _)) = daemon.accept()
+            {
+                c.set_nonblocking(false).unwrap();
+                second = Some(c);
+            }
+            if let Some(c) = second.as_mut() {
+                got.push_str(&read_some(c));
+            }
+            got.contains("gunicorn.hello.error")
+        }),
+        "no line on a new connection: {got:?}\n{}",
+        s.log_text()
+    );
 }

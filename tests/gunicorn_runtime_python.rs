@@ -120,7 +120,7 @@ fn capture_output_sends_app_prints_to_the_error_log() {
     ]);
     assert_eq!(get_path(&s, "/print").status, 200);
     assert!(
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(30), || {
             let t = read(&errorlog);
             t.contains("captured-stdout-marker\n") && t.contains("captured-stderr-marker\n")
         }),
@@ -138,7 +138,7 @@ fn capture_output_sends_app_prints_to_the_error_log() {
     std::fs::rename(&errorlog, &rotated).unwrap();
     s.signal(Signal::SIGUSR1);
     assert!(
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(30), || {
             assert_eq!(get_path(&s, "/print").status, 200);
             read(&errorlog).contains("captured-stdout-marker\n")
         }),
@@ -169,7 +169,7 @@ fn log_config_configures_the_apps_python_logging() {
     assert_eq!(get_path(&s, "/log").status, 200);
     let app_log = dir.join("app.log");
     assert!(
-        wait_until(Duration::from_secs(10), || read(&app_log)
+        wait_until(Duration::from_secs(30), || read(&app_log)
             .contains("INI runtime_app WARNING app-log-marker\n")),
         "{}",
         s.log_text()
@@ -195,7 +195,7 @@ fn log_config_configures_the_apps_python_logging() {
     let s = runtime_app(&["--log-config-json", json_file.to_str().unwrap()]);
     assert_eq!(get_path(&s, "/log").status, 200);
     assert!(
-        wait_until(Duration::from_secs(10), || read(&json_log)
+        wait_until(Duration::from_secs(30), || read(&json_log)
             .contains("JSON runtime_app tagged app-log-marker\n")),
         "{}",
         s.log_text()
@@ -211,7 +211,7 @@ fn log_config_configures_the_apps_python_logging() {
         ini.to_str().unwrap(),
     ]);
     assert_eq!(get_path(&s, "/log").status, 200);
-    assert!(wait_until(Duration::from_secs(10), || read(&dict_log)
+    assert!(wait_until(Duration::from_secs(30), || read(&dict_log)
         .contains("DICT runtime_app app-log-marker\n")));
 }
 
@@ -348,7 +348,7 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
     );
     // The new worker can be up before the old one's line reaches the log.
     assert!(
-        wait_log(&s, "tpl/page.html modified", Duration::from_secs(10)),
+        wait_log(&s, "tpl/page.html modified", Duration::from_secs(30)),
         "log:\n{}",
         s.log_text()
     );

@@ -5,7 +5,6 @@
 //! `Connection: close`, then EOF.
 mod support;
 use std::io::Write;
-use std::time::Duration;
 use support::*;
 
 const SMUGGLED: &[u8] = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -21,8 +20,7 @@ fn expect_reject(s: &Server, what: &str, raw: &[u8], status: u16) {
         .unwrap_or_else(|e| panic!("{what}: no response: {e}"));
     assert_eq!(r.status, status, "{what}: {}", r.status_line);
     assert_eq!(r.header("Connection"), Some("close"), "{what}");
-    let rest =
-        read_to_eof(&mut c, Duration::from_secs(3)).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let rest = read_to_eof(&mut c, EOF_WITHIN).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         rest.is_empty(),
         "{what}: bytes after the error response: {:?}",

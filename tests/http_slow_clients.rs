@@ -116,8 +116,10 @@ fn a_thousand_dribbling_connections_do_not_starve_a_normal_client() {
         "1",
         "--worker-connections",
         "2000",
+        // Beyond the whole test on a loaded machine: every held connection
+        // must still be there to finish its request at the end.
         "--header-timeout",
-        "30",
+        "120",
     ]);
     let addr = tcp_addr(&s);
 
@@ -137,7 +139,7 @@ fn a_thousand_dribbling_connections_do_not_starve_a_normal_client() {
     let fds = || std::fs::read_dir(format!("/proc/{worker}/fd")).map_or(0, |d| d.count());
     let accept_start = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(10), || fds() >= N),
+        wait_until(Duration::from_secs(60), || fds() >= N),
         "worker holds only {} descriptors",
         fds()
     );
@@ -146,8 +148,9 @@ fn a_thousand_dribbling_connections_do_not_starve_a_normal_client() {
     // Half of them dribble one byte every 200 ms; the other half stay idle
     // with nothing sent.
     let stop = Arc::new(AtomicBool::new(false));
+    let dribbled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let dribbler = {
-        let stop = stop.clone();
+        let (stop, dribbled) = (stop.clone(), dribbled.clone());
         let mut dribbling: Vec<TcpStream> = conns.drain(..N / 2).collect();
         std::thread::spawn(move || {
             let mut pos = 0;
@@ -156,6 +159,7 @@ fn a_thousand_dribbling_connections_do_not_starve_a_normal_client() {
                     c.write_all(&prefix[pos..pos + 1]).unwrap();
                 }
                 pos += 1;
+                dribbled.store(pos, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(200));
             }
             (dribbling, pos)
@@ -163,17 +167,26 @@ fn a_thousand_dribbling_connections_do_not_starve_a_normal_client() {
     };
 
     // A normal client, on new connections and on one kept-alive connection,
-    // is answered within a second throughout.
+    // is answered promptly throughout: at least 10 probes, and on until the
+    // dribblers have sent 10 bytes each (counts, not a duration: how much
+    // fits in a second depends on the machine). A starved client would wait
+    // for the 120 s header timeout of the connections ahead of it; 5 s is
+    // far from that and far above a loaded machine's scheduling delays.
     let mut kept = s.connect();
-    let deadline = Instant::now() + Duration::from_secs(4);
     let mut worst = Duration::ZERO;
     let mut worst_connect = Duration::ZERO;
     let mut probes = 0;
-    while Instant::now() < deadline {
+    let started = Instant::now();
+    while probes < 10 || dribbled.load(Ordering::SeqCst) < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{probes} probes, {} bytes dribbled in 120 s",
+            dribbled.load(Ordering::SeqCst)
+        );
         let t = Instant::now();
         let mut c = s.connect();
         let connect_took = t.elapsed();
-        c.set_timeout(Some(Duration::from_secs(2)));
+        c.set_timeout(Some(Duration::from_secs(10)));
         c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
         let r = c.read_response().expect("normal client not answered");
         assert_eq!(r.body, b"Hello, World!");
@@ -188,11 +201,10 @@ fn a_thousand_dribbling_connections_do_not_starve_a_normal_client() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        worst < Duration::from_secs(1),
+        worst < Duration::from_secs(5),
         "slowest probe took {worst:?} (connect: {worst_connect:?})"
     );
     eprintln!("{probes} probes, slowest {worst:?}");
-    assert!(probes >= 10, "only {probes} probes");
 
     // All N connections were being held (not dropped): finish every request
     // and each one is answered.

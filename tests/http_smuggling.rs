@@ -6,7 +6,6 @@
 //! implement (any Transfer-Encoding list other than exactly `chunked`).
 mod support;
 use std::io::Write;
-use std::time::Duration;
 use support::*;
 
 /// Appended to every bad request: if the server misframes the bad one and
@@ -26,8 +25,7 @@ fn expect_reject(s: &Server, what: &str, raw: &[u8], status: u16) {
     assert_eq!(r.status, status, "{what}: {}", r.status_line);
     assert_eq!(r.header("Connection"), Some("close"), "{what}");
     assert_eq!(r.header("Content-Type"), Some("text/plain"), "{what}");
-    let rest =
-        read_to_eof(&mut c, Duration::from_secs(3)).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let rest = read_to_eof(&mut c, EOF_WITHIN).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         rest.is_empty(),
         "{what}: bytes after the error response: {:?}",
@@ -309,7 +307,7 @@ fn bad_request_after_good_ones_on_a_keep_alive_connection() {
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 400);
     assert_eq!(r.header("Connection"), Some("close"));
-    let rest = read_to_eof(&mut c, Duration::from_secs(3)).unwrap();
+    let rest = read_to_eof(&mut c, EOF_WITHIN).unwrap();
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
 }
 

@@ -85,6 +85,9 @@ fn serve_when_asked() {
             match req.path() {
                 "/panic" => panic!("app bug"),
                 // CONNECT reaches the app only because of allow_connect below.
+                _ if req.method() == "CONNECT" && req.target() == "ok.example:443" => {
+                    Response::ok("text/plain", "tunnel? no\n")
+                }
                 _ if req.method() == "CONNECT" => {
                     Response::text(403, format!("no tunnel to {}\n", req.target()))
                 }
@@ -218,13 +221,27 @@ fn library_serves(threads: usize) {
         (r.status, r.body_str().as_str()),
         (403, "no tunnel to example.com:443\n")
     );
+    // A 2xx to CONNECT carries no Content-Length or Transfer-Encoding (RFC
+    // 9110 §9.3.6): its body ends at close, and nothing pipelined behind it
+    // is answered.
+    let mut c = Client::connect(&addr).unwrap();
+    c.write_all(
+        b"CONNECT ok.example:443 HTTP/1.1\r\nHost: ok.example:443\r\n\r\n\
+          GET /a HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), None, "{:?}", r.headers);
+    assert_eq!(r.header("Transfer-Encoding"), None, "{:?}", r.headers);
+    assert_eq!(r.body_str(), "tunnel? no\n");
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let exited = wait_until(Duration::from_secs(10), || {
+    let exited = wait_until(Duration::from_secs(30), || {
         child.try_wait().ok().flatten().is_some()
     });
     assert!(exited, "library server did not stop on TERM");

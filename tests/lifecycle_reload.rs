@@ -32,7 +32,7 @@ fn hup_reloads_config_and_replaces_workers(extra: &[&str]) {
     load.wait_more(50);
     s.signal(Signal::SIGHUP);
     assert!(
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(30), || {
             let now = s.worker_pids();
             now.len() == 2 && now.iter().all(|p| !first.contains(p))
         }),
@@ -44,7 +44,7 @@ fn hup_reloads_config_and_replaces_workers(extra: &[&str]) {
     std::fs::write(&conf, "workers = 3\n").unwrap();
     s.signal(Signal::SIGHUP);
     assert!(
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(30), || {
             let now = s.worker_pids();
             now.len() == 3 && now.iter().all(|p| !second.contains(p))
         }),
@@ -70,7 +70,7 @@ fn ttin_ttou_follow_and_stop_at_one() {
     let s = Server::start(&["hello", "--workers", "2"]);
     let count = |n: usize| {
         assert!(
-            wait_until(Duration::from_secs(8), || s.worker_pids().len() == n),
+            wait_until(Duration::from_secs(30), || s.worker_pids().len() == n),
             "expected {n} workers, have {:?}\n{}",
             s.worker_pids(),
             s.log_text()
@@ -92,7 +92,7 @@ fn ttin_ttou_follow_and_stop_at_one() {
     for seen in [4, 5] {
         s.signal(Signal::SIGTTOU);
         assert!(
-            wait_until(Duration::from_secs(8), || ttou() >= seen),
+            wait_until(Duration::from_secs(30), || ttou() >= seen),
             "TTOU not handled:\n{}",
             s.log_text()
         );
@@ -118,7 +118,7 @@ fn usr1_reopens_access_and_error_logs() {
         error.to_str().unwrap(),
     ]);
     assert_eq!(get(&s.addr, "/before").unwrap().status, 200);
-    assert!(wait_until(Duration::from_secs(3), || {
+    assert!(wait_until(Duration::from_secs(30), || {
         std::fs::read_to_string(&access)
             .unwrap_or_default()
             .contains("/before")
@@ -127,13 +127,14 @@ fn usr1_reopens_access_and_error_logs() {
     std::fs::rename(&error, d.join("error.log.1")).unwrap();
     s.signal(Signal::SIGUSR1);
     assert!(
-        wait_until(Duration::from_secs(5), || access.exists() && error.exists()),
+        wait_until(Duration::from_secs(30), || access.exists()
+            && error.exists()),
         "logs not recreated"
     );
     // Each worker reopens on its own: wait until none holds the old file.
     let workers = wait_workers(s.pid(), 2);
     assert!(
-        wait_until(Duration::from_secs(5), || workers.iter().all(|w| {
+        wait_until(Duration::from_secs(30), || workers.iter().all(|w| {
             let files = open_files(*w);
             files.contains(&access) && !files.iter().any(|f| f.ends_with("access.log.1"))
         })),
@@ -144,7 +145,7 @@ fn usr1_reopens_access_and_error_logs() {
         assert_eq!(get(&s.addr, &format!("/after/{i}")).unwrap().status, 200);
     }
     assert!(
-        wait_until(Duration::from_secs(3), || {
+        wait_until(Duration::from_secs(30), || {
             std::fs::read_to_string(&access)
                 .unwrap_or_default()
                 .matches("/after/")

@@ -18,7 +18,7 @@ fn upgrade(s: &Server, pidfile: &Path, n: usize) -> u32 {
     s.signal(Signal::SIGUSR2);
     let mut new = 0;
     assert!(
-        wait_until(Duration::from_secs(15), || {
+        wait_until(Duration::from_secs(30), || {
             new = read_pidfile(pidfile).unwrap_or(0);
             new != 0 && new != old && workers_of(new).len() == n
         }),
@@ -77,13 +77,13 @@ fn usr2_winch_term_upgrades(extra: &[&str]) {
     load.wait_more(50);
     send_signal(old, Signal::SIGWINCH);
     assert!(
-        wait_until(Duration::from_secs(10), || workers_of(old).is_empty()),
+        wait_until(Duration::from_secs(30), || workers_of(old).is_empty()),
         "old workers still there: {:?}\n{}",
         workers_of(old),
         s.log_text()
     );
     for w in &old_workers {
-        assert!(wait_gone(*w, Duration::from_secs(5)));
+        assert!(wait_gone(*w, Duration::from_secs(30)));
     }
     load.wait_more(50); // the new master's workers alone
     send_signal(old, Signal::SIGTERM);
@@ -105,7 +105,7 @@ fn usr2_winch_term_upgrades(extra: &[&str]) {
     assert_eq!(get(&s.addr, "/").unwrap().status, 200);
     // The new master is a full master: it stops cleanly and removes its pid file.
     send_signal(new, Signal::SIGTERM);
-    assert!(wait_gone(new, Duration::from_secs(10)));
+    assert!(wait_gone(new, Duration::from_secs(30)));
     assert!(!pidfile.exists());
 }
 
@@ -127,11 +127,11 @@ fn upgrade_rollback_brings_old_workers_back() {
 
     let new = upgrade(&s, &pidfile, 2);
     send_signal(old, Signal::SIGWINCH);
-    assert!(wait_until(Duration::from_secs(10), || workers_of(old).is_empty()));
+    assert!(wait_until(Duration::from_secs(30), || workers_of(old).is_empty()));
     // The new binary is bad: roll back.
     send_signal(old, Signal::SIGHUP);
     assert!(
-        wait_until(Duration::from_secs(10), || workers_of(old).len() == 2),
+        wait_until(Duration::from_secs(30), || workers_of(old).len() == 2),
         "old master did not bring workers back\n{}",
         s.log_text()
     );
@@ -142,11 +142,11 @@ fn upgrade_rollback_brings_old_workers_back() {
     );
     send_signal(new, Signal::SIGTERM);
     assert!(
-        wait_gone(new, Duration::from_secs(10)),
+        wait_gone(new, Duration::from_secs(30)),
         "new master did not stop"
     );
     assert!(
-        wait_until(Duration::from_secs(5), || read_pidfile(&pidfile)
+        wait_until(Duration::from_secs(30), || read_pidfile(&pidfile)
             == Some(old)),
         "pid file: {:?}\n{}",
         read_pidfile(&pidfile),
@@ -169,7 +169,7 @@ fn winch_without_upgrade_is_ignored() {
     let before = wait_workers(s.pid(), 2);
     s.signal(Signal::SIGWINCH);
     assert!(
-        wait_log(&s, "WINCH ignored", Duration::from_secs(5)),
+        wait_log(&s, "WINCH ignored", Duration::from_secs(30)),
         "{}",
         s.log_text()
     );
@@ -179,7 +179,7 @@ fn winch_without_upgrade_is_ignored() {
     assert!(wait_log(
         &s,
         "Handling signal: usr1",
-        Duration::from_secs(5)
+        Duration::from_secs(30)
     ));
     assert_eq!(s.worker_pids(), before);
     assert_eq!(get(&s.addr, "/").unwrap().status, 200);

@@ -81,7 +81,7 @@ fn requests_reach_ferricorn_with_host_and_client_address() {
     // has no address of its own).
     let log = s.logs.join("access.log");
     assert!(
-        wait_until(Duration::from_secs(5), || read_lines(&log).iter().any(
+        wait_until(Duration::from_secs(30), || read_lines(&log).iter().any(
             |l| l.starts_with("127.0.0.1 ") && l.contains("GET /hello?x=1 HTTP/1.1")
         )),
         "{:?}",
@@ -139,7 +139,7 @@ fn static_files_are_served_by_nginx_alone() {
     let r = s.nginx.get("/dynamic");
     assert_eq!(r.status, 200);
     let log = s.logs.join("access.log");
-    assert!(wait_until(Duration::from_secs(5), || read_lines(&log)
+    assert!(wait_until(Duration::from_secs(30), || read_lines(&log)
         .iter()
         .any(|l| l.contains("GET /dynamic "))));
     let lines = read_lines(&log);

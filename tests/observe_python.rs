@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,17 +15,15 @@ use support::*;
 /// The Kubernetes version conf/k8s/ is checked against.
 const K8S_VERSION: &str = "1.34.0";
 
-fn status_addr() -> Addr {
-    Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())))
-}
-
-fn observed(status: &Addr, extra: &[&str]) -> ServerBuilder {
+/// With a status listener the test binds (passed as fd://4: no free-port
+/// race); its address is the started server's `status`.
+fn observed(extra: &[&str]) -> ServerBuilder {
     Server::builder()
         .args([
             "--chdir".to_string(),
             repo().join("tests/python/apps").display().to_string(),
         ])
-        .args(["--status-bind".to_string(), status.bind_arg()])
+        .status_listener()
         .args(extra.iter().copied())
         .arg("observe_app:application")
         .env("VIRTUAL_ENV", &venv().display().to_string())
@@ -76,8 +73,8 @@ fn python(script: &str, input: &[u8]) -> String {
 
 #[test]
 fn metrics_parse_with_prometheus_client_in_both_formats() {
-    let st = status_addr();
-    let server = observed(&st, &["-w", "2"]).start();
+    let server = observed(&["-w", "2"]).start();
+    let st = server.status.clone().unwrap();
     for _ in 0..3 {
         let r = server.request(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert_eq!(r.status, 200);
@@ -132,14 +129,14 @@ fn metrics_parse_with_prometheus_client_in_both_formats() {
 
 #[test]
 fn readyz_is_503_until_a_worker_accepts() {
-    let st = status_addr();
     let dir = TempDir::new("hold");
     let hold = dir.join("hold");
     std::fs::write(&hold, b"").unwrap();
-    let server = observed(&st, &["-w", "2"])
+    let server = observed(&["-w", "2"])
         .env("OBSERVE_HOLD", &hold.display().to_string())
         .no_wait()
         .start();
+    let st = server.status.clone().unwrap();
     // The master answers as soon as it is bound; the workers are importing.
     assert!(
         wait_until(Duration::from_secs(20), || get(&st, "/healthz").is_ok()),
@@ -163,8 +160,8 @@ fn readyz_is_503_until_a_worker_accepts() {
 
 #[test]
 fn a_timeout_is_counted_and_the_request_in_the_app_is_shown() {
-    let st = status_addr();
-    let server = observed(&st, &["-w", "1", "--timeout", "2"]).start();
+    let server = observed(&["-w", "1", "--timeout", "2"]).start();
+    let st = server.status.clone().unwrap();
     let mut c = server.connect();
     std::io::Write::write_all(
         &mut c,
@@ -172,7 +169,7 @@ fn a_timeout_is_counted_and_the_request_in_the_app_is_shown() {
     )
     .unwrap();
     // While it sleeps, /status shows the request and the in-flight gauge is 1.
-    assert!(wait_until(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(30), || {
         get(&st, "/status")
             .unwrap()
             .body_str()
@@ -214,8 +211,7 @@ fn with_threads_error_lines_name_the_request() {
 }
 
 fn request_id_and_queue_time(args: &[&str]) {
-    let st = status_addr();
-    let server = observed(&st, args).start();
+    let server = observed(args).start();
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -249,7 +245,7 @@ fn request_id_and_queue_time(args: &[&str]) {
     assert!(wait_log(
         &server,
         "[request_id=boom-1]",
-        Duration::from_secs(10)
+        Duration::from_secs(30)
     ));
     let log = server.log_text();
     let tagged: Vec<&str> = log
@@ -267,10 +263,10 @@ fn request_id_and_queue_time(args: &[&str]) {
 
 #[test]
 fn a_leaking_app_is_recycled_for_memory_under_load_without_a_failed_request() {
-    let st = status_addr();
-    let server = observed(&st, &["-w", "2", "--max-worker-memory", "60"]).start();
-    let load = Load::start_for(&server.addr, 4, "/leak", Duration::from_secs(60));
-    let recycled = wait_until(Duration::from_secs(45), || {
+    let server = observed(&["-w", "2", "--max-worker-memory", "60"]).start();
+    let st = server.status.clone().unwrap();
+    let load = Load::start_for(&server.addr, 4, "/leak", Duration::from_secs(150));
+    let recycled = wait_until(Duration::from_secs(120), || {
         metric(&st, "ferricorn_worker_exits_total{cause=\"memory\"}") >= 2.0
     });
     let stats = load.stop();

@@ -6,23 +6,22 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use support::*;
 
 fn logged(extra: &[&str], format: &str) -> (Server, TempDir, Addr) {
     let logs = TempDir::new("rid");
-    let status = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
     let server = Server::builder()
         .args(extra.iter().copied())
-        .args(["--status-bind".to_string(), status.bind_arg()])
+        .status_listener()
         .arg("--access-logfile")
         .arg(logs.join("access.log").display().to_string())
         .arg("--access-logformat")
         .arg(format)
         .arg("hello")
         .start();
+    let status = server.status.clone().unwrap();
     (server, logs, status)
 }
 
@@ -30,7 +29,7 @@ fn logged(extra: &[&str], format: &str) -> (Server, TempDir, Addr) {
 fn line_with(logs: &TempDir, needle: &str) -> String {
     let file = logs.join("access.log");
     let mut found = None;
-    wait_until(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(30), || {
         found = std::fs::read_to_string(&file)
             .unwrap_or_default()
             .lines()

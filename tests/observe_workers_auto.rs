@@ -47,7 +47,7 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         // Killed workers may linger for a moment: rmdir fails while any
         // process is still in the group.
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(30), || {
             std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists()
         });
     }
@@ -79,7 +79,8 @@ fn workers_auto_follows_a_cgroup_cpu_quota() {
     };
     let dir = TempDir::new("auto");
     let log = dir.join("stderr.log");
-    let port = free_port();
+    // A Unix socket in our directory: no port to race other tests for.
+    let sock = dir.join("s.sock");
     // The shell moves itself into the cgroup, then becomes ferricorn: the
     // master reads its limits already inside.
     let mut cmd = Command::new("sh");
@@ -87,7 +88,13 @@ fn workers_auto_follows_a_cgroup_cpu_quota() {
         .arg("echo $$ > \"$0\" && exec \"$@\"")
         .arg(cg.dir.join("cgroup.procs"))
         .arg(env!("CARGO_BIN_EXE_ferricorn"))
-        .args(["-b", &format!("127.0.0.1:{port}"), "-w", "auto", "hello"])
+        .args([
+            "-b",
+            &format!("unix:{}", sock.display()),
+            "-w",
+            "auto",
+            "hello",
+        ])
         .env_remove("WEB_CONCURRENCY")
         .env_remove("FERRICORN_CMD_ARGS")
         .stdin(Stdio::null())

@@ -13,8 +13,11 @@
 //! systemd-analyze (.ci/run installs what is missing).
 //! Every process started here is killed by pid (its process group) on drop.
 
+// Only for `support::pass_as_fd3`: this file keeps its own small helpers.
+mod support;
+
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -179,10 +182,32 @@ struct Ferricorn {
     log: PathBuf,
 }
 
+/// A listener on a port of our own, for `--bind fd://3` (or `bind =
+/// 'fd://3'`): a port looked up free could be taken by another test before
+/// ferricorn binds it.
+fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
 impl Ferricorn {
     fn start(venv: &Path, cwd: &Path, args: &[&str]) -> Ferricorn {
+        Ferricorn::start_on(venv, cwd, args, None)
+    }
+
+    /// With `listener` as the command's fd 3 (for `fd://3`).
+    fn start_on(
+        venv: &Path,
+        cwd: &Path,
+        args: &[&str],
+        listener: Option<&TcpListener>,
+    ) -> Ferricorn {
         let log = cwd.join(format!("ferricorn-{}.log", free_port()));
         let mut cmd = Command::new(venv.join("bin/ferricorn"));
+        if let Some(l) = listener {
+            support::pass_as_fd3(&mut cmd, l);
+        }
         cmd.args(args)
             .current_dir(cwd)
             .env_clear()
@@ -307,13 +332,14 @@ fn tutorial(version: &'static str) {
             .env_clear()
             .env("PATH", BARE_PATH),
     );
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
-    let mut server = Ferricorn::start(
+    let (l, port) = listener();
+    let mut server = Ferricorn::start_on(
         venv,
         &project.0,
-        &["--bind", &bind, "--workers", "9", "app.wsgi"],
+        &["--bind", "fd://3", "--workers", "9", "app.wsgi"],
+        Some(&l),
     );
+    drop(l);
     let (status, body) = wait_answer(&server, &Addr::Tcp(port));
     assert_eq!(status, 200, "{body}\n{}", server.log());
     assert!(body.contains(WELCOME), "{body}");
@@ -402,13 +428,13 @@ fn serves_its_venv(version: &'static str, extra: &[&str]) {
     .unwrap();
     let elsewhere = dir.0.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
+    let (l, port) = listener();
     let pythonpath = code.to_string_lossy().into_owned();
-    let mut args = vec!["--bind", &bind, "--pythonpath", &pythonpath];
+    let mut args = vec!["--bind", "fd://3", "--pythonpath", &pythonpath];
     args.extend_from_slice(extra);
     args.push("probe:app");
-    let mut server = Ferricorn::start(venv, &elsewhere, &args);
+    let mut server = Ferricorn::start_on(venv, &elsewhere, &args, Some(&l));
+    drop(l);
     let (status, body) = wait_answer(&server, &Addr::Tcp(port));
     assert_eq!(status, 200, "{body}\n{}", server.log());
     let venv_s = venv.canonicalize().unwrap().to_string_lossy().into_owned();
@@ -541,7 +567,8 @@ fn reset_barrier(project: &Scratch) {
 /// Start with nine workers an app that cannot load; the exit code and the
 /// log's ERROR lines.
 fn fails_to_load(venv: &Path, cwd: &Path, spec: &str) -> (i32, String, Vec<String>) {
-    let bind = format!("127.0.0.1:{}", free_port());
+    // A Unix socket in the scratch directory: no port to race others for.
+    let bind = format!("unix:{}", cwd.join("s.sock").display());
     let mut server = Ferricorn::start(venv, cwd, &["--bind", &bind, "--workers", "9", spec]);
     let code = server.wait_exit(Duration::from_secs(60));
     let log = server.log();
@@ -783,23 +810,23 @@ fn gunicorn_conf_py_under_the_installed_command() {
          \x20   return [os.environ.get('GCONF_FOO', '-').encode()]\n",
     )
     .unwrap();
-    let port = free_port();
+    let (l, port) = listener();
     std::fs::write(
         dir.0.join("gunicorn.conf.py"),
-        format!(
-            "import multiprocessing\n\
-             bind = '127.0.0.1:{port}'\n\
-             workers = min(multiprocessing.cpu_count(), 2)\n\
-             wsgi_app = 'proj.wsgi'\n\
-             raw_env = ['GCONF_FOO=from-conf']\n\
-             def post_fork(server, worker):\n\
-             \x20   open('forked-%d' % worker.age, 'w').write(str(worker.pid))\n\
-             def when_ready(server):\n\
-             \x20   server.log.info('when_ready from the config file')\n"
-        ),
+        // The listener the test holds, passed as fd 3 (no free-port race).
+        "import multiprocessing\n\
+         bind = 'fd://3'\n\
+         workers = min(multiprocessing.cpu_count(), 2)\n\
+         wsgi_app = 'proj.wsgi'\n\
+         raw_env = ['GCONF_FOO=from-conf']\n\
+         def post_fork(server, worker):\n\
+         \x20   open('forked-%d' % worker.age, 'w').write(str(worker.pid))\n\
+         def when_ready(server):\n\
+         \x20   server.log.info('when_ready from the config file')\n",
     )
     .unwrap();
-    let mut server = Ferricorn::start(venv, &dir.0, &[]);
+    let mut server = Ferricorn::start_on(venv, &dir.0, &[], Some(&l));
+    drop(l);
     let (status, body) = wait_answer(&server, &Addr::Tcp(port));
     assert_eq!(
         (status, body.as_str()),

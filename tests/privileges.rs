@@ -175,7 +175,7 @@ fn user_and_group_apply_to_workers_and_master() {
     // Still manageable after dropping privileges: HUP replaces the workers.
     s.signal(nix::sys::signal::Signal::SIGHUP);
     assert!(
-        wait_until(Duration::from_secs(15), || {
+        wait_until(Duration::from_secs(30), || {
             let now = workers_of(s.pid());
             now.len() == 2 && now.iter().all(|p| !workers.contains(p))
         }),
@@ -266,7 +266,7 @@ fn access_log_in_a_root_owned_directory_with_user() {
     assert_eq!(get(&s.addr, "/x").unwrap().status, 200);
     // The readiness probe is logged too: look for this request's own line.
     assert!(
-        wait_until(Duration::from_secs(5), || read_lines(&log)
+        wait_until(Duration::from_secs(30), || read_lines(&log)
             .iter()
             .any(|l| l.contains("\"GET /x HTTP/1.1\" 200"))),
         "no line for GET /x in {}: {:?}",

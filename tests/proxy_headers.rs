@@ -32,7 +32,7 @@ fn log_line(logs: &TempDir, path: &str) -> String {
     let file = logs.join("access.log");
     let needle = format!("\"GET {path} ");
     let mut found = None;
-    wait_until(Duration::from_secs(5), || {
+    wait_until(Duration::from_secs(30), || {
         found = read_lines(&file).into_iter().find(|l| l.contains(&needle));
         found.is_some()
     });
@@ -217,7 +217,7 @@ fn proxy_protocol_v1_sets_the_client() {
         unreachable!()
     };
     let mine = t.local_addr().unwrap().port();
-    assert!(wait_until(Duration::from_secs(10), || tcp_rx_queue(
+    assert!(wait_until(Duration::from_secs(30), || tcp_rx_queue(
         srv.port(),
         mine
     ) == Some(0)));
@@ -306,7 +306,7 @@ fn proxy_protocol_only_from_allowed_peers() {
         .start();
     wait_workers(s.pid(), 1);
     assert!(
-        wait_log(&s, "Booting worker", Duration::from_secs(10)),
+        wait_log(&s, "Booting worker", Duration::from_secs(30)),
         "{}",
         s.log_text()
     );
@@ -318,7 +318,7 @@ fn proxy_protocol_only_from_allowed_peers() {
         );
     }
     assert!(
-        wait_log(&s, "not in --proxy-allow-from", Duration::from_secs(5)),
+        wait_log(&s, "not in --proxy-allow-from", Duration::from_secs(30)),
         "the refusal should be logged:\n{}",
         s.log_text()
     );

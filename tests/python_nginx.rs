@@ -217,7 +217,7 @@ fn django_view_csrf_form_forwarded_client_and_static_files_behind_nginx() {
     // client; not one /static request.
     let log = logs.join("access.log");
     assert!(
-        wait_until(Duration::from_secs(5), || read_lines(&log)
+        wait_until(Duration::from_secs(30), || read_lines(&log)
             .iter()
             .filter(|l| l.contains("POST /form/ "))
             .count()
@@ -322,7 +322,7 @@ fn django_100_mib_upload_behind_nginx_buffered_and_streamed() {
     assert_eq!(r.status, 413);
     let log = logs.join("access.log");
     assert!(
-        wait_until(Duration::from_secs(5), || read_lines(&log)
+        wait_until(Duration::from_secs(30), || read_lines(&log)
             .iter()
             .filter(|l| l.contains("POST /upload/"))
             .count()
@@ -353,7 +353,7 @@ fn sample_config_refuses_bodies_over_10m_before_django() {
     assert!(r.body_str().contains("nginx"), "{}", r.body_str());
     assert_eq!(nginx.get("/hello/").body_str(), "Hello, World!");
     let log = logs.join("access.log");
-    assert!(wait_until(Duration::from_secs(5), || read_lines(&log)
+    assert!(wait_until(Duration::from_secs(30), || read_lines(&log)
         .iter()
         .any(|l| l.contains("GET /hello/ "))));
     assert!(

@@ -101,7 +101,7 @@ fn wsgiref_validator_accepts_environ_input_errors_and_response() {
         wait_log(
             &s,
             "compliance app saw 11 body bytes",
-            Duration::from_secs(5)
+            Duration::from_secs(30)
         ),
         "wsgi.errors goes to the error log:\n{}",
         s.log_text()
@@ -323,7 +323,7 @@ fn exception_gives_500_with_traceback_and_the_worker_lives_on() {
     assert!(wait_log(
         &s,
         "RuntimeError: boom from the test app",
-        Duration::from_secs(5)
+        Duration::from_secs(30)
     ));
     assert!(
         s.log_text().contains("Traceback (most recent call last)"),
@@ -392,7 +392,7 @@ fn bad_headers_from_the_app_are_500() {
         assert!(text.starts_with("HTTP/1.1 500"), "{path}: {text}");
         assert!(!text.contains("evil"), "{text}");
         assert!(
-            wait_log(&s, why, Duration::from_secs(5)),
+            wait_log(&s, why, Duration::from_secs(30)),
             "{path}: {}",
             s.log_text()
         );

@@ -8,7 +8,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -20,11 +20,13 @@ struct Observed {
 }
 
 fn start(args: &[&str]) -> Observed {
-    let status = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    // The status listener on a Unix socket in the server's directory: no
+    // free-port race.
     let server = Server::builder()
-        .args(["--status-bind".to_string(), status.bind_arg()])
+        .status_listener()
         .args(args.iter().copied())
         .start();
+    let status = server.status.clone().unwrap();
     Observed { server, status }
 }
 
@@ -79,7 +81,7 @@ fn endpoints_answer_and_requests_are_counted_by_method_and_class() {
     let o = start(&["-w", "2", "echo"]);
     let h = o.get("/healthz");
     assert_eq!((h.status, h.body_str().as_str()), (200, "ok\n"));
-    assert!(wait_until(Duration::from_secs(10), || o
+    assert!(wait_until(Duration::from_secs(30), || o
         .get("/readyz")
         .status
         == 200));
@@ -218,7 +220,7 @@ fn counters_survive_worker_replacement_and_exits_are_counted_by_cause() {
 
     // TTOU below one is refused; TTIN then TTOU is a scale-down exit.
     o.server.signal(Signal::SIGTTIN);
-    assert!(wait_until(Duration::from_secs(10), || o
+    assert!(wait_until(Duration::from_secs(30), || o
         .metric("ferricorn_workers_ready")
         == 2.0));
     o.server.signal(Signal::SIGTTOU);
@@ -235,8 +237,11 @@ fn counters_survive_worker_replacement_and_exits_are_counted_by_cause() {
 
 #[test]
 fn readiness_holds_through_hup_and_turns_503_at_once_on_term_with_a_shutdown_delay() {
-    let o = start(&["-w", "2", "--shutdown-delay", "6", "hello"]);
-    assert!(wait_until(Duration::from_secs(10), || o
+    // The delay is long enough for the checks below on a loaded machine
+    // (they need well under a second); the stop is checked not to come
+    // before it.
+    let o = start(&["-w", "2", "--shutdown-delay", "8", "hello"]);
+    assert!(wait_until(Duration::from_secs(30), || o
         .get("/readyz")
         .status
         == 200));
@@ -253,18 +258,18 @@ fn readiness_holds_through_hup_and_turns_503_at_once_on_term_with_a_shutdown_del
     };
     let term_at = Instant::now();
     o.server.signal(Signal::SIGTERM);
-    // The master handles TERM within its loop turn; /readyz says so at once.
-    assert!(wait_until(Duration::from_secs(4), || o
+    // The master handles TERM within its loop turn; /readyz says so at once
+    // (the bound is for the failure case, within the delay).
+    assert!(wait_until(Duration::from_secs(30), || o
         .get("/readyz")
         .status
         == 503));
     assert_eq!(o.get("/healthz").status, 200, "the master loop still runs");
     let j = o.get("/status").body_str();
     assert!(j.contains("\"phase\":\"shutdown-delay\""), "{j}");
-    // A client opening new connections for 2 s after TERM: none refused.
-    let mut served = 0;
-    let from = Instant::now();
-    while from.elapsed() < Duration::from_secs(2) {
+    // A client opening new connections after TERM: none refused. A count,
+    // not a duration: how many fit in a second depends on the machine.
+    for served in 0..20 {
         let mut c = TcpStream::connect_timeout(&app, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("refused {:?} after TERM: {e}", term_at.elapsed()));
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -274,12 +279,10 @@ fn readiness_holds_through_hup_and_turns_503_at_once_on_term_with_a_shutdown_del
         c.read_to_end(&mut out).unwrap();
         assert!(
             out.starts_with(b"HTTP/1.1 200"),
-            "{:?}",
+            "request {served}: {:?}",
             String::from_utf8_lossy(&out)
         );
-        served += 1;
     }
-    assert!(served > 10, "only {served} requests in 2 s");
     let mut server = o.server;
     assert_eq!(server.wait_exit(Duration::from_secs(20)), Some(0));
     let log = server.log_text();
@@ -287,7 +290,7 @@ fn readiness_holds_through_hup_and_turns_503_at_once_on_term_with_a_shutdown_del
     let stopped = log.find("Shutdown delay over").expect(&log);
     assert!(delayed < stopped);
     assert!(
-        term_at.elapsed() >= Duration::from_secs(6),
+        term_at.elapsed() >= Duration::from_secs(8),
         "stopped before the delay"
     );
 }
@@ -295,12 +298,9 @@ fn readiness_holds_through_hup_and_turns_503_at_once_on_term_with_a_shutdown_del
 #[test]
 fn bad_requests_to_the_status_listener_never_hurt_it() {
     let o = start(&["hello"]);
-    let Addr::Tcp(st) = o.status else {
-        unreachable!()
-    };
+    let st = o.status.clone();
     let raw = |bytes: &[u8]| -> String {
-        let mut c = TcpStream::connect(st).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = Client::connect(&st).unwrap();
         let _ = c.write_all(bytes);
         let mut out = Vec::new();
         let _ = c.read_to_end(&mut out);
@@ -321,13 +321,12 @@ fn bad_requests_to_the_status_listener_never_hurt_it() {
     );
     // A client that connects and says nothing is dropped after the
     // listener's deadline, and does not stop others meanwhile.
-    let mut idle = TcpStream::connect(st).unwrap();
+    let mut idle = Client::connect(&st).unwrap();
     let opened = Instant::now();
-    let mut half = TcpStream::connect(st).unwrap();
+    let mut half = Client::connect(&st).unwrap();
     half.write_all(b"GET /heal").unwrap();
     assert_eq!(o.get("/healthz").status, 200);
-    idle.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    idle.set_timeout(Some(Duration::from_secs(60)));
     let mut buf = [0u8; 16];
     assert_eq!(
         idle.read(&mut buf).unwrap_or(0),
@@ -336,13 +335,13 @@ fn bad_requests_to_the_status_listener_never_hurt_it() {
     );
     let took = opened.elapsed();
     assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        // The listener's deadline (5 s), not before; the upper bound is for
+        // a listener that never drops it (the read timeout).
+        took >= Duration::from_secs(4) && took < Duration::from_secs(60),
         "{took:?}"
     );
     // Many connections at once: beyond the limit they are closed, never a crash.
-    let flood: Vec<TcpStream> = (0..100)
-        .filter_map(|_| TcpStream::connect(st).ok())
-        .collect();
+    let flood: Vec<Client> = (0..100).filter_map(|_| Client::connect(&st).ok()).collect();
     drop(flood);
     assert_eq!(o.get("/healthz").status, 200);
     assert_eq!(app_get(&o.server, "/").status, 200);
@@ -368,7 +367,7 @@ fn status_command_prints_a_table_and_json_over_a_unix_socket() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
-    assert!(wait_until(Duration::from_secs(10), || run(&[]).contains(" READY")));
+    assert!(wait_until(Duration::from_secs(30), || run(&[]).contains(" READY")));
     let table = run(&[]);
     assert!(
         table.contains("workers: 2 wanted, 2 alive, 2 ready"),
@@ -450,9 +449,9 @@ fn status_bind_equal_to_a_public_bind_is_refused() {
 fn a_worker_past_its_lifetime_is_replaced_without_a_refused_request() {
     let o = start(&["-w", "1", "--max-worker-lifetime", "1", "hello"]);
     let first = o.server.worker_pids();
-    let load = Load::start_for(&o.server.addr, 2, "/", Duration::from_secs(30));
+    let load = Load::start_for(&o.server.addr, 2, "/", Duration::from_secs(120));
     assert!(
-        wait_until(Duration::from_secs(20), || {
+        wait_until(Duration::from_secs(60), || {
             o.metric("ferricorn_worker_exits_total{cause=\"lifetime\"}") >= 1.0
         }),
         "{}",
@@ -501,7 +500,7 @@ fn the_status_listener_survives_a_usr2_upgrade() {
     s.signal(Signal::SIGUSR2);
     let mut new = 0;
     assert!(
-        wait_until(Duration::from_secs(15), || {
+        wait_until(Duration::from_secs(30), || {
             new = read_pidfile(&pidfile).unwrap_or(0);
             new != 0 && new != old && workers_of(new).len() == 1
         }),
@@ -515,7 +514,7 @@ fn the_status_listener_survives_a_usr2_upgrade() {
             .contains(&format!("Status listener at: {bind} ({new})"))
     );
     send_signal(old, Signal::SIGWINCH);
-    assert!(wait_until(Duration::from_secs(10), || workers_of(old).is_empty()));
+    assert!(wait_until(Duration::from_secs(30), || workers_of(old).is_empty()));
     send_signal(old, Signal::SIGTERM);
     assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
     // The old master left the socket file to the new one, which answers alone.
@@ -523,7 +522,7 @@ fn the_status_listener_survives_a_usr2_upgrade() {
     assert_eq!(master_of(), new);
     assert_eq!(get(&status, "/readyz").unwrap().status, 200);
     send_signal(new, Signal::SIGQUIT);
-    assert!(wait_gone(new, Duration::from_secs(10)));
+    assert!(wait_gone(new, Duration::from_secs(30)));
     assert!(!sock.exists(), "the last master removes the socket file");
 }
 
@@ -566,10 +565,10 @@ fn listen_queue_depth_is_reported_for_tcp_and_unix_listeners() {
     let _unix_conns: Vec<std::os::unix::net::UnixStream> = (0..2)
         .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
         .collect();
-    assert!(wait_until(Duration::from_secs(10), || depth(&tcp_name) == 3.0));
+    assert!(wait_until(Duration::from_secs(30), || depth(&tcp_name) == 3.0));
     assert_eq!(depth(&unix_name), 2.0);
     send_signal(worker, Signal::SIGCONT);
-    assert!(wait_until(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(30), || {
         depth(&tcp_name) == 0.0 && depth(&unix_name) == 0.0
     }));
 }
@@ -578,15 +577,17 @@ fn listen_queue_depth_is_reported_for_tcp_and_unix_listeners() {
 fn hup_moves_the_status_listener_to_a_new_address() {
     let d = TempDir::new("status-hup");
     let conf = d.join("ferricorn.toml");
-    let first = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
-    let second = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())));
+    // Unix sockets in a private directory: a TCP port looked up free could
+    // be taken by another test before the HUP binds it.
+    let first = Addr::Unix(d.join("first.sock"));
+    let second = Addr::Unix(d.join("second.sock"));
     std::fs::write(&conf, format!("status_bind = \"{}\"\n", first.bind_arg())).unwrap();
     let s = Server::start(&["hello", "-c", conf.to_str().unwrap()]);
     assert_eq!(get(&first, "/healthz").unwrap().status, 200);
     std::fs::write(&conf, format!("status_bind = \"{}\"\n", second.bind_arg())).unwrap();
     s.signal(Signal::SIGHUP);
     assert!(
-        wait_until(Duration::from_secs(10), || get(&second, "/healthz").is_ok()),
+        wait_until(Duration::from_secs(30), || get(&second, "/healthz").is_ok()),
         "{}",
         s.log_text()
     );
@@ -597,7 +598,7 @@ fn hup_moves_the_status_listener_to_a_new_address() {
     // Removed from the file: no status listener at all.
     std::fs::write(&conf, "").unwrap();
     s.signal(Signal::SIGHUP);
-    assert!(wait_until(Duration::from_secs(10), || get(
+    assert!(wait_until(Duration::from_secs(30), || get(
         &second, "/healthz"
     )
     .is_err()));

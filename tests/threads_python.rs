@@ -35,17 +35,31 @@ fn get_req(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
 }
 
+/// Four views in the view at once: each waits at a gate the test opens
+/// only once all four have marked (serial views would never get there).
 #[test]
 fn views_run_in_parallel_on_distinct_python_threads() {
     let s = threads_app(&["--workers", "1", "--threads", "4"]);
-    let t0 = Instant::now();
-    let mut cs: Vec<Client> = (0..4)
-        .map(|_| {
+    let gate = Gate::new(&s.dir, "views");
+    let marks: Vec<Mark> = (0..4)
+        .map(|i| Mark::new(&s.dir, &format!("view{i}")))
+        .collect();
+    let mut cs: Vec<Client> = marks
+        .iter()
+        .map(|m| {
             let mut c = s.connect();
-            send(&mut c, &get_req("/sleep?2"));
+            c.set_timeout(Some(Duration::from_secs(60)));
+            send(
+                &mut c,
+                &get_req(&format!("/hold?{}&{}", m.0.display(), gate.0.display())),
+            );
             c
         })
         .collect();
+    for m in &marks {
+        m.wait();
+    }
+    gate.open();
     let idents: HashSet<String> = cs
         .iter_mut()
         .map(|c| {
@@ -54,8 +68,6 @@ fn views_run_in_parallel_on_distinct_python_threads() {
             r.body_str()
         })
         .collect();
-    // Serially 8 s; in parallel 2 s plus noise.
-    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
     assert_eq!(idents.len(), 4, "{idents:?}");
 }
 
@@ -128,7 +140,7 @@ fn a_generator_is_pulled_on_its_thread_and_closed() {
     // Both threads at once, and a HEAD whose body is dropped unread.
     send(&mut c, "HEAD /stream?5 HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read_head_response().unwrap().status, 200);
-    let closed = wait_until(Duration::from_secs(10), || {
+    let closed = wait_until(Duration::from_secs(30), || {
         s.request(b"GET /closed HTTP/1.1\r\nHost: t\r\n\r\n")
             .body_str()
             == "2"
@@ -147,7 +159,7 @@ fn a_view_past_the_timeout_gets_504_and_its_stack_is_logged() {
     assert_eq!(r.status, 504);
     assert_eq!(r.header("Connection"), Some("close"));
     assert!(
-        wait_log(&s, "stuck_view_sleeps_forever", Duration::from_secs(10)),
+        wait_log(&s, "stuck_view_sleeps_forever", Duration::from_secs(30)),
         "{}",
         s.log_text()
     );
@@ -176,14 +188,14 @@ fn django_uses_the_database_from_several_threads() {
         .env("VIRTUAL_ENV", &venv().display().to_string())
         .env("FERRICORN_PG_HOST", &pg.socket_dir().display().to_string())
         .start();
-    let round = || {
+    let round = |sleep: u32| {
         let t0 = Instant::now();
         let mut cs: Vec<Client> = (0..4)
             .map(|_| {
                 let mut c = s.connect();
                 send(
                     &mut c,
-                    "GET /db/?sleep=1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                    &format!("GET /db/?sleep={sleep} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
                 );
                 c
             })
@@ -198,16 +210,17 @@ fn django_uses_the_database_from_several_threads() {
             .collect();
         (t0.elapsed(), answers)
     };
-    let (took, first) = round();
-    // Serially 4 s in the database; in parallel 1 s plus connecting.
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    // Serially 12 s in the database; in parallel 3 s plus connecting. The
+    // margin between (6 s) is what a loaded machine may add; not a speed.
+    let (took, first) = round(3);
+    assert!(took < Duration::from_secs(9), "{took:?}");
     let backends = |a: &[String]| -> HashSet<String> {
         a.iter()
             .map(|b| b.split(',').next().unwrap().to_string())
             .collect()
     };
     assert_eq!(backends(&first).len(), 4, "{first:?}");
-    let (_, second) = round();
+    let (_, second) = round(0);
     // The same four connections, reused by their threads.
     assert_eq!(backends(&second), backends(&first), "{second:?}");
     drop(s);

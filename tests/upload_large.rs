@@ -109,9 +109,12 @@ fn one_gib_streamed_through_nginx_keeps_the_worker_small() {
         c.write_all(&chunk[..n])
             .unwrap_or_else(|e| panic!("upload cut at {sent} bytes: {e}\n{}", nginx.logs()));
         sent += n as u64;
+        // A bound for a hung upload only (a stalled write fails sooner, at
+        // the 60 s write timeout): seconds on an idle machine, many more
+        // on a loaded one.
         assert!(
-            started.elapsed() < Duration::from_secs(50),
-            "upload too slow: {sent} bytes in 50 s"
+            started.elapsed() < Duration::from_secs(600),
+            "upload too slow: {sent} bytes in 600 s"
         );
     }
     let r = c.read_response().unwrap();
@@ -145,10 +148,10 @@ fn over_limit_body_is_refused_from_the_head() {
     let mut c = server.connect();
     c.write_all(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
         .unwrap();
-    let t = Instant::now();
+    // Never sent, so a server waiting for it would never answer (the
+    // client's read timeout fails the test): no clock needed.
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 413);
-    assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(r.header("Connection"), Some("close"));
 
     // Through nginx's streamed location (its own limit is 1g): nginx passes
@@ -160,7 +163,6 @@ fn over_limit_body_is_refused_from_the_head() {
         b"POST /upload/stream/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n",
     )
     .unwrap();
-    let t = Instant::now();
     let r = c
         .read_response()
         .unwrap_or_else(|e| panic!("{e}\n{}", nginx.logs()));
@@ -170,7 +172,6 @@ fn over_limit_body_is_refused_from_the_head() {
         "ferricorn's 413: {}",
         r.body_str()
     );
-    assert!(t.elapsed() < Duration::from_secs(2));
 }
 
 #[test]
@@ -178,11 +179,18 @@ fn slow_upload_does_not_block_the_worker() {
     let _serial = heavy();
     let server = Server::start(&["echo", "--workers", "1"]);
     let addr = server.addr.clone();
-    const PIECES: usize = 60; // 1 KiB every 50 ms: 3 s
+    const PIECES: usize = 60; // 1 KiB every 50 ms
+    // The uploader sends half of the body at a slow client's pace, then
+    // stops until the test has made its GETs, then sends the rest: the GETs
+    // run while the body is incomplete, however fast or slow the machine,
+    // and a worker that blocked reading it would never answer them (the
+    // client's read timeout fails the test).
     let sent = Arc::new(AtomicU64::new(0));
-    let sent_by_uploader = sent.clone();
+    let resume = Arc::new(AtomicBool::new(false));
+    let (sent_by_uploader, resume_uploader) = (sent.clone(), resume.clone());
     let uploader = std::thread::spawn(move || {
         let mut c = Client::connect(&addr).unwrap();
+        c.set_timeout(Some(Duration::from_secs(60)));
         c.write_all(
             format!(
                 "POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -192,7 +200,13 @@ fn slow_upload_does_not_block_the_worker() {
         )
         .unwrap();
         let piece = [b'z'; 1024];
-        for _ in 0..PIECES {
+        for i in 0..PIECES {
+            if i == PIECES / 2 {
+                // Bounded, so that a test that failed meanwhile ends.
+                wait_until(Duration::from_secs(120), || {
+                    resume_uploader.load(Ordering::SeqCst)
+                });
+            }
             c.write_all(&piece).unwrap();
             sent_by_uploader.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(50));
@@ -200,27 +214,27 @@ fn slow_upload_does_not_block_the_worker() {
         c.read_response().unwrap()
     });
     // The upload is under way (the worker holds a half-received body).
-    assert!(wait_until(Duration::from_secs(10), || sent
+    assert!(wait_until(Duration::from_secs(20), || sent
         .load(Ordering::SeqCst)
         >= 2));
     let mut worst = Duration::ZERO;
-    let mut n = 0;
-    while !uploader.is_finished() {
+    for i in 0..10 {
         let t = Instant::now();
-        let r = get(&server.addr, "/").unwrap();
+        let r = get(&server.addr, "/")
+            .unwrap_or_else(|e| panic!("GET {i} not answered during the upload: {e}"));
         assert_eq!(r.status, 200);
         worst = worst.max(t.elapsed());
-        n += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
+    let during = sent.load(Ordering::SeqCst);
+    resume.store(true, Ordering::SeqCst);
     let r = uploader.join().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(echoed_body_base64(&r), base64(&[b'z'; PIECES * 1024]));
-    eprintln!("{n} GETs during the slow upload, slowest {worst:?}");
-    assert!(n >= 10, "only {n} GETs ran during the upload");
+    eprintln!("10 GETs during the slow upload ({during} of {PIECES} KiB sent), slowest {worst:?}");
     assert!(
-        worst < Duration::from_millis(200),
-        "a GET took {worst:?} while a slow upload was in progress"
+        (during as usize) < PIECES,
+        "the upload was complete before the GETs ended"
     );
 }
 

@@ -13,15 +13,17 @@ fn many_ready_connections_each_get_their_own_responses_in_order() {
     const PIPELINED: usize = 3;
     let s = Server::start(&["echo", "--workers", "1"]);
     let mut clients: Vec<Client> = (0..CONNS).map(|_| s.connect()).collect();
-    // Keep the worker busy for a moment so that every request below is
-    // already queued when it next looks: one turn, many ready connections.
+    // Keep the worker in the app (at a gate) until every request below is
+    // queued, so that it finds them all when it next looks: one turn, many
+    // ready connections, on a machine of any speed.
     let mut blocker = s.connect();
-    let inside = Mark::new(&s.dir, "blocker");
+    let (inside, gate) = (Mark::new(&s.dir, "blocker"), Gate::new(&s.dir, "blocker"));
     blocker
         .write_all(
             format!(
-                "GET /?sleep=0.5&{} HTTP/1.1\r\nHost: h\r\n\r\n",
-                inside.param()
+                "GET /?{}&{} HTTP/1.1\r\nHost: h\r\n\r\n",
+                inside.param(),
+                gate.param()
             )
             .as_bytes(),
         )
@@ -34,6 +36,7 @@ fn many_ready_connections_each_get_their_own_responses_in_order() {
         }
         client.write_all(&raw).unwrap();
     }
+    gate.open();
     assert_eq!(blocker.read_response().unwrap().status, 200);
     for (c, client) in clients.iter_mut().enumerate() {
         for r in 0..PIPELINED {
@@ -56,18 +59,20 @@ fn a_slow_apps_response_is_written_before_its_next_call() {
     let mut blocker = s.connect();
     let mut a = s.connect();
     let mut b = s.connect();
-    let inside = Mark::new(&s.dir, "blocker");
+    let (inside, gate) = (Mark::new(&s.dir, "blocker"), Gate::new(&s.dir, "blocker"));
     blocker
         .write_all(
             format!(
-                "GET /?sleep=0.5&{} HTTP/1.1\r\nHost: h\r\n\r\n",
-                inside.param()
+                "GET /?{}&{} HTTP/1.1\r\nHost: h\r\n\r\n",
+                inside.param(),
+                gate.param()
             )
             .as_bytes(),
         )
         .unwrap();
     inside.wait();
-    // Both arrive while the worker is busy: its next turn has both ready.
+    // Both arrive while the worker is busy (held at the gate until they
+    // are queued): its next turn has both ready.
     let marks = [Mark::new(&s.dir, "a"), Mark::new(&s.dir, "b")];
     for (c, m) in [&mut a, &mut b].into_iter().zip(&marks) {
         let req = format!(
@@ -76,6 +81,7 @@ fn a_slow_apps_response_is_written_before_its_next_call() {
         );
         c.write_all(req.as_bytes()).unwrap();
     }
+    gate.open();
     assert_eq!(blocker.read_response().unwrap().status, 200);
 
     // Once the second slow call has begun, the first one's response must

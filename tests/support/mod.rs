@@ -84,6 +84,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How long to wait for a server to close a connection it should close now
+/// (after an error response or `Connection: close`). A bound for a failing
+/// test, not a speed: far below the 75 s `--keep-alive` default that a server
+/// which forgot to close would hold the connection for, and far above what a
+/// loaded 2-core machine needs.
+pub const EOF_WITHIN: Duration = Duration::from_secs(20);
+
 /// Poll `cond` until true or `timeout`; returns whether it became true.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

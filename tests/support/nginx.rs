@@ -2,7 +2,7 @@
 //! (tests/nginx_*.rs, tests/upload_*.rs, tests/python_nginx.rs).
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,15 +46,69 @@ impl Nginx {
             "{NGINX} not found: these tests need nginx (apt-get install nginx-light)"
         );
         let dir = TempDir::new("nginx");
-        let port = free_port();
         let static_root = dir.join("static");
         std::fs::create_dir_all(&static_root).unwrap();
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("conf/nginx")
             .join(fragment);
-        let mut text = edit(
+        let template = edit(
             std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("read {}: {e}", src.display())),
         );
+        // nginx cannot take a listening socket from its environment, so it
+        // gets a port looked up free, which another test may take before
+        // nginx binds it: then nginx exits with EADDRINUSE and is started
+        // again on a fresh port. Success is nginx's pid file (written once
+        // its sockets are bound), not a connection that succeeds, which
+        // could reach whoever else took the port.
+        let pidfile = dir.join("nginx.pid");
+        let mut dir = Some(dir);
+        for attempt in 1..=5 {
+            let port = free_port();
+            let home = dir
+                .take()
+                .expect("the directory is back from the last attempt");
+            let child = Nginx::spawn(&home, &template, fragment, fills, port, &static_root);
+            // Owned by the guard from here: a panic stops nginx.
+            let mut n = Nginx {
+                child: Some(child),
+                dir: home,
+                port,
+                static_root: static_root.clone(),
+            };
+            let mut exited = false;
+            let up = wait_until(Duration::from_secs(30), || {
+                exited = matches!(n.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_))));
+                exited || pidfile.exists()
+            });
+            if up && !exited {
+                return n;
+            }
+            let logs = n.logs();
+            if exited && logs.contains("Address already in use") && attempt < 5 {
+                eprintln!("nginx: port {port} was taken before nginx bound it; again");
+                if let Some(mut child) = n.child.take() {
+                    let _ = child.wait();
+                }
+                // Keep the directory for the next attempt (the empty path
+                // left behind is not removed by anyone's drop).
+                dir = Some(std::mem::replace(&mut n.dir, TempDir(PathBuf::new())));
+                continue;
+            }
+            panic!("nginx did not start:\n{logs}");
+        }
+        unreachable!()
+    }
+
+    /// Write the configuration for `port` into `dir` and start nginx on it.
+    fn spawn(
+        dir: &TempDir,
+        template: &str,
+        fragment: &str,
+        fills: &[(&str, String)],
+        port: u16,
+        static_root: &Path,
+    ) -> Child {
+        let mut text = template.to_string();
         let mut all: Vec<(&str, String)> = vec![
             ("LISTEN", format!("127.0.0.1:{port}")),
             ("SERVER_NAME", "localhost".into()),
@@ -98,28 +152,7 @@ impl Nginx {
                 std::fs::File::create(dir.join("stderr.log")).unwrap(),
             ));
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().expect("spawn nginx");
-        let mut n = Nginx {
-            child: Some(child),
-            dir,
-            port,
-            static_root,
-        };
-        let addr = n.addr();
-        let up = wait_until(Duration::from_secs(10), || {
-            if let Some(Ok(Some(_))) = n.child.as_mut().map(|c| c.try_wait()) {
-                return true; // exited: reported below
-            }
-            TcpStream::connect(match &addr {
-                Addr::Tcp(a) => *a,
-                Addr::Unix(_) => unreachable!(),
-            })
-            .is_ok()
-        });
-        if !up || matches!(n.child.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_)))) {
-            panic!("nginx did not start:\n{}", n.logs());
-        }
-        n
+        cmd.spawn().expect("spawn nginx")
     }
 
     pub fn addr(&self) -> Addr {

@@ -100,7 +100,7 @@ pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
 #[track_caller]
 pub fn wait_workers(master: u32, n: usize) -> Vec<u32> {
     let mut last = Vec::new();
-    if wait_until(Duration::from_secs(10), || {
+    if wait_until(Duration::from_secs(30), || {
         last = workers_of(master);
         last.len() == n
     }) {

@@ -22,6 +22,8 @@ pub struct Server {
     pub dir: TempDir,
     /// stderr of the server, written to a file in `dir`.
     pub log: PathBuf,
+    /// The status listener's address, with [`ServerBuilder::status_listener`].
+    pub status: Option<Addr>,
 }
 
 pub struct ServerBuilder {
@@ -31,6 +33,8 @@ pub struct ServerBuilder {
     /// TCP: bind the port here and pass the listener as `--bind fd://3`.
     inherit: bool,
     wait: bool,
+    /// A status listener on a Unix socket in the server's directory.
+    status: bool,
 }
 
 impl ServerBuilder {
@@ -59,6 +63,14 @@ impl ServerBuilder {
         self.inherit = false;
         self
     }
+    /// A status listener on a Unix socket in the server's private
+    /// directory (`--status-bind unix:DIR/status.sock`): a TCP port looked
+    /// up free could be taken by another test first, and `--status-bind`
+    /// takes no `fd://`. Its address is [`Server::status`].
+    pub fn status_listener(mut self) -> Self {
+        self.status = true;
+        self
+    }
     /// Do not wait for the server to answer before returning.
     pub fn no_wait(mut self) -> Self {
         self.wait = false;
@@ -85,15 +97,21 @@ impl ServerBuilder {
         };
         let log = dir.join("stderr.log");
         let mut cmd = Command::new(BIN);
+        let status = self.status.then(|| Addr::Unix(dir.join("status.sock")));
+        let mut pass = Vec::new();
         match &listener {
             Some(l) => {
-                pass_as_fd3(&mut cmd, l);
+                pass.push((l, 3));
                 cmd.arg("--bind").arg("fd://3");
             }
             None => {
                 cmd.arg("--bind").arg(addr.bind_arg());
             }
         }
+        if let Some(st) = &status {
+            cmd.arg("--status-bind").arg(st.bind_arg());
+        }
+        pass_fds(&mut cmd, &pass);
         cmd.args(&self.args);
         cmd.env_remove("FERRICORN_CMD_ARGS")
             .env_remove("PORT")
@@ -119,6 +137,7 @@ impl ServerBuilder {
             addr,
             dir,
             log,
+            status,
         };
         if self.wait {
             server.wait_ready();
@@ -128,7 +147,7 @@ impl ServerBuilder {
             if let Some(n) = workers_arg(&self.args) {
                 let pid = server.pid();
                 assert!(
-                    wait_until(Duration::from_secs(20), || super::workers_of(pid).len()
+                    wait_until(Duration::from_secs(60), || super::workers_of(pid).len()
                         >= n),
                     "{n} workers did not boot; log:\n{}",
                     server.log_text()
@@ -147,6 +166,7 @@ impl Server {
             unix: false,
             inherit: true,
             wait: true,
+            status: false,
         }
     }
 
@@ -169,10 +189,12 @@ impl Server {
     }
 
     /// Wait until a connection succeeds (the master bound) and a request is
-    /// answered (a worker accepts).
+    /// answered (a worker accepts). The bound is for a server that never
+    /// gets there: a loaded machine (suites in parallel, Python apps
+    /// importing Django) takes seconds.
     #[track_caller]
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(mut c) = Client::connect(&self.addr) {
                 c.set_timeout(Some(Duration::from_secs(5)));
@@ -274,12 +296,12 @@ impl Mark {
     }
 
     /// Wait until the app has been entered; returns the pid of the worker
-    /// that entered it. Panics after 20 s (a loaded machine is slow, but not
+    /// that entered it. Panics after 60 s (a loaded machine is slow, but not
     /// that slow).
     #[track_caller]
     pub fn wait(&self) -> u32 {
         let mut pid = None;
-        let entered = wait_until(Duration::from_secs(20), || {
+        let entered = wait_until(Duration::from_secs(60), || {
             pid = std::fs::read_to_string(&self.0)
                 .ok()
                 .and_then(|s| s.trim().parse().ok());
@@ -294,23 +316,68 @@ impl Mark {
     }
 }
 
+/// A gate the echo app waits at (`?wait=PATH`, src/apps.rs): the app call
+/// blocks until the test opens it, so a test holds a request in the app for
+/// exactly as long as it needs, on a machine of any speed (instead of a
+/// `sleep=S` chosen to outlast the test's steps).
+pub struct Gate(pub PathBuf);
+
+impl Gate {
+    /// A closed gate in `dir` (nothing is created).
+    pub fn new(dir: &TempDir, name: &str) -> Gate {
+        Gate(dir.join(&format!("{name}.gate")))
+    }
+
+    /// The query parameter to add to an echo request: `wait=PATH`.
+    pub fn param(&self) -> String {
+        format!("wait={}", self.0.display())
+    }
+
+    /// Let every request waiting at this gate (and any later one) go on.
+    pub fn open(&self) {
+        std::fs::write(&self.0, b"").expect("open the gate");
+    }
+}
+
 /// Make `listener` the child's fd 3 (for `--bind fd://3`). Our copy stays
 /// close-on-exec, so concurrently spawned children do not inherit it.
 pub fn pass_as_fd3(cmd: &mut Command, listener: &TcpListener) {
-    // A close-on-exec duplicate numbered above 3: dup2 onto 3 in the child
-    // then always makes a new descriptor, without close-on-exec.
-    let high = nix::fcntl::fcntl(listener, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
-        .expect("dup the test listener");
-    // SAFETY: fcntl just returned `high`, a new descriptor nobody else
-    // owns; the OwnedFd closes it when `cmd` (which keeps the closure) drops.
-    let dup = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) };
+    pass_fds(cmd, &[(listener, 3)]);
+}
+
+/// Make each listener the child's descriptor numbered as given (for
+/// `fd://N`, N below 10). Our copies stay close-on-exec, so concurrently
+/// spawned children do not inherit them.
+pub fn pass_fds(cmd: &mut Command, fds: &[(&TcpListener, i32)]) {
+    if fds.is_empty() {
+        return;
+    }
+    // Close-on-exec duplicates numbered 10 and up: dup2 onto a number below
+    // 10 in the child then always makes a new descriptor, without
+    // close-on-exec, and never overwrites another duplicate.
+    let dups: Vec<(OwnedFd, i32)> = fds
+        .iter()
+        .map(|&(listener, to)| {
+            assert!((0..10).contains(&to), "fd {to}: pass descriptors below 10");
+            let high = nix::fcntl::fcntl(listener, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+                .expect("dup the test listener");
+            // SAFETY: fcntl just returned `high`, a new descriptor nobody
+            // else owns; the OwnedFd closes it when `cmd` (which keeps the
+            // closure) drops.
+            let dup = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) };
+            (dup, to)
+        })
+        .collect();
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed: it calls dup2 alone, with no
-    // allocation and no lock; `dup` is open there (fork copied it).
+    // allocation and no lock (the Vec is only read); the duplicates are
+    // open there (fork copied them).
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(cmd, move || {
-            if nix::libc::dup2(dup.as_raw_fd(), 3) == -1 {
-                return Err(std::io::Error::last_os_error());
+            for (dup, to) in &dups {
+                if nix::libc::dup2(dup.as_raw_fd(), *to) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

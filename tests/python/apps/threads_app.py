@@ -18,6 +18,23 @@ def sleep(environ, start_response):
     return _text(start_response, "%d" % threading.get_ident())
 
 
+def hold(environ, start_response):
+    # ?MARK&GATE: create the file MARK with the worker's pid (the test's sign
+    # that this request is in the view, as the echo app's mark=), then wait until the file GATE exists (the test opens it
+    # once every request it expects in parallel has marked), 10 minutes at
+    # most. Parallel views, proven without a clock.
+    import os
+
+    mark, gate = environ["QUERY_STRING"].split("&")
+    with open(mark + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(mark + ".tmp", mark)
+    deadline = time.monotonic() + 600
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _text(start_response, "%d" % threading.get_ident())
+
+
 def gil_hog(environ, start_response):
     # Holds the GIL until the test says so: the path in the query string is a
     # FIFO; opening it waits for the test to open its end (that is the test's
@@ -70,6 +87,7 @@ def stuck_view_sleeps_forever(environ, start_response):
 
 VIEWS = {
     "/sleep": sleep,
+    "/hold": hold,
     "/gil": gil_hog,
     "/boom": boom,
     "/stream": stream,

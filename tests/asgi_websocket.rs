@@ -217,3 +217,67 @@ fn graceful_stop_closes_asgi_websockets_with_1001_and_the_app_hears_it() {
         s.log_text()
     );
 }
+
+#[test]
+fn an_app_sending_to_a_client_that_does_not_read_waits_in_send() {
+    let s = server(&[]);
+    let out = TempDir::new("asgi-ws");
+    let file = out.join("sent");
+    let mut ws = WsClient::open(&s.addr, &format!("/flood?out={}", file.display()));
+    let sent = || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    assert!(wait_until(Duration::from_secs(10), || sent() > 0));
+    // 25 MiB would be queued in the worker within this time without
+    // backpressure (the sends never wait): with it the app stops at what
+    // the socket buffers and the 256 KiB allowance hold.
+    assert!(
+        !wait_until(Duration::from_secs(2), || sent() >= 400),
+        "all 400 sends completed while the client read nothing"
+    );
+    for _ in 0..400 {
+        assert_eq!(ws.expect_message(BINARY).len(), 65536);
+    }
+    assert_eq!(text(&mut ws), "done");
+    assert_eq!(sent(), 400);
+}
+
+#[test]
+fn a_client_sending_to_an_app_that_does_not_receive_is_held_back() {
+    let s = server(&[]);
+    let out = TempDir::new("asgi-ws");
+    let go = out.join("go");
+    let mut ws = WsClient::open(&s.addr, &format!("/slow-receiver?go={}", go.display()));
+    let Client::Tcp(sock) = &ws.conn else {
+        unreachable!()
+    };
+    let mut writer = sock.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    // 400 x 64 KiB: more than the kernel buffers hold.
+    let t = std::thread::spawn(move || {
+        use std::io::Write;
+        let f = frame(true, BINARY, &[1; 65536], true);
+        for _ in 0..400 {
+            writer.write_all(&f).unwrap();
+        }
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    // The app takes nothing: after its queue fills, the worker stops
+    // reading, and the client's writes block.
+    assert!(
+        !wait_until(Duration::from_secs(2), || done
+            .load(std::sync::atomic::Ordering::SeqCst)),
+        "the worker read 25 MiB for an app that received nothing"
+    );
+    std::fs::write(&go, "").unwrap();
+    t.join().unwrap();
+    ws.send_text("count");
+    assert_eq!(text(&mut ws), "400");
+}

@@ -1247,9 +1247,13 @@ impl Dispatch for AsgiDispatch {
         conn: ConnId,
         msg: crate::ws::Message,
         _env: &Env<'_>,
-        _out: &mut Vec<crate::dispatch::WsAction>,
+        out: &mut Vec<crate::dispatch::WsAction>,
     ) {
-        Python::attach(|py| ws::message(py, &self.ws, conn, msg));
+        Python::attach(|py| ws::message(py, &self.ws, conn, msg, out));
+    }
+
+    fn ws_drained(&mut self, conn: ConnId) {
+        Python::attach(|py| ws::drained(py, &self.ws, conn));
     }
 
     fn ws_closed(&mut self, conn: ConnId, code: u16, _env: &Env<'_>) {

@@ -37,6 +37,13 @@ use crate::dispatch::{ConnId, Event, WsAction};
 use crate::ws::{Handshake, Message, code};
 
 use super::{Hub, ScopeBuilder, bytes_of, get, ready};
+
+/// Messages queued for `receive()` before the connection stops reading the
+/// client's frames (uvicorn's `--ws-max-queue` default).
+const MAX_QUEUE: usize = 32;
+/// Bytes the app may send ahead of the socket before `send()` waits for
+/// the connection to write them (`Dispatch::ws_drained`).
+const SEND_HIGH: usize = 256 * 1024;
 use crate::python::response::log_exception;
 
 /// Where the handshake and the WebSocket are, as the app drives them.
@@ -70,9 +77,28 @@ pub(super) struct WsReq {
     out: Vec<WsAction>,
     task: Option<Py<PyAny>>,
     finished: bool,
+    /// The connection was told to stop reading (`MAX_QUEUE`).
+    paused: bool,
+    /// Bytes sent since the connection last wrote everything out.
+    unsent: usize,
+    /// A `send()` waiting for that.
+    drained: Option<Py<PyAny>>,
 }
 
 impl WsReq {
+    fn release(&mut self, py: Python<'_>) {
+        if let Some(f) = self.drained.take() {
+            let f = f.bind(py);
+            if !f
+                .call_method0("done")
+                .and_then(|d| d.is_truthy())
+                .unwrap_or(true)
+            {
+                let _ = f.call_method1("set_result", (py.None(),));
+            }
+        }
+    }
+
     fn act(&mut self, hub: &Hub, a: WsAction) {
         if self.eager {
             self.out.push(a);
@@ -172,6 +198,9 @@ pub(super) fn open(
         out: Vec::new(),
         task: None,
         finished: false,
+        paused: false,
+        unsent: 0,
+        drained: None,
     }));
     if let Ok(m) = msg(py, "websocket.connect") {
         ws.borrow_mut().inbox.push_back(m.into_any().unbind());
@@ -225,8 +254,15 @@ pub(super) fn open(
     out.append(&mut w.out);
 }
 
-/// A message from the client: `websocket.receive` for the app.
-pub(super) fn message(py: Python<'_>, sessions: &Sessions, conn: ConnId, m: Message) {
+/// A message from the client: `websocket.receive` for the app. A full
+/// queue pauses the connection's reading (`out`: `Pause`).
+pub(super) fn message(
+    py: Python<'_>,
+    sessions: &Sessions,
+    conn: ConnId,
+    m: Message,
+    out: &mut Vec<WsAction>,
+) {
     let Some(ws) = sessions.by_conn.get(&conn) else {
         return;
     };
@@ -244,9 +280,26 @@ pub(super) fn message(py: Python<'_>, sessions: &Sessions, conn: ConnId, m: Mess
         }
         Ok(d.into_any().unbind())
     })();
+    let mut w = ws.borrow_mut();
     match built {
-        Ok(d) => ws.borrow_mut().push(py, d),
+        Ok(d) => w.push(py, d),
         Err(e) => log::error!("building a websocket.receive message failed: {e}"),
+    }
+    if w.inbox.len() >= MAX_QUEUE && !w.paused {
+        w.paused = true;
+        out.push(WsAction::Pause);
+    }
+}
+
+/// The connection wrote everything: a waiting `send()` goes on.
+pub(super) fn drained(py: Python<'_>, sessions: &Sessions, conn: ConnId) {
+    if let Some(ws) = sessions.by_conn.get(&conn)
+        && let Ok(mut w) = ws.try_borrow_mut()
+    {
+        w.unsent = 0;
+        if w.drained.is_some() {
+            w.release(py);
+        }
     }
 }
 
@@ -258,6 +311,7 @@ pub(super) fn closed(py: Python<'_>, sessions: &mut Sessions, conn: ConnId, clos
     let mut w = ws.borrow_mut();
     w.gone = true;
     w.phase = Phase::Closed;
+    w.release(py);
     let built = msg(py, "websocket.disconnect").and_then(|d| {
         d.set_item("code", close_code)?;
         d.set_item("reason", "")?;
@@ -279,6 +333,10 @@ impl WsReceive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let mut w = self.ws.borrow_mut();
         if let Some(m) = w.inbox.pop_front() {
+            if w.paused && w.inbox.len() <= MAX_QUEUE / 2 && !w.gone {
+                w.paused = false;
+                w.act(&self.hub, WsAction::Resume);
+            }
             return ready(py, Some(m));
         }
         if w.gone || w.finished {
@@ -303,6 +361,14 @@ struct WsSend {
 impl WsSend {
     fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         on_send(py, &self.ws, &self.hub, message)?;
+        let mut w = self.ws.borrow_mut();
+        if w.unsent > SEND_HIGH && !w.gone {
+            // Sent far ahead of the client: wait until it is written.
+            let f = self.hub.future(py)?;
+            w.release(py);
+            w.drained = Some(f.clone().unbind());
+            return Ok(f.unbind());
+        }
         ready(py, None)
     }
 }
@@ -369,6 +435,10 @@ fn on_send(
                         ));
                     }
                 },
+            };
+            w.unsent += match &out {
+                Message::Text(t) => t.len(),
+                Message::Binary(b) => b.len(),
             };
             w.act(hub, WsAction::Send(out));
             Ok(())
@@ -451,6 +521,7 @@ fn finish(py: Python<'_>, ws: &Rc<RefCell<WsReq>>, hub: &Hub, err: Option<PyErr>
     }
     w.finished = true;
     w.task = None;
+    w.release(py);
     let what = w.what.clone();
     let failed = err.is_some();
     if let Some(e) = err {

@@ -92,6 +92,33 @@ async def app(scope, receive, send):
         await receive()
         await send({"type": "websocket.close"})
         return
+    if path == "/flood":
+        # 400 x 64 KiB to a client that may not read: send() must wait.
+        await receive()
+        await send({"type": "websocket.accept"})
+        chunk = b"x" * 65536
+        for i in range(400):
+            await send({"type": "websocket.send", "bytes": chunk})
+            _write(_out(scope), str(i + 1))
+        await send({"type": "websocket.send", "text": "done"})
+        await receive()
+        return
+    if path == "/slow-receiver":
+        # Takes no message until the file ?go=FILE exists, then counts them.
+        go = parse_qs(scope["query_string"].decode())["go"][0]
+        await receive()
+        await send({"type": "websocket.accept"})
+        while not os.path.exists(go):
+            await asyncio.sleep(0.01)
+        n = 0
+        while True:
+            m = await receive()
+            if m["type"] == "websocket.disconnect":
+                return
+            if m.get("text") == "count":
+                await send({"type": "websocket.send", "text": str(n)})
+            else:
+                n += 1
     if path == "/raise-before-accept":
         raise RuntimeError("refusing by raising")
     if path == "/late-accept":

@@ -79,6 +79,8 @@ fn accept_with_subprotocol_and_headers_then_echo_text_and_bytes() {
         "\"query_string\": \"x=1\"",
         "\"has_method\": false",
         "\"extensions\": [\"websocket.http.response\"]",
+        // The app runs as an asyncio task (anyio and asyncio.timeout need it).
+        "\"in_task\": true",
     ] {
         assert!(scope.contains(want), "{want} not in {scope}");
     }

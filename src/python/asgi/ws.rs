@@ -6,7 +6,8 @@
 //! - [`open`]: a handshake that passed RFC 6455's checks. The scope is the
 //!   HTTP one with `type: websocket`, `scheme` ws/wss, no `method`, and
 //!   `subprotocols` in the client's order; `websocket.connect` waits in the
-//!   inbox, and the coroutine is stepped eagerly, as an HTTP request is.
+//!   inbox, and the coroutine runs as an eagerly started task, as an HTTP
+//!   request's does.
 //! - `send`: `websocket.accept` (subprotocol, headers) and
 //!   `websocket.close` (code, reason; before the accept: a 403) become
 //!   [`WsAction`]s for the connection; `websocket.send` (text or bytes)
@@ -28,7 +29,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
@@ -206,7 +207,8 @@ pub(super) fn open(
         ws.borrow_mut().inbox.push_back(m.into_any().unbind());
     }
     sessions.by_conn.insert(conn, ws.clone());
-    let step = (|| -> PyResult<Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>> {
+    // As for an HTTP request: an eagerly started task (mod.rs, "A request").
+    let started = (|| -> PyResult<Bound<'_, PyAny>> {
         let receive = Py::new(
             py,
             WsReceive {
@@ -221,33 +223,26 @@ pub(super) fn open(
                 hub: hub.clone(),
             },
         )?;
+        let fin = Py::new(
+            py,
+            WsFinished {
+                ws: ws.clone(),
+                hub: hub.clone(),
+            },
+        )?;
         let coro = app.bind(py).call1((scope, receive, send))?;
-        match coro.call_method1(pyo3::intern!(py, "send"), (py.None(),)) {
-            Ok(yielded) => Ok(Some((coro, yielded))),
-            Err(e) if e.is_instance_of::<PyStopIteration>(py) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let wrapped = hub.run_app.bind(py).call1((coro, fin))?;
+        hub.start_task
+            .bind(py)
+            .call1((hub.event_loop.bind(py), wrapped))
     })();
-    match step {
-        Ok(None) => finish(py, &ws, hub, None),
-        Err(e) => finish(py, &ws, hub, Some(e)),
-        Ok(Some((coro, yielded))) => {
-            let task = (|| -> PyResult<Bound<'_, PyAny>> {
-                let fin = Py::new(
-                    py,
-                    WsFinished {
-                        ws: ws.clone(),
-                        hub: hub.clone(),
-                    },
-                )?;
-                let c = hub.run_task.bind(py).call1((coro, yielded, fin))?;
-                hub.event_loop.bind(py).call_method1("create_task", (c,))
-            })();
-            match task {
-                Ok(t) => ws.borrow_mut().task = Some(t.unbind()),
-                Err(e) => finish(py, &ws, hub, Some(e)),
+    match started {
+        Ok(task) => {
+            if !ws.borrow().finished {
+                ws.borrow_mut().task = Some(task.unbind());
             }
         }
+        Err(e) => finish(py, &ws, hub, Some(e)),
     }
     let mut w = ws.borrow_mut();
     w.eager = false;

@@ -56,6 +56,7 @@ async def _echo(scope, receive, send):
             info["query_string"] = scope["query_string"].decode()
             info["has_method"] = "method" in scope
             info["extensions"] = sorted(scope.get("extensions") or {})
+            info["in_task"] = asyncio.current_task() is not None
             await send({"type": "websocket.send", "text": json.dumps(info)})
         elif text.startswith("later "):
             # Waits on a real future: the rest runs as an asyncio task.

@@ -139,7 +139,7 @@ pub struct Config {
     /// `--preload`: import the Python app in the master, before forking.
     pub preload_app: bool,
     /// `--ws-max-size`: bytes per WebSocket message (0 = unlimited).
-    pub ws_max_size: u64,
+    pub websocket_max_message_size: u64,
     /// `--ws-ping-interval`, in ms (0 = no pings).
     pub ws_ping_interval_ms: u64,
     /// `--ws-ping-timeout`, in ms (0 = wait for ever).
@@ -1771,23 +1771,24 @@ pub static SETTINGS: &[Setting] = &[
     },
     // ----- WebSockets (uvicorn's names)
     Setting {
-        name: "ws_max_size",
+        name: "websocket_max_message_size",
         section: "WebSockets",
-        flags: &["--ws-max-size"],
+        flags: &["--ws-max-size", "--websocket-max-message-size"],
         metavar: "BYTES",
         default: "16777216",
         help: "The largest WebSocket message a client may send, in bytes (all the \
                fragments of a message together); a bigger one closes the connection \
                with code 1009 as soon as its frame header announces it. 16 MiB, as in \
-               uvicorn. Suffixes k, m, g are accepted; 0 means unlimited.",
+               uvicorn. Suffixes k, m, g are accepted; 0 means unlimited. \
+               (--websocket-max-message-size is gunicorn 27's name.)",
         takes_value: true,
         repeatable: false,
         cli_only: false,
         set: |c, v| {
-            c.ws_max_size = byte_size(v)?;
+            c.websocket_max_message_size = byte_size(v)?;
             Ok(())
         },
-        get: |c| c.ws_max_size.to_string(),
+        get: |c| c.websocket_max_message_size.to_string(),
     },
     Setting {
         name: "ws_ping_interval",
@@ -2032,7 +2033,7 @@ impl Default for Config {
             proxy_allow_ips: "127.0.0.1,::1".into(),
             tmp_upload_dir: None,
             body_buffer_size: 1 << 20,
-            ws_max_size: 16 << 20,
+            websocket_max_message_size: 16 << 20,
             ws_ping_interval_ms: 20_000,
             ws_ping_timeout_ms: 20_000,
             socket_mode: None,
@@ -2997,10 +2998,15 @@ mod tests {
             "--ws-ping-timeout",
             "0",
         ]);
-        assert_eq!(c.ws_max_size, 1 << 20);
+        assert_eq!(c.websocket_max_message_size, 1 << 20);
         assert_eq!((c.ws_ping_interval_ms, c.ws_ping_timeout_ms), (2_500, 0));
+        // gunicorn 27's name for the same setting.
+        assert_eq!(
+            run(&["--websocket-max-message-size", "2m"]).websocket_max_message_size,
+            2 << 20
+        );
         let d = run(&[]);
-        assert_eq!(d.ws_max_size, 16 << 20);
+        assert_eq!(d.websocket_max_message_size, 16 << 20);
         assert_eq!(
             (d.ws_ping_interval_ms, d.ws_ping_timeout_ms),
             (20_000, 20_000)

@@ -187,7 +187,7 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
             memory_limit: cfg.body_buffer_size,
             tmp_dir: cfg.tmp_upload_dir.clone(),
             ws: crate::ws_conn::WsSettings {
-                max_size: usize::try_from(cfg.ws_max_size).unwrap_or(usize::MAX),
+                max_size: usize::try_from(cfg.websocket_max_message_size).unwrap_or(usize::MAX),
                 ping_interval_ms: cfg.ws_ping_interval_ms,
                 ping_timeout_ms: cfg.ws_ping_timeout_ms,
             },

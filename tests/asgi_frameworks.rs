@@ -16,9 +16,9 @@
 //! and the ORM through `sync_to_async` against a real PostgreSQL; and FastAPI
 //! behind a real nginx with the sample config (conf/nginx/ferricorn-unix.conf).
 //!
-//! Not here yet: the app's WebSocket endpoint (`/ws`), which needs ASGI
-//! WebSockets and the raw WebSocket client (tests/support/ws.rs) of the ws
-//! branch.
+//! The app's WebSocket endpoint (`/ws`, Starlette's `WebSocket`) with the raw
+//! client of tests/support/ws.rs: subprotocol, text, binary, a fragmented
+//! message, the app's close code and reason.
 //!
 //! The venv comes from tests/python/setup-venv.sh (fastapi, starlette,
 //! python-multipart, Django, psycopg pinned in tests/python/requirements.txt).
@@ -32,6 +32,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use support::postgres::Postgres;
+use support::ws;
 use support::*;
 
 /// ferricorn serving `spec` from `dir` (relative to tests/python/) with
@@ -322,6 +323,32 @@ fn fastapi_context_variables_do_not_leak_between_requests() {
             want(rid)
         );
     }
+}
+
+/// FastAPI's WebSocket endpoint: the subprotocol the app chose from the
+/// client's list, text (UTF-8) and binary echo, a message in two fragments,
+/// the app's close code and reason, then the TCP close; the worker serves on.
+#[test]
+fn fastapi_websocket_echo_subprotocol_and_close() {
+    let s = fastapi(&["-k", "asgi", "--workers", "1"]);
+    let (resp, ws) = ws::try_open(&s.addr, "/ws", "Sec-WebSocket-Protocol: chat, echo\r\n");
+    let mut ws = ws.unwrap_or_else(|| panic!("no 101: {resp:?}\n{}", s.log_text()));
+    assert_eq!(ws.response.header("Sec-WebSocket-Protocol"), Some("echo"));
+    ws.send_text("héllo");
+    assert_eq!(ws.expect_message(ws::TEXT), "héllo".as_bytes());
+    ws.send(true, ws::BINARY, &[0, 1, 2, 255]);
+    assert_eq!(ws.expect_message(ws::BINARY), vec![0, 1, 2, 255]);
+    ws.send(false, ws::TEXT, b"frag");
+    ws.send(true, ws::CONT, b"mented");
+    assert_eq!(ws.expect_message(ws::TEXT), b"fragmented");
+    ws.send_text("close-me");
+    assert_eq!(ws.expect_close(), (4000, "asked to".to_string()));
+    assert!(
+        ws.closes_within(Duration::from_secs(10)),
+        "{}",
+        s.log_text()
+    );
+    assert_eq!(get(&s.addr, "/").unwrap().status, 200);
 }
 
 /// Lifespan with 2 workers, selected by gunicorn's spelling of the uvicorn

@@ -138,8 +138,20 @@ pub struct Config {
     pub pythonpath: Vec<String>,
     /// `--preload`: import the Python app in the master, before forking.
     pub preload_app: bool,
+    /// `--ws-max-size`: bytes per WebSocket message (0 = unlimited).
+    pub websocket_max_message_size: u64,
+    /// `--ws-ping-interval`, in ms (0 = no pings).
+    pub ws_ping_interval_ms: u64,
+    /// `--ws-ping-timeout`, in ms (0 = wait for ever).
+    pub ws_ping_timeout_ms: u64,
     /// `--root-path`: the WSGI `SCRIPT_NAME` the app is mounted at ("" or "/x", no trailing `/`).
     pub root_path: String,
+    /// `--interface`: "auto", "asgi" or "wsgi".
+    pub interface: String,
+    /// `--asgi-loop`: "auto", "asyncio" or "uvloop".
+    pub asgi_loop: String,
+    /// `--asgi-lifespan`: "auto", "on" or "off".
+    pub asgi_lifespan: String,
     /// The positional APP (default "welcome").
     pub app: String,
     /// The config file this came from, if any (re-read on HUP). Absolute.
@@ -295,6 +307,35 @@ fn boolean(v: &str) -> Result<bool, String> {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err("must be true or false".into()),
+    }
+}
+
+/// Seconds, decimals allowed (`20`, `0.5`), as milliseconds.
+fn seconds_ms(v: &str) -> Result<u64, String> {
+    let why = || "must be a non-negative number of seconds".to_string();
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if !digits(int) || !(frac.is_empty() || digits(frac)) || v.ends_with('.') {
+        return Err(why());
+    }
+    let whole: u64 = int.parse().map_err(|_| "number too large".to_string())?;
+    let mut ms = 0;
+    for (i, d) in frac.bytes().take(3).enumerate() {
+        ms += u64::from(d - b'0') * [100, 10, 1][i];
+    }
+    whole
+        .checked_mul(1000)
+        .and_then(|w| w.checked_add(ms))
+        .ok_or_else(|| "number too large".to_string())
+}
+
+/// Milliseconds as seconds, the way `seconds_ms` reads them back.
+fn ms_seconds(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        (ms / 1000).to_string()
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+            .trim_end_matches('0')
+            .to_string()
     }
 }
 
@@ -565,14 +606,20 @@ pub static SETTINGS: &[Setting] = &[
                that do not wait on I/O); `gthread` calls it on a pool of --threads \
                threads per worker, while the event loop goes on serving other \
                connections. As in gunicorn, `sync` with --threads above 1 means \
-               `gthread`. Other gunicorn worker classes (gevent, eventlet, tornado, \
-               uvicorn) are not available.",
+               `gthread`; `asgi` (also spelled `uvicorn.workers.UvicornWorker` or \
+               `uvicorn_worker.UvicornWorker`) serves an ASGI app on an asyncio loop \
+               per worker (see --interface). Other gunicorn worker classes (gevent, \
+               eventlet, tornado) are not available.",
         takes_value: true,
         repeatable: false,
         cli_only: false,
         set: |c, v| {
             match v {
                 "sync" | "gthread" => c.worker_class = v.to_string(),
+                // gunicorn's native ASGI worker and the uvicorn ones.
+                other if crate::config_gunicorn::is_asgi_worker_class(other) => {
+                    c.worker_class = "asgi".to_string()
+                }
                 other => return Err(crate::config_gunicorn::worker_class_refusal(other)),
             }
             Ok(())
@@ -1722,6 +1769,63 @@ pub static SETTINGS: &[Setting] = &[
         },
         get: |c| toml_quote(c.group.as_deref().unwrap_or("")),
     },
+    // ----- WebSockets (uvicorn's names)
+    Setting {
+        name: "websocket_max_message_size",
+        section: "WebSockets",
+        flags: &["--ws-max-size", "--websocket-max-message-size"],
+        metavar: "BYTES",
+        default: "16777216",
+        help: "The largest WebSocket message a client may send, in bytes (all the \
+               fragments of a message together); a bigger one closes the connection \
+               with code 1009 as soon as its frame header announces it. 16 MiB, as in \
+               uvicorn. Suffixes k, m, g are accepted; 0 means unlimited. \
+               (--websocket-max-message-size is gunicorn 27's name.)",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.websocket_max_message_size = byte_size(v)?;
+            Ok(())
+        },
+        get: |c| c.websocket_max_message_size.to_string(),
+    },
+    Setting {
+        name: "ws_ping_interval",
+        section: "WebSockets",
+        flags: &["--ws-ping-interval"],
+        metavar: "SECONDS",
+        default: "20",
+        help: "A WebSocket that has received nothing for this many seconds is sent a \
+               ping (checked about once a second), so that dead peers and idle \
+               proxies are noticed. Decimals are accepted; 0 turns pings off.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.ws_ping_interval_ms = seconds_ms(v)?;
+            Ok(())
+        },
+        get: |c| ms_seconds(c.ws_ping_interval_ms),
+    },
+    Setting {
+        name: "ws_ping_timeout",
+        section: "WebSockets",
+        flags: &["--ws-ping-timeout"],
+        metavar: "SECONDS",
+        default: "20",
+        help: "A WebSocket whose peer has not answered the server's ping within this \
+               many seconds is closed (code 1011). Decimals are accepted; 0 waits \
+               for ever.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.ws_ping_timeout_ms = seconds_ms(v)?;
+            Ok(())
+        },
+        get: |c| ms_seconds(c.ws_ping_timeout_ms),
+    },
     // ----- Python (WSGI): used when APP is `module:callable` (build with --features python)
     Setting {
         name: "pythonpath",
@@ -1791,6 +1895,79 @@ pub static SETTINGS: &[Setting] = &[
         },
         get: |c| toml_quote(&c.root_path),
     },
+    Setting {
+        name: "interface",
+        section: "Python (ASGI)",
+        flags: &["--interface"],
+        metavar: "STRING",
+        default: "auto",
+        help: "How the Python app is called: `wsgi` (PEP 3333), `asgi` (ASGI 3: \
+               FastAPI, Starlette, Django's ASGI handler, Quart), or `auto` (the \
+               default): ASGI when the callable is an `async def` function or an \
+               object whose `__call__` is one, else WSGI; with `-k asgi` (or a \
+               uvicorn worker class) `auto` means ASGI. The first worker says in the \
+               log which interface it chose. ASGI apps run as coroutines on one \
+               asyncio loop per worker (--asgi-loop), in the event loop's thread.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            match v {
+                "auto" | "asgi" | "wsgi" => c.interface = v.to_string(),
+                _ => return Err("must be auto, asgi or wsgi".into()),
+            }
+            Ok(())
+        },
+        get: |c| toml_quote(&c.interface),
+    },
+    Setting {
+        name: "asgi_loop",
+        section: "Python (ASGI)",
+        flags: &["--asgi-loop", "--loop"],
+        metavar: "STRING",
+        default: "auto",
+        help: "The asyncio event loop of an ASGI worker: `asyncio` (the standard \
+               library's), `uvloop` (start-up fails with one line if it is not \
+               installed), or `auto` (the default: uvloop when it can be imported, \
+               else asyncio).",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            match v {
+                "auto" | "asyncio" | "uvloop" => c.asgi_loop = v.to_string(),
+                _ => return Err("must be auto, asyncio or uvloop".into()),
+            }
+            Ok(())
+        },
+        get: |c| toml_quote(&c.asgi_loop),
+    },
+    Setting {
+        name: "asgi_lifespan",
+        section: "Python (ASGI)",
+        flags: &["--asgi-lifespan", "--lifespan"],
+        metavar: "STRING",
+        default: "auto",
+        help: "The ASGI lifespan protocol: `on` runs the app's startup before the \
+               worker accepts connections (a failed startup stops the worker with \
+               exit code 3, and the master with it, as a boot error) and its \
+               shutdown after a graceful stop has finished the requests in \
+               flight; `off` never sends lifespan events; `auto` (the default) is \
+               `on`, except that an app raising on the lifespan scope is taken as \
+               not supporting it and served anyway. The `state` dict the startup \
+               fills is copied into every request's scope.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            match v {
+                "auto" | "on" | "off" => c.asgi_lifespan = v.to_string(),
+                _ => return Err("must be auto, on or off".into()),
+            }
+            Ok(())
+        },
+        get: |c| toml_quote(&c.asgi_lifespan),
+    },
 ];
 
 // ---------------------------------------------------------------------------
@@ -1856,6 +2033,9 @@ impl Default for Config {
             proxy_allow_ips: "127.0.0.1,::1".into(),
             tmp_upload_dir: None,
             body_buffer_size: 1 << 20,
+            websocket_max_message_size: 16 << 20,
+            ws_ping_interval_ms: 20_000,
+            ws_ping_timeout_ms: 20_000,
             socket_mode: None,
             socket_group: None,
             user: None,
@@ -1863,6 +2043,9 @@ impl Default for Config {
             pythonpath: Vec::new(),
             preload_app: false,
             root_path: String::new(),
+            interface: "auto".into(),
+            asgi_loop: "auto".into(),
+            asgi_lifespan: "auto".into(),
             app: DEFAULT_APP.into(),
             config_file: None,
             check_config: false,
@@ -1879,7 +2062,12 @@ impl Config {
     /// Whether workers run the app on a thread pool (`gthread`, or `--threads`
     /// above 1, which selects gthread as in gunicorn) rather than inline.
     pub fn threaded(&self) -> bool {
-        self.threads > 1 || self.worker_class == "gthread"
+        !self.asgi_worker() && (self.threads > 1 || self.worker_class == "gthread")
+    }
+
+    /// `-k asgi` (or a uvicorn worker class): `--interface auto` means ASGI.
+    pub fn asgi_worker(&self) -> bool {
+        self.worker_class == "asgi"
     }
 
     /// Re-run [`parse`] on the stored command line (re-reading the config file and
@@ -2801,6 +2989,43 @@ mod tests {
     }
 
     #[test]
+    fn websocket_settings_take_uvicorn_style_seconds_and_sizes() {
+        let c = run(&[
+            "--ws-max-size",
+            "1m",
+            "--ws-ping-interval",
+            "2.5",
+            "--ws-ping-timeout",
+            "0",
+        ]);
+        assert_eq!(c.websocket_max_message_size, 1 << 20);
+        assert_eq!((c.ws_ping_interval_ms, c.ws_ping_timeout_ms), (2_500, 0));
+        // gunicorn 27's name for the same setting.
+        assert_eq!(
+            run(&["--websocket-max-message-size", "2m"]).websocket_max_message_size,
+            2 << 20
+        );
+        let d = run(&[]);
+        assert_eq!(d.websocket_max_message_size, 16 << 20);
+        assert_eq!(
+            (d.ws_ping_interval_ms, d.ws_ping_timeout_ms),
+            (20_000, 20_000)
+        );
+        for (v, ms) in [
+            ("20", 20_000),
+            ("0.05", 50),
+            ("1.2345", 1_234),
+            ("007", 7_000),
+        ] {
+            assert_eq!(seconds_ms(v), Ok(ms), "{v}");
+            assert_eq!(seconds_ms(&ms_seconds(ms)), Ok(ms), "{v} round trip");
+        }
+        for bad in ["", ".5", "5.", "-1", "1e3", "x", "1.2.3"] {
+            assert!(seconds_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn defaults() {
         let c = run(&[]);
         let d = Config::default();
@@ -3035,6 +3260,40 @@ mod tests {
         let c = run(&["--worker-class", "gthread"]);
         assert!(c.threaded() && c.threads == 1);
         assert_eq!(run(&["--threads", "8", "-w", "2"]).threads, 8);
+    }
+
+    #[test]
+    fn the_asgi_worker_classes_select_asgi_and_no_thread_pool() {
+        for k in [
+            "asgi",
+            "uvicorn.workers.UvicornWorker",
+            "uvicorn_worker.UvicornWorker",
+        ] {
+            let c = run(&["-k", k, "--threads", "4"]);
+            assert_eq!(c.worker_class, "asgi", "{k}");
+            assert!(c.asgi_worker() && !c.threaded(), "{k}");
+        }
+        let c = run(&[
+            "--interface",
+            "asgi",
+            "--loop",
+            "uvloop",
+            "--lifespan",
+            "off",
+        ]);
+        assert_eq!(
+            (c.interface.as_str(), c.asgi_loop.as_str()),
+            ("asgi", "uvloop")
+        );
+        assert_eq!(c.asgi_lifespan, "off");
+        let c = run(&["--asgi-loop", "asyncio", "--asgi-lifespan", "on"]);
+        assert_eq!(
+            (c.asgi_loop.as_str(), c.asgi_lifespan.as_str()),
+            ("asyncio", "on")
+        );
+        assert!(err(&["--interface", "rsgi"]).contains("must be auto, asgi or wsgi"));
+        assert!(err(&["--lifespan", "maybe"]).contains("must be auto, on or off"));
+        assert!(err(&["-k", "uvicorn.workers.Nope"]).contains("-k asgi"));
     }
 
     #[test]

@@ -100,27 +100,20 @@ const NO_TLS: &str = "ferricorn does not speak TLS; nginx in front terminates it
 const NO_H2: &str = "ferricorn speaks HTTP/1.1; nginx in front speaks HTTP/2 and HTTP/3 to clients";
 const STRICT: &str = "ferricorn's HTTP parser follows RFC 9112 strictly and is not loosened";
 const NO_DIRTY: &str = "ferricorn has no dirty arbiters (gunicorn's separate pool for long tasks)";
-const NO_ASGI: &str = "ferricorn has no ASGI worker yet";
+const NO_GRACE: &str = "ferricorn tells an ASGI app of a disconnect at once (http.disconnect), \
+     and a graceful stop waits --graceful-timeout for requests in flight";
 const NO_CONTROL: &str =
     "ferricorn has no control socket; use signals (HUP, TTIN, TTOU, USR2; see docs/signals.md)";
 
 /// Every gunicorn setting ferricorn accepts without implementing it.
 pub static ACCEPTED: &[Accepted] = &[
-    // Worker Processes (`worker_class` and `threads` are settings of their
-    // own: src/config.rs; the ASGI work gives these rows of their own).
-    ignore("asgi_loop", &["--asgi-loop"], true, NO_ASGI),
-    ignore("asgi_lifespan", &["--asgi-lifespan"], true, NO_ASGI),
+    // Worker Processes (`worker_class`, `threads`, `asgi_loop` and
+    // `asgi_lifespan` are settings of their own: src/config.rs).
     ignore(
         "asgi_disconnect_grace_period",
         &["--asgi-disconnect-grace-period"],
         true,
-        NO_ASGI,
-    ),
-    ignore(
-        "websocket_max_message_size",
-        &["--websocket-max-message-size"],
-        true,
-        NO_ASGI,
+        NO_GRACE,
     ),
     ignore(
         "http_parser",
@@ -515,15 +508,26 @@ pub fn status(name: &str) -> String {
     }
 }
 
+/// gunicorn's `-k asgi` and the uvicorn worker classes: ferricorn's ASGI worker.
+pub fn is_asgi_worker_class(class: &str) -> bool {
+    matches!(
+        class,
+        "asgi"
+            | "uvicorn.workers.UvicornWorker"
+            | "uvicorn_worker.UvicornWorker"
+            | "uvicorn.workers.UvicornH11Worker"
+            | "uvicorn_worker.UvicornH11Worker"
+    )
+}
+
 /// Why a gunicorn worker class other than `sync`/`gthread` is refused, with
 /// what to use instead (the reason part of "invalid value for --worker-class").
 pub fn worker_class_refusal(class: &str) -> String {
     let c = class.to_ascii_lowercase();
     let base = c.rsplit('.').next().unwrap_or(&c);
-    if c == "asgi" || c.starts_with("uvicorn") || c.contains("uvicornworker") {
-        "an ASGI worker is not available yet: serve the app's WSGI callable \
-         (e.g. myproj.wsgi for Django), or keep gunicorn with uvicorn for this app \
-         until ferricorn's ASGI worker lands"
+    if c.starts_with("uvicorn") || c.contains("uvicornworker") {
+        "unknown uvicorn worker class: use -k asgi (ferricorn's ASGI worker), also \
+         spelled uvicorn.workers.UvicornWorker"
             .into()
     } else if [
         "gevent",
@@ -651,8 +655,9 @@ mod tests {
             "uvicorn_worker.UvicornWorker",
             "asgi",
         ] {
-            assert!(worker_class_refusal(asgi).contains("ASGI"), "{asgi}");
+            assert!(is_asgi_worker_class(asgi), "{asgi}");
         }
+        assert!(worker_class_refusal("uvicorn.workers.Other").contains("-k asgi"));
         for green in [
             "gevent",
             "eventlet",

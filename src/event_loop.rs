@@ -131,6 +131,19 @@ const SHED_CHECK_MS: u64 = 10;
 /// serving while the master starts its replacement, before it drains on its
 /// own (a master stopped or unable to fork). The drain's log line says 30 s.
 const RETIRE_WAIT_MS: u64 = 30_000;
+/// While draining, the loop wakes at least this often for its deadlines.
+const DRAIN_TICK_MS: u64 = 100;
+
+/// How long before the end of `--graceful-timeout` open WebSockets are sent
+/// their 1001 close: the master's SIGKILL comes at its own deadline, which
+/// began when it sent TERM (a moment before this worker's), so closing at
+/// the worker's deadline would race the kill; a second (a quarter of a
+/// short timeout) lets the close handshake finish and the worker exit on
+/// its own. Until then the WebSockets stay open and served.
+fn ws_close_lead(graceful_ms: u64) -> u64 {
+    (graceful_ms / 4).min(1_000)
+}
+
 /// How long a finished response may wait for the rest of its turn's
 /// responses before it is written (module docs: writing in bursts).
 const COALESCE: Duration = Duration::from_millis(1);
@@ -350,8 +363,18 @@ pub struct EventLoop {
     /// threads: a replaced worker waits for them (briefly) before exiting.
     reports: (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>),
     reports_pending: usize,
+    events: Events,
+    /// Connections closed, or shut by their peer, while their request was
+    /// in the app: told to the dispatcher at the end of the turn.
+    gone: Vec<ConnId>,
+    /// When the per-second timers last ran (ms).
+    last_timer: u64,
+    /// When this worker asked the master to retire it (--max-requests).
+    retire_asked: Option<u64>,
     /// Set once a graceful stop began: (when, deadline).
     draining: Option<(u64, u64)>,
+    /// Open WebSockets were sent their 1001 close (graceful stop).
+    ws_gone_away: bool,
     pub access_log: AccessLog,
     /// Called with each signal the worker does not handle itself (USR1...).
     pub on_reopen: Option<Box<dyn FnMut()>>,
@@ -446,7 +469,12 @@ impl EventLoop {
             dispatch_events: Vec::new(),
             reports: std::sync::mpsc::channel(),
             reports_pending: 0,
+            events: Events::with_capacity(256),
+            gone: Vec::new(),
+            last_timer: 0,
+            retire_asked: None,
             draining: None,
+            ws_gone_away: false,
             access_log: AccessLog::disabled(),
             on_reopen: None,
         })
@@ -459,197 +487,263 @@ impl EventLoop {
 
     /// Run until a stop. `dispatch` runs this worker's application.
     pub fn run(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks) -> Exit {
-        let mut events = Events::with_capacity(256);
-        {
-            let s = self.scoreboard.slot(self.slot);
-            s.tick_ms.store(monotonic_ms(), Ordering::Relaxed);
-            s.ready.store(1, Ordering::Release);
-        }
-        let mut last_timer = monotonic_ms();
-        // When this worker asked the master to retire it (--max-requests).
-        let mut retire_asked: Option<u64> = None;
-        self.date.refresh(unix_secs());
+        self.begin();
         loop {
-            let timeout = if !self.again.is_empty() {
-                Duration::ZERO
-            } else {
-                match self.accept_retry {
-                    // The batch limit cut an accept loop short: the rest of the
-                    // queue is waiting, and no new edge will announce it.
-                    Retry::Now if self.accept_pending.iter().any(|&p| p) => Duration::ZERO,
-                    Retry::Now => Duration::from_millis(1000),
-                    // Left connections to a less loaded worker: take them
-                    // ourselves once DEFER_MS is up if it has not.
-                    Retry::Soon => Duration::from_millis(DEFER_MS),
-                    Retry::Backoff => Duration::from_millis(100),
-                    Retry::Idle => Duration::from_millis(1000),
-                }
-            };
-            // A request queued for an app thread is checked on soon.
-            let timeout = dispatch.tick().map_or(timeout, |t| timeout.min(t));
-            let timeout = if self.peer_busy {
-                timeout.min(Duration::from_millis(PEER_BUSY_MS))
-            } else {
-                timeout
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                log::error!("epoll_wait() failed: {e}");
-                return Exit::Quick;
+            let timeout = self.next_timeout(dispatch);
+            if let Some(exit) = self.turn(dispatch, hooks, timeout) {
+                return exit;
             }
-            let now = monotonic_ms();
-            self.date.refresh(unix_secs());
-            self.scoreboard
-                .slot(self.slot)
-                .tick_ms
-                .store(now, Ordering::Relaxed);
+        }
+    }
 
-            let mut ready = std::mem::take(&mut self.ready_buf);
-            ready.clear();
-            ready.append(&mut self.again);
-            let mut woken = false;
-            for ev in events.iter() {
-                match ev.token() {
-                    WAKER => woken = true,
-                    SIGNAL => {
-                        for sig in self.signals.drain() {
-                            match sig {
-                                Signal::SIGTERM => self.begin_drain(now, "received TERM"),
-                                Signal::SIGINT | Signal::SIGQUIT => return Exit::Quick,
-                                Signal::SIGUSR1 => {
-                                    if let Err(e) = self.access_log.reopen() {
-                                        log::error!("reopening the access log failed: {e}");
-                                    }
-                                    if let Some(f) = &mut self.on_reopen {
-                                        f();
-                                    }
+    /// The worker is ready: say so on the scoreboard and start the clocks.
+    /// (An ASGI worker runs its lifespan startup before this.)
+    pub fn begin(&mut self) {
+        let s = self.scoreboard.slot(self.slot);
+        s.tick_ms.store(monotonic_ms(), Ordering::Relaxed);
+        s.ready.store(1, Ordering::Release);
+        self.last_timer = monotonic_ms();
+        self.date.refresh(unix_secs());
+    }
+
+    /// The epoll instance the loop waits on: readable when a turn has
+    /// work. An outer loop (asyncio, for ASGI) watches it and runs
+    /// [`EventLoop::turn`] with a zero timeout when it is readable.
+    pub fn poll_fd(&self) -> std::os::fd::RawFd {
+        self.epoll.0.as_raw_fd()
+    }
+
+    /// The first listener's address, as an ASGI scope's `server`:
+    /// `(host, Some(port))`, or `(path, None)` for a Unix socket.
+    pub fn server_addr(&self) -> Option<(String, Option<u16>)> {
+        match self.listeners.first()?.as_ref()? {
+            AnyListener::Tcp(l) => l
+                .local_addr()
+                .ok()
+                .map(|a| (a.ip().to_string(), Some(a.port()))),
+            AnyListener::Unix(l) => l.local_addr().ok().map(|a| {
+                let path = a
+                    .as_pathname()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                (path, None)
+            }),
+        }
+    }
+
+    /// How long the next turn may wait for readiness: until the next timer,
+    /// accept retry or dispatcher tick (zero when work is left over).
+    pub fn next_timeout(&mut self, dispatch: &mut dyn Dispatch) -> Duration {
+        let timeout = if !self.again.is_empty() {
+            Duration::ZERO
+        } else {
+            match self.accept_retry {
+                // The batch limit cut an accept loop short: the rest of the
+                // queue is waiting, and no new edge will announce it.
+                Retry::Now if self.accept_pending.iter().any(|&p| p) => Duration::ZERO,
+                Retry::Now => Duration::from_millis(1000),
+                // Left connections to a less loaded worker: take them
+                // ourselves once DEFER_MS is up if it has not.
+                Retry::Soon => Duration::from_millis(DEFER_MS),
+                Retry::Backoff => Duration::from_millis(100),
+                Retry::Idle => Duration::from_millis(1000),
+            }
+        };
+        // A request queued for an app thread is checked on soon.
+        let timeout = dispatch.tick().map_or(timeout, |t| timeout.min(t));
+        let timeout = if self.peer_busy {
+            timeout.min(Duration::from_millis(PEER_BUSY_MS))
+        } else {
+            timeout
+        };
+        // Draining: the deadlines (the WebSockets' 1001 above all) are
+        // checked at least every DRAIN_TICK_MS.
+        if self.draining.is_some() {
+            timeout.min(Duration::from_millis(DRAIN_TICK_MS))
+        } else {
+            timeout
+        }
+    }
+
+    /// One turn: wait up to `timeout` for readiness, then do the work it
+    /// brought (connections, answers, accepting, timers, heartbeat).
+    /// `Some` when the worker must stop.
+    pub fn turn(
+        &mut self,
+        dispatch: &mut dyn Dispatch,
+        hooks: &dyn Hooks,
+        timeout: Duration,
+    ) -> Option<Exit> {
+        if let Err(e) = self.poll.poll(&mut self.events, Some(timeout))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            log::error!("epoll_wait() failed: {e}");
+            return Some(Exit::Quick);
+        }
+        let now = monotonic_ms();
+        self.date.refresh(unix_secs());
+        self.scoreboard
+            .slot(self.slot)
+            .tick_ms
+            .store(now, Ordering::Relaxed);
+
+        let mut ready = std::mem::take(&mut self.ready_buf);
+        ready.clear();
+        ready.append(&mut self.again);
+        let mut woken = false;
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for ev in events.iter() {
+            match ev.token() {
+                WAKER => woken = true,
+                SIGNAL => {
+                    for sig in self.signals.drain() {
+                        match sig {
+                            Signal::SIGTERM => self.begin_drain(now, "received TERM"),
+                            Signal::SIGINT | Signal::SIGQUIT => return Some(Exit::Quick),
+                            Signal::SIGUSR1 => {
+                                if let Err(e) = self.access_log.reopen() {
+                                    log::error!("reopening the access log failed: {e}");
                                 }
-                                _ => {}
+                                if let Some(f) = &mut self.on_reopen {
+                                    f();
+                                }
                             }
-                        }
-                    }
-                    MASTER => self.begin_drain(now, "master went away"),
-                    Token(t) if t >= LISTENER_BASE => {
-                        if let Some(p) = self.accept_pending.get_mut(t - LISTENER_BASE) {
-                            *p = true;
-                        }
-                    }
-                    Token(i) => {
-                        if let Some(Some(c)) = self.conns.get_mut(i) {
-                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                                c.readable = true;
-                            }
-                            if ev.is_read_closed() || ev.is_error() {
-                                c.peer_shut = true;
-                            }
-                            ready.push(i);
+                            _ => {}
                         }
                     }
                 }
-            }
-
-            if woken {
-                self.answers(dispatch, hooks, now, &mut ready);
-            }
-            ready.sort_unstable();
-            ready.dedup();
-            if now >= self.shed_checked_ms + SHED_CHECK_MS {
-                self.shed_checked_ms = now;
-                let mine = self.load();
-                self.shed = self.draining.is_none()
-                    && balance::lighter_peer(mine, balance::shed_margin(mine), self.peers(), now);
-            }
-            self.drive_ready(&ready, dispatch, hooks, now);
-            self.busy = dispatch.busy() as u64;
-            // Every app thread busy while a peer has an idle one: out of the
-            // listeners' wait queue now, before sleeping in epoll_wait, so
-            // the kernel wakes that peer for the next connection (an
-            // exclusive wake-up spent on this worker would leave it queued
-            // here). When every worker is busy, new connections are taken
-            // as usual and their requests wait behind the parked ones: left
-            // in the backlog, one would wait for as long as this worker's
-            // connections keep its threads busy (wrk timeouts, Django view).
-            let room = dispatch.room();
-            // Spare: an app thread idle now.
-            let spare = room != usize::MAX && room > 0;
-            self.scoreboard
-                .slot(self.slot)
-                .spare
-                .store(u64::from(spare), Ordering::Relaxed);
-            self.saturated = room == 0 && self.spare_peer(now);
-            // A peer with every thread busy may have spent the kernel's one
-            // exclusive wake-up for a connection it then left queued (it
-            // became busy in the same turn): nobody else hears of that
-            // connection. While a peer is busy and this worker has a thread
-            // idle, look at the listeners every turn (an accept that finds
-            // nothing costs one EAGAIN) and at least every PEER_BUSY_MS.
-            self.peer_busy = room > 0 && room != usize::MAX && self.busy_peer(now);
-            if self.peer_busy && self.draining.is_none() && self.listening {
-                self.accept_pending.fill(true);
-            }
-            if self.saturated {
-                self.set_listening(false);
-            } else if self.draining.is_none() && self.active < self.cfg.worker_connections {
-                self.set_listening(true);
-            }
-            // Accept after the turn's work, not before: the balance rule then
-            // counts only connections that outlived their request (module
-            // docs), and nothing is lost, as a new connection's first bytes
-            // are reported by the next poll either way.
-            self.accept(monotonic_ms());
-            self.ready_buf = ready;
-            if now >= last_timer + 1000 || self.draining.is_some() && now >= last_timer + 100 {
-                last_timer = now;
-                self.timers(dispatch, hooks, now);
-            }
-            self.access_log.flush();
-            for line in self.incidents.report(now, self.cfg.worker_connections) {
-                log::warn!("{line}");
-            }
-            let slot = self.scoreboard.slot(self.slot);
-            slot.active.store(self.active as u64, Ordering::Relaxed);
-            slot.dormant.store(self.dormant as u64, Ordering::Relaxed);
-            slot.busy_threads.store(self.busy, Ordering::Relaxed);
-
-            if self.cfg.max_requests > 0
-                && self.requests >= self.cfg.max_requests
-                && self.draining.is_none()
-            {
-                // Ask the master to replace us and keep serving: it sends TERM
-                // once the replacement accepts, so the number of accepting
-                // workers never dips. Drain on our own only if it does not.
-                let asked = *retire_asked.get_or_insert_with(|| {
-                    log::info!(
-                        "Worker (pid:{}) served {} requests (--max-requests): asking for a replacement",
-                        std::process::id(),
-                        self.requests
-                    );
-                    self.scoreboard.slot(self.slot).request_retire();
-                    now
-                });
-                if now >= asked + RETIRE_WAIT_MS {
-                    self.begin_drain(
-                        now,
-                        "max requests reached and the master did not retire this worker in 30 s",
-                    );
+                MASTER => self.begin_drain(now, "master went away"),
+                Token(t) if t >= LISTENER_BASE => {
+                    if let Some(p) = self.accept_pending.get_mut(t - LISTENER_BASE) {
+                        *p = true;
+                    }
                 }
-            }
-            if let Some((_, deadline)) = self.draining {
-                if self.active == 0 {
-                    self.wait_for_reports();
-                    return Exit::Graceful;
-                }
-                if now >= deadline {
-                    log::warn!(
-                        "graceful timeout: closing {} connection(s) still open",
-                        self.active
-                    );
-                    self.wait_for_reports();
-                    return Exit::Graceful;
+                Token(i) => {
+                    if let Some(Some(c)) = self.conns.get_mut(i) {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            c.readable = true;
+                        }
+                        if ev.is_read_closed() || ev.is_error() {
+                            c.peer_shut = true;
+                            if c.in_app() {
+                                self.gone.push(c.id);
+                            }
+                        }
+                        ready.push(i);
+                    }
                 }
             }
         }
+        self.events = events;
+        self.notify_gone(dispatch);
+
+        if woken {
+            self.answers(dispatch, hooks, now, &mut ready);
+        }
+        ready.sort_unstable();
+        ready.dedup();
+        if now >= self.shed_checked_ms + SHED_CHECK_MS {
+            self.shed_checked_ms = now;
+            let mine = self.load();
+            self.shed = self.draining.is_none()
+                && balance::lighter_peer(mine, balance::shed_margin(mine), self.peers(), now);
+        }
+        self.drive_ready(&ready, dispatch, hooks, now);
+        self.busy = dispatch.busy() as u64;
+        // Every app thread busy while a peer has an idle one: out of the
+        // listeners' wait queue now, before sleeping in epoll_wait, so
+        // the kernel wakes that peer for the next connection (an
+        // exclusive wake-up spent on this worker would leave it queued
+        // here). When every worker is busy, new connections are taken
+        // as usual and their requests wait behind the parked ones: left
+        // in the backlog, one would wait for as long as this worker's
+        // connections keep its threads busy (wrk timeouts, Django view).
+        let room = dispatch.room();
+        // Spare: an app thread idle now.
+        let spare = room != usize::MAX && room > 0;
+        self.scoreboard
+            .slot(self.slot)
+            .spare
+            .store(u64::from(spare), Ordering::Relaxed);
+        self.saturated = room == 0 && self.spare_peer(now);
+        // A peer with every thread busy may have spent the kernel's one
+        // exclusive wake-up for a connection it then left queued (it
+        // became busy in the same turn): nobody else hears of that
+        // connection. While a peer is busy and this worker has a thread
+        // idle, look at the listeners every turn (an accept that finds
+        // nothing costs one EAGAIN) and at least every PEER_BUSY_MS.
+        self.peer_busy = room > 0 && room != usize::MAX && self.busy_peer(now);
+        if self.peer_busy && self.draining.is_none() && self.listening {
+            self.accept_pending.fill(true);
+        }
+        if self.saturated {
+            self.set_listening(false);
+        } else if self.draining.is_none() && self.active < self.cfg.worker_connections {
+            self.set_listening(true);
+        }
+        // Accept after the turn's work, not before: the balance rule then
+        // counts only connections that outlived their request (module
+        // docs), and nothing is lost, as a new connection's first bytes
+        // are reported by the next poll either way.
+        self.accept(monotonic_ms());
+        self.ready_buf = ready;
+        if now >= self.last_timer + 1000 || self.draining.is_some() && now >= self.last_timer + 100
+        {
+            self.last_timer = now;
+            self.timers(dispatch, hooks, now);
+        }
+        self.access_log.flush();
+        for line in self.incidents.report(now, self.cfg.worker_connections) {
+            log::warn!("{line}");
+        }
+        let slot = self.scoreboard.slot(self.slot);
+        slot.active.store(self.active as u64, Ordering::Relaxed);
+        slot.dormant.store(self.dormant as u64, Ordering::Relaxed);
+        slot.busy_threads.store(self.busy, Ordering::Relaxed);
+        self.notify_gone(dispatch);
+
+        if self.cfg.max_requests > 0
+            && self.requests >= self.cfg.max_requests
+            && self.draining.is_none()
+        {
+            // Ask the master to replace us and keep serving: it sends TERM
+            // once the replacement accepts, so the number of accepting
+            // workers never dips. Drain on our own only if it does not.
+            let asked = *self.retire_asked.get_or_insert_with(|| {
+                log::info!(
+                    "Worker (pid:{}) served {} requests (--max-requests): asking for a replacement",
+                    std::process::id(),
+                    self.requests
+                );
+                self.scoreboard.slot(self.slot).request_retire();
+                now
+            });
+            if now >= asked + RETIRE_WAIT_MS {
+                self.begin_drain(
+                    now,
+                    "max requests reached and the master did not retire this worker in 30 s",
+                );
+            }
+        }
+        if let Some((_, deadline)) = self.draining {
+            if self.active == 0 {
+                self.wait_for_reports();
+                return Some(Exit::Graceful);
+            }
+            if !self.ws_gone_away && now + ws_close_lead(self.cfg.graceful_timeout_ms) >= deadline {
+                self.ws_gone_away = true;
+                self.close_websockets(dispatch, hooks, now);
+            }
+            if now >= deadline {
+                log::warn!(
+                    "graceful timeout: closing {} connection(s) still open",
+                    self.active
+                );
+                self.wait_for_reports();
+                return Some(Exit::Graceful);
+            }
+        }
+        None
     }
 
     fn ctx<'a>(
@@ -747,18 +841,20 @@ impl EventLoop {
         let mut events = std::mem::take(&mut self.dispatch_events);
         dispatch.poll(&mut events);
         for ev in events.drain(..) {
-            let (id, answer) = match ev {
-                Event::Answer(a) => (a.conn, Some(a)),
-                Event::Wake(id) => (id, None),
+            let id = match &ev {
+                Event::Answer(a) => a.conn,
+                Event::Wake(id) | Event::Ws(id, _) => *id,
             };
             let i = id.index;
             if !matches!(self.conns.get(i), Some(Some(c)) if c.id == id) {
                 continue; // the connection is gone: drop the answer
             }
-            if let Some(a) = answer {
-                let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
-                if let Some(Some(c)) = conns.get_mut(i) {
-                    c.respond(a, &mut ctx);
+            let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
+            if let Some(Some(c)) = conns.get_mut(i) {
+                match ev {
+                    Event::Answer(a) => c.respond(a, &mut ctx),
+                    Event::Ws(_, action) => c.ws_action(action, &mut ctx),
+                    Event::Wake(_) => {}
                 }
             }
             ready.push(i);
@@ -782,6 +878,20 @@ impl EventLoop {
                     self.drive(id.index, dispatch, hooks, now, Drive::Now);
                 }
             }
+        }
+    }
+
+    /// Graceful stop: close every open WebSocket with 1001. Those whose
+    /// clients answer the close end before the deadline, and the worker
+    /// exits as soon as none is left.
+    fn close_websockets(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
+        for i in 0..self.conns.len() {
+            let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
+            let Some(Some(c)) = conns.get_mut(i) else {
+                continue;
+            };
+            let next = c.ws_going_away(&mut ctx);
+            self.after(i, next);
         }
     }
 
@@ -816,12 +926,24 @@ impl EventLoop {
         }
         let pid = std::process::id();
         for o in overdue {
-            log::error!(
-                "WORKER TIMEOUT (pid:{pid}), in the app for {} s handling {}; replacing the worker",
-                o.secs,
-                o.what
-            );
-            if let Some(report) = dispatch.stack_reporter() {
+            if !o.replace {
+                // Cancelled by the dispatcher (an ASGI task): the worker is
+                // fine, only this request is answered 504.
+                log::error!(
+                    "REQUEST TIMEOUT (pid:{pid}), in the app for {} s handling {}; cancelled",
+                    o.secs,
+                    o.what
+                );
+            } else {
+                log::error!(
+                    "WORKER TIMEOUT (pid:{pid}), in the app for {} s handling {}; replacing the worker",
+                    o.secs,
+                    o.what
+                );
+            }
+            if o.replace
+                && let Some(report) = dispatch.stack_reporter()
+            {
                 // The stack needs the app's lock (the GIL), which the stuck
                 // thread may hold: ask from a helper thread, never the loop.
                 let what = o.what.clone();
@@ -840,7 +962,9 @@ impl EventLoop {
                     });
                 self.reports_pending += usize::from(spawned.is_ok());
             }
-            self.scoreboard.slot(self.slot).request_retire();
+            if o.replace {
+                self.scoreboard.slot(self.slot).request_retire();
+            }
             let i = o.conn.index;
             let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
             let next = match conns.get_mut(i) {
@@ -900,10 +1024,21 @@ impl EventLoop {
         self.to_flush.clear();
     }
 
+    /// Tell the dispatcher about clients that went away while their
+    /// request was in the app (an ASGI app's `http.disconnect`).
+    fn notify_gone(&mut self, dispatch: &mut dyn Dispatch) {
+        for id in self.gone.drain(..) {
+            dispatch.peer_gone(id);
+        }
+    }
+
     fn close(&mut self, i: usize) {
         // Closing the socket removes it from the epoll set (it is never
         // duplicated), so no EPOLL_CTL_DEL is needed.
-        if self.conns[i].take().is_some() {
+        if let Some(c) = self.conns[i].take() {
+            if c.in_app() {
+                self.gone.push(c.id);
+            }
             self.active -= 1;
             // A slot freed: connections left queued at the limit can come in.
             if self.draining.is_none() && self.accept_pending.iter().any(|&p| p) {
@@ -1021,6 +1156,7 @@ impl EventLoop {
     fn spare_peer(&self, now: u64) -> bool {
         let sb = &self.scoreboard;
         (0..sb.len())
+            .take_while(|&j| j <= self.slot + 64 || sb.slot(j).pid.load(Ordering::Relaxed) != 0)
             .filter(|&j| j != self.slot)
             .map(|j| sb.slot(j))
             .filter(|s| s.pid.load(Ordering::Relaxed) != 0)
@@ -1033,8 +1169,12 @@ impl EventLoop {
 
     /// Has a live threaded peer no spare app thread?
     fn busy_peer(&self, now: u64) -> bool {
+        // Every turn of a threaded worker: stop past a long run of free
+        // rows as `peers` does (all 1024 rows cost 2% of a Rust hello's CPU
+        // under --threads, more than the rest of the turn).
         let sb = &self.scoreboard;
         (0..sb.len())
+            .take_while(|&j| j <= self.slot + 64 || sb.slot(j).pid.load(Ordering::Relaxed) != 0)
             .filter(|&j| j != self.slot)
             .map(|j| sb.slot(j))
             .filter(|s| s.pid.load(Ordering::Relaxed) != 0)

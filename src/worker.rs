@@ -133,6 +133,14 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
         }
     }
 
+    // An ASGI app brings its own loop (asyncio), the worker's loop runs in it.
+    let mut runner = apps.first_mut().and_then(|a| a.runner());
+    if runner.is_some() && threads > 1 {
+        log::warn!(
+            "--threads {threads} is ignored for an ASGI app: it runs on the worker's asyncio loop"
+        );
+    }
+
     crate::reload::start(cfg);
 
     let access_log = match AccessLog::from_config(cfg) {
@@ -178,6 +186,11 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
             proxy_protocol: cfg.proxy_protocol,
             memory_limit: cfg.body_buffer_size,
             tmp_dir: cfg.tmp_upload_dir.clone(),
+            ws: crate::ws_conn::WsSettings {
+                max_size: usize::try_from(cfg.websocket_max_message_size).unwrap_or(usize::MAX),
+                ping_interval_ms: cfg.ws_ping_interval_ms,
+                ping_timeout_ms: cfg.ws_ping_timeout_ms,
+            },
         },
         proxy_allow: TrustedProxies::parse(&cfg.proxy_allow_ips).unwrap_or_else(|_| {
             TrustedProxies::parse("127.0.0.1,::1").expect("constant list parses")
@@ -203,7 +216,24 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
             log::error!("reopening the error log failed: {e}");
         }
     }));
-    let mut dispatch: Box<dyn Dispatch> = if cfg.threaded() {
+    if let Some(r) = runner.as_mut() {
+        // Lifespan startup: before the worker accepts a connection.
+        if let Err(e) = r.startup() {
+            log::error!("Worker (pid:{pid}) failed to boot: {e}");
+            return WorkerExit::BootError;
+        }
+        args.hooks.post_worker_init(&me);
+        let (mut ev, exit) = r.run(ev, args.hooks.clone());
+        // Lifespan shutdown: after the requests in flight (graceful stop).
+        r.shutdown(&exit);
+        if exit == Exit::Quick {
+            args.hooks.worker_int(&me);
+        }
+        ev.access_log.flush();
+        args.hooks.worker_exit(&me);
+        return WorkerExit::Clean;
+    }
+    let mut dispatch: Box<dyn Dispatch> = if runner.is_none() && cfg.threaded() {
         let pool = ev.waker().and_then(|w| Pool::new(apps, w));
         match pool {
             Ok(p) => Box::new(p),

@@ -25,6 +25,7 @@
 //! `unsafe`), [`boot`] (load errors in one line, once), [`conf`], [`hooks`],
 //! [`environ`], [`response`].
 
+mod asgi;
 mod boot;
 pub mod conf;
 mod environ;
@@ -149,6 +150,8 @@ pub struct PythonApp {
     environ: EnvironBuilder,
     /// The `wsgi.file_wrapper` class, to recognise its instances.
     file_wrapper: Py<PyAny>,
+    /// An ASGI app (`--interface`): served by this runner, not `call`.
+    asgi: Option<asgi::AsgiRunner>,
 }
 
 impl PythonApp {
@@ -166,10 +169,22 @@ impl PythonApp {
         let errors = Bound::new(py, ErrorStream::default())?.into_any();
         let file_wrapper_class = file_wrapper.clone().unbind();
         let environ = EnvironBuilder::new(py, errors, file_wrapper, &cfg.root_path, &ctx.binds)?;
+        let (is_asgi, why) = asgi::is_asgi(py, app.bind(py), cfg)?;
+        announce(&format!(
+            "Serving {} with the {} interface ({why})",
+            cfg.app,
+            if is_asgi { "ASGI" } else { "WSGI" }
+        ));
+        let asgi = if is_asgi {
+            Some(asgi::AsgiRunner::new(py, app.clone_ref(py), cfg)?)
+        } else {
+            None
+        };
         Ok(PythonApp {
             app,
             environ,
             file_wrapper: file_wrapper_class,
+            asgi,
         })
     }
 
@@ -217,6 +232,12 @@ impl App for PythonApp {
         // app thread releases it whenever Python does (I/O, sleep), and the
         // event loop's thread never takes it.
         Python::attach(|py| self.call_in(py, req))
+    }
+
+    fn runner(&mut self) -> Option<Box<dyn crate::dispatch::Runner>> {
+        self.asgi
+            .take()
+            .map(|r| Box::new(r) as Box<dyn crate::dispatch::Runner>)
     }
 
     fn thread_scope(&self) -> Option<crate::app::ThreadScope> {
@@ -270,6 +291,17 @@ impl Hooks for ForkBracket {
     }
 }
 
+/// Made in the master before any fork: the first worker to claim it says
+/// which interface the app is served with (one line, not one per worker).
+static ANNOUNCE: std::sync::OnceLock<boot::ReportOnce> = std::sync::OnceLock::new();
+
+fn announce(line: &str) {
+    match ANNOUNCE.get() {
+        Some(once) if !once.claim() => {}
+        _ => log::info!("{line}"),
+    }
+}
+
 /// Why [`setup`] failed: a bad environment (exit code 1), or an app that
 /// cannot be imported under `--preload` (gunicorn's exit code 4).
 #[derive(Debug)]
@@ -283,6 +315,11 @@ pub enum SetupError {
 /// [`crate::Server::fork_bracket`]). Errors are reported before any worker is
 /// forked (a bad virtualenv, an import error under `--preload`).
 pub fn setup(cfg: &Config) -> Result<AppFactory, SetupError> {
+    if ANNOUNCE.get().is_none()
+        && let Ok(once) = boot::ReportOnce::new()
+    {
+        let _ = ANNOUNCE.set(once);
+    }
     let venv = interp::venv_from_env().map_err(SetupError::Config)?;
     let spec = cfg.app.clone();
     let cfg_rc = Rc::new(cfg.clone());

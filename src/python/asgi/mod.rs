@@ -522,7 +522,38 @@ struct Req {
     refused: bool,
 }
 
+/// Why a request in its task is past `--timeout`, and for how many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Late {
+    /// Nothing sent yet: the client gets a 504.
+    Unanswered(u64),
+    /// A streamed response the app stopped feeding (not one held back by a
+    /// slow reader): the connection is closed.
+    Stalled(u64),
+}
+
 impl Req {
+    /// Is this request past `--timeout` (`limit_ms`) at `now_ms`?
+    fn late(&self, now_ms: u64, limit_ms: u64) -> Option<Late> {
+        if self.timed_out || self.finished {
+            return None;
+        }
+        if self.request.is_some() {
+            let t = now_ms.saturating_sub(self.started_ms);
+            return (t > limit_ms).then_some(Late::Unanswered(t / 1000));
+        }
+        if self.phase != Phase::Streaming {
+            return None;
+        }
+        let p = self.pipe.as_ref()?.borrow();
+        if p.drained.is_some() {
+            // Held back by a slow reader: not the app's time.
+            return None;
+        }
+        let t = now_ms.saturating_sub(p.active_ms);
+        (t > limit_ms).then_some(Late::Stalled(t / 1000))
+    }
+
     fn deliver(&mut self, hub: &Hub, outcome: Outcome) {
         let Some(req) = self.request.take() else {
             return;
@@ -586,6 +617,11 @@ struct Pipe {
     closed: bool,
     /// A `send()` waiting for the pipe to drain.
     drained: Option<Py<PyAny>>,
+    /// When the app last had the pipe's attention (a piece sent, or its
+    /// `send()` let go after a drain): a stream is stalled, and cancelled
+    /// at `--timeout`, when the app has sent nothing for that long while
+    /// not held by a slow reader.
+    active_ms: u64,
 }
 
 impl Pipe {
@@ -594,6 +630,7 @@ impl Pipe {
     }
 
     fn push(&mut self, b: &[u8]) {
+        self.active_ms = crate::clock::monotonic_ms();
         if self.pos == self.data.len() {
             self.data.clear();
             self.pos = 0;
@@ -606,6 +643,7 @@ impl Pipe {
 
     fn release(&mut self, py: Python<'_>) {
         if let Some(f) = self.drained.take() {
+            self.active_ms = crate::clock::monotonic_ms();
             let f = f.bind(py);
             if !f
                 .call_method0("done")
@@ -868,6 +906,7 @@ fn on_send(
                         want: false,
                         closed: false,
                         drained: None,
+                        active_ms: crate::clock::monotonic_ms(),
                     }));
                     r.pipe = Some(pipe.clone());
                     r.phase = Phase::Streaming;
@@ -1178,34 +1217,43 @@ impl Dispatch for AsgiDispatch {
     }
 
     fn overdue(&mut self, now_ms: u64, limit_ms: u64, out: &mut Vec<Overdue>) {
-        let late: Vec<Rc<RefCell<Req>>> = self
+        let late: Vec<(Rc<RefCell<Req>>, Late)> = self
             .hub
             .inflight
             .borrow()
             .values()
-            .filter(|r| {
-                let r = r.borrow();
-                !r.timed_out
-                    && r.request.is_some()
-                    && now_ms.saturating_sub(r.started_ms) > limit_ms
+            .filter_map(|r| {
+                let late = r.borrow().late(now_ms, limit_ms)?;
+                Some((r.clone(), late))
             })
-            .cloned()
             .collect();
         if late.is_empty() {
             return;
         }
         Python::attach(|py| {
-            for req in late {
+            for (req, late) in late {
                 let mut r = req.borrow_mut();
                 r.timed_out = true;
                 if let Some(t) = &r.task {
                     let _ = t.bind(py).call_method0("cancel");
                 }
                 r.wake_waiter(py);
+                let (what, secs) = match late {
+                    Late::Unanswered(secs) => (r.what.clone(), secs),
+                    Late::Stalled(secs) => {
+                        // The head is out: the connection is closed (the
+                        // loop's `timed_out`), so the client sees a body
+                        // cut short, not one that looks complete.
+                        if let Some(p) = &r.pipe {
+                            p.borrow_mut().failed = true;
+                        }
+                        (format!("{} (its streamed response stalled)", r.what), secs)
+                    }
+                };
                 out.push(Overdue {
                     conn: r.conn,
-                    what: r.what.clone(),
-                    secs: now_ms.saturating_sub(r.started_ms) / 1000,
+                    what,
+                    secs,
                     thread: 0,
                     replace: false,
                 });
@@ -1238,7 +1286,53 @@ mod tests {
             want: false,
             closed: false,
             drained: None,
+            active_ms: 0,
         }
+    }
+
+    fn streaming(pipe: Pipe) -> Req {
+        Req {
+            kind: Kind::Http,
+            conn: ConnId {
+                index: 0,
+                serial: 1,
+            },
+            what: "GET /".into(),
+            request: None,
+            body: None,
+            phase: Phase::Streaming,
+            status: 200,
+            headers: Vec::new(),
+            pipe: Some(Rc::new(RefCell::new(pipe))),
+            gone: false,
+            waiter: None,
+            eager: false,
+            answer: None,
+            task: None,
+            started_ms: 1_000,
+            timed_out: false,
+            finished: false,
+            refused: false,
+        }
+    }
+
+    #[test]
+    fn a_stream_is_late_when_the_app_stopped_sending_not_when_its_reader_is_slow() {
+        let mut p = pipe();
+        p.active_ms = 50_000;
+        let r = streaming(p);
+        // Started long ago, but the last piece went 10 s ago: within 30 s.
+        assert_eq!(r.late(60_000, 30_000), None);
+        assert_eq!(r.late(90_000, 30_000), Some(Late::Stalled(40)));
+        // (A send() held back by a slow reader, `drained`, is not the app
+        // stalling: that needs a Python future, see tests/asgi_http.rs.)
+        // Once cancelled, or finished, it is not late again.
+        let mut r = streaming(pipe());
+        r.timed_out = true;
+        assert_eq!(r.late(90_000, 30_000), None);
+        let mut r = streaming(pipe());
+        r.phase = Phase::Done;
+        assert_eq!(r.late(90_000, 30_000), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! upload takes is never time in the app, and `--timeout` counts only the
 //! app). [`AsgiDispatch::submit`] builds the scope ([`scope`]) and runs
 //! `app(scope, receive, send)` as an asyncio task started eagerly
-//! (`helpers.py: start_task`): its first step runs at once, inside the
+//! ([`TaskStarter`]): its first step runs at once, inside the
 //! turn, as the task (so `asyncio.current_task()`, `asyncio.timeout` and
 //! anyio's cancel scopes work from the first line). `receive()` and
 //! `send()` return awaitables that are already complete ([`Ready`])
@@ -30,8 +30,8 @@
 //! call's. One that waits goes on as an ordinary task, and its answer
 //! reaches the mio loop through the loop's waker (`Dispatch::poll`).
 //! Python 3.12 has eager tasks (`eager_start=True`); on 3.9 to 3.11 the
-//! step the new task scheduled on asyncio's ready queue is run at once
-//! instead (uvloop there gets an ordinary task: one loop iteration more).
+//! first step the new task schedules (`loop.call_soon`, caught for that
+//! one call) is run at once instead, on asyncio's loop and uvloop alike.
 //! Stepping the bare coroutine from Rust was faster still, but left no
 //! current task during the first step, which breaks anyio (FastAPI) and
 //! `asyncio.wait_for` on 3.12.
@@ -234,7 +234,8 @@ impl Runner for AsgiRunner {
                     waker,
                     events: RefCell::new(Vec::new()),
                     run_app: helper(self.helpers.bind(py), "run_app")?.unbind(),
-                    start_task: helper(self.helpers.bind(py), "start_task")?.unbind(),
+                    starter: TaskStarter::new(py, lp.bind(py))?,
+                    done: Py::new(py, Ready { value: None })?.into_any(),
                     state: self.state.clone_ref(py),
                     inflight: RefCell::new(HashMap::new()),
                 });
@@ -437,6 +438,98 @@ impl Pump {
     }
 }
 
+/// Starts a request's task eagerly: its first step runs in the caller, as
+/// the task (module docs, "A request").
+struct TaskStarter {
+    /// `asyncio.Task`.
+    task: Py<PyAny>,
+    /// `{"loop": loop}`, with `eager_start=True` on Python 3.12+.
+    kwargs: Py<PyDict>,
+    /// Python 3.9-3.11, no eager tasks: the first step the new task
+    /// schedules with `loop.call_soon` is caught here and run at once.
+    capture: Option<Py<Capture>>,
+}
+
+impl TaskStarter {
+    fn new(py: Python<'_>, lp: &Bound<'_, PyAny>) -> PyResult<TaskStarter> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("loop", lp)?;
+        let eager = py.version_info() >= (3, 12);
+        if eager {
+            kwargs.set_item("eager_start", true)?;
+        }
+        Ok(TaskStarter {
+            task: py.import("asyncio")?.getattr("Task")?.unbind(),
+            kwargs: kwargs.unbind(),
+            capture: if eager {
+                None
+            } else {
+                Some(Py::new(py, Capture { step: None })?)
+            },
+        })
+    }
+
+    fn start<'py>(
+        &self,
+        py: Python<'py>,
+        lp: &Bound<'py, PyAny>,
+        coro: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kwargs = self.kwargs.bind(py);
+        let Some(capture) = &self.capture else {
+            return self.task.bind(py).call((coro,), Some(kwargs));
+        };
+        // The task's constructor schedules its first step with
+        // `loop.call_soon(step, context=ctx)`, a method looked up on the
+        // loop: an instance attribute shadows it for that one call (asyncio's
+        // loops and uvloop's are Python classes with a `__dict__`). Then the
+        // step runs now, as the task's own step would in the next loop
+        // iteration: no handle queued (and cancelled), no iteration more.
+        let name = pyo3::intern!(py, "call_soon");
+        lp.setattr(name, capture.bind(py))?;
+        let task = self.task.bind(py).call((coro,), Some(kwargs));
+        let restored = lp.delattr(name);
+        let step = capture.borrow_mut(py).step.take();
+        let task = task?;
+        restored?;
+        match step {
+            Some((cb, Some(ctx))) => {
+                ctx.bind(py).call_method1(pyo3::intern!(py, "run"), (cb,))?;
+            }
+            Some((cb, None)) => {
+                cb.bind(py).call0()?;
+            }
+            None => {}
+        }
+        Ok(task)
+    }
+}
+
+/// Stands in for `loop.call_soon` while a task is made (Python < 3.12).
+#[pyclass(unsendable, module = "ferricorn")]
+struct Capture {
+    step: Option<(Py<PyAny>, Option<Py<PyAny>>)>,
+}
+
+#[pymethods]
+impl Capture {
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn __call__(
+        &mut self,
+        callback: Py<PyAny>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        if !args.is_empty() || self.step.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "ferricorn: unexpected loop.call_soon while starting a task",
+            ));
+        }
+        self.step = Some((callback, context));
+        Ok(())
+    }
+}
+
 /// What the dispatcher and the per-request callables share.
 struct Hub {
     event_loop: Py<PyAny>,
@@ -445,7 +538,10 @@ struct Hub {
     events: RefCell<Vec<Event>>,
     /// `helpers.py`: the request coroutine's wrapper, and how a task starts.
     run_app: Py<PyAny>,
-    start_task: Py<PyAny>,
+    starter: TaskStarter,
+    /// A complete awaitable of None: what `send()` returns when nothing
+    /// waits, shared (it keeps no state), so no object per message.
+    done: Py<PyAny>,
     /// The lifespan's `state`, copied into each scope.
     state: Py<PyDict>,
     /// Requests running in tasks, by connection slot.
@@ -721,12 +817,19 @@ impl Ready {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn __next__(&mut self) -> PyResult<Option<Py<PyAny>>> {
+        // Returning nothing ends the iteration with the value None, without
+        // an exception object (the `send()` case); a value needs one.
+        match self.value.take() {
+            None => Ok(None),
+            Some(v) => Err(PyStopIteration::new_err((v,))),
+        }
+    }
+    /// Only a suspended awaitable is sent a value; this one never suspends,
+    /// so `send` (called by hand) ends the iteration the explicit way.
+    fn send(&mut self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let v = self.value.take().unwrap_or_else(|| py.None());
         Err(PyStopIteration::new_err((v,)))
-    }
-    fn send(&mut self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.__next__(py)
     }
 }
 
@@ -820,12 +923,12 @@ fn on_send(
     let t = get(msg, pyo3::intern!(py, "type"))?
         .ok_or_else(|| PyTypeError::new_err("ASGI message without 'type'"))?;
     let t = t
-        .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err("ASGI message 'type' must be a str"))?
-        .to_cow()?
-        .into_owned();
+        .cast_into::<PyString>()
+        .map_err(|_| PyTypeError::new_err("ASGI message 'type' must be a str"))?;
+    // Borrowed from the str (its UTF-8 is cached), not copied per message.
+    let t = t.to_cow()?;
     let mut r = req.borrow_mut();
-    match t.as_str() {
+    match t.as_ref() {
         "http.response.start" => {
             if r.phase != Phase::Start {
                 return Err(PyRuntimeError::new_err(format!(
@@ -864,7 +967,7 @@ fn on_send(
             r.status = status;
             r.headers = headers;
             r.phase = Phase::Started;
-            ready(py, None)
+            Ok(hub.done.clone_ref(py))
         }
         "http.response.body" => {
             let body = get(msg, pyo3::intern!(py, "body"))?;
@@ -896,7 +999,7 @@ fn on_send(
                             }),
                         );
                         r.wake_waiter(py);
-                        return ready(py, None);
+                        return Ok(hub.done.clone_ref(py));
                     }
                     let pipe = Rc::new(RefCell::new(Pipe {
                         data: body,
@@ -922,7 +1025,7 @@ fn on_send(
                             body: ResponseBody::Stream(Box::new(reader)),
                         }),
                     );
-                    ready(py, None)
+                    Ok(hub.done.clone_ref(py))
                 }
                 Phase::Streaming => {
                     let pipe = r.pipe.clone().expect("a streaming response has a pipe");
@@ -954,7 +1057,7 @@ fn on_send(
                         pipe.borrow_mut().drained = Some(f.clone().unbind());
                         return Ok(f.unbind());
                     }
-                    ready(py, None)
+                    Ok(hub.done.clone_ref(py))
                 }
             }
         }
@@ -977,7 +1080,7 @@ fn on_send(
             resp.headers = headers;
             r.deliver(hub, Outcome::Response(resp));
             r.wake_waiter(py);
-            ready(py, None)
+            Ok(hub.done.clone_ref(py))
         }
         "http.response.trailers" => {
             r.refused = true;
@@ -1180,9 +1283,7 @@ impl AsgiDispatch {
             )?;
             let coro = self.app.bind(py).call1((scope, receive, send))?;
             let wrapped = hub.run_app.bind(py).call1((coro, fin))?;
-            hub.start_task
-                .bind(py)
-                .call1((hub.event_loop.bind(py), wrapped))
+            hub.starter.start(py, hub.event_loop.bind(py), wrapped)
         })();
         match started {
             Ok(task) => {

@@ -36,6 +36,9 @@ pub(crate) struct ScopeBuilder {
     values: HashMap<&'static str, Py<PyString>>,
     root_path: String,
     empty_bytes: Py<PyBytes>,
+    /// The last client address as a str: one proxy, or a few clients on
+    /// keep-alive, send many requests from the same address in a row.
+    last_ip: Option<(std::net::IpAddr, Py<PyString>)>,
 }
 
 fn intern(py: Python<'_>, s: &str) -> Py<PyString> {
@@ -97,6 +100,7 @@ impl ScopeBuilder {
             values,
             root_path: root_path.to_string(),
             empty_bytes: PyBytes::new(py, b"").unbind(),
+            last_ip: None,
         })
     }
 
@@ -174,13 +178,24 @@ impl ScopeBuilder {
         // The client: the peer, or what a trusted proxy reported (its port
         // is then unknown: 0).
         let client = match (req.remote_addr(), req.peer()) {
-            (Some(ip), Peer::Tcp(a)) if ip == a.ip() => Some((ip.to_string(), a.port())),
-            (Some(ip), _) => Some((ip.to_string(), 0)),
+            (Some(ip), Peer::Tcp(a)) if ip == a.ip() => Some((ip, a.port())),
+            (Some(ip), _) => Some((ip, 0)),
             (None, _) => None,
         };
         match client {
-            Some(c) => scope.set_item(k.client.bind(py), c)?,
-            None => scope.set_item(k.client.bind(py), py.None())?,
+            Some((ip, port)) => {
+                let host = match &self.last_ip {
+                    Some((last, s)) if *last == ip => s.bind(py).clone(),
+                    _ => {
+                        let s = PyString::new(py, &ip.to_string());
+                        self.last_ip = Some((ip, s.clone().unbind()));
+                        s
+                    }
+                };
+                let k = &self.keys;
+                scope.set_item(k.client.bind(py), (host, port))?
+            }
+            None => scope.set_item(self.keys.client.bind(py), py.None())?,
         }
         scope.set_item(k.state.bind(py), state.copy()?)?;
         Ok(Some(scope))

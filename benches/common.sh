@@ -24,3 +24,22 @@ ferricorn_bin() {
     fi
     [ -x "$FERRICORN_BIN" ] || die "no ferricorn binary at $FERRICORN_BIN"
 }
+
+# bench_venv: create (or refresh, when tests/python/requirements-bench.txt
+# changed) the peers' venv $VENV with $PYO3_PYTHON (else python3), the Python
+# ferricorn links; plus bjoern, best effort (it needs libev-dev). One venv for
+# python.sh, threads.sh and asgi.sh (same stamp file). Needs ROOT, VENV and
+# the calling script's log/die.
+bench_venv() {
+    local reqs="$ROOT/tests/python/requirements-bench.txt" want
+    want=$(cat "$reqs" | cksum)
+    if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.ferricorn-bench" 2>/dev/null)" != "$want" ]; then
+        log "creating $VENV"
+        "${PYO3_PYTHON:-python3}" -m venv "$VENV"
+        "$VENV/bin/pip" install --disable-pip-version-check -q -r "$reqs" || die "pip install failed"
+        if ! "$VENV/bin/pip" install --disable-pip-version-check -q bjoern >"$VENV/bjoern-install.log" 2>&1; then
+            log "bjoern did not build (needs libev-dev); see $VENV/bjoern-install.log"
+        fi
+        echo "$want" >"$VENV/.ferricorn-bench"
+    fi
+}

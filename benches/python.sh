@@ -76,17 +76,7 @@ done
 ferricorn_bin --features python
 
 # ----------------------------------------------------------------- venv ----
-REQS="$ROOT/tests/python/requirements-bench.txt"
-want=$(cat "$REQS" | cksum)
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.ferricorn-bench" 2>/dev/null)" != "$want" ]; then
-    log "creating $VENV"
-    "${PYO3_PYTHON:-python3}" -m venv "$VENV"
-    "$VENV/bin/pip" install --disable-pip-version-check -q -r "$REQS" || die "pip install failed"
-    if ! "$VENV/bin/pip" install --disable-pip-version-check -q bjoern >"$VENV/bjoern-install.log" 2>&1; then
-        log "bjoern did not build (needs libev-dev); see $VENV/bjoern-install.log"
-    fi
-    echo "$want" >"$VENV/.ferricorn-bench"
-fi
+bench_venv
 if ! "$VENV/bin/python" -c 'import bjoern' 2>/dev/null; then
     log "bjoern is not installed in $VENV: left out (apt-get install -y libev-dev, then rm -r $VENV)"
     SERVERS=$(printf '%s\n' $SERVERS | grep -vx bjoern | tr '\n' ' ')

@@ -20,7 +20,7 @@ if [[ ${1:-} == --grow ]]; then
     shift
 fi
 secs=${1:-60}
-targets=(parse_head body)
+targets=(parse_head body ws_frames)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 

@@ -342,6 +342,44 @@ pub trait App {
     fn runner(&mut self) -> Option<Box<dyn crate::dispatch::Runner>> {
         None
     }
+
+    /// Does this app take WebSockets? When it does, an upgrade request that
+    /// fails RFC 6455's checks is refused by the server (400, or 426 for a
+    /// version other than 13), and a valid one goes to [`App::websocket`]
+    /// instead of [`App::call`]. When it does not (the default), upgrade
+    /// requests are plain HTTP requests to `call`, as for a WSGI app.
+    /// WebSockets are served on the worker's loop: not under `--threads`.
+    fn websockets(&self) -> bool {
+        false
+    }
+
+    /// A valid WebSocket handshake: accept it with a session that gets the
+    /// messages, or deny it with an HTTP response. The default refuses with
+    /// 404 (an app that says it takes WebSockets but has none at this path).
+    fn websocket(&mut self, _req: &mut Request, _hs: &crate::ws::Handshake) -> WsOpen {
+        WsOpen::Deny(Response::text(404, "Not Found\n"))
+    }
+}
+
+/// An app's answer to a WebSocket handshake.
+pub enum WsOpen {
+    /// 101 Switching Protocols, with a subprotocol the client offered
+    /// (`crate::ws::select_subprotocol`) and extra headers.
+    Accept {
+        subprotocol: Option<String>,
+        headers: Vec<(String, Vec<u8>)>,
+        session: Box<dyn WsSession + Send>,
+    },
+    Deny(Response),
+}
+
+/// One accepted WebSocket, as the app sees it. The server answers pings,
+/// sends its own, and does the close handshake; the session sees messages.
+pub trait WsSession {
+    /// A message from the client; push what to send (or a close) to `out`.
+    fn on_message(&mut self, msg: crate::ws::Message, out: &mut Vec<crate::dispatch::WsAction>);
+    /// The WebSocket ended with `code` (see `Dispatch::ws_closed`).
+    fn on_close(&mut self, _code: u16) {}
 }
 
 impl<F> App for F

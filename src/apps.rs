@@ -3,11 +3,14 @@
 //! - `welcome` (default): the first screen a new user sees in a browser.
 //! - `hello`: TechEmpower's plaintext (`/`) and JSON (`/json`) tests.
 //! - `echo`: the reference app for conformance tests; its JSON is exact.
+//!   WebSocket upgrades on `/ws` are accepted and each message echoed back.
 
 use std::io;
 use std::time::Duration;
 
-use crate::app::{App, Request, Response, WorkerContext};
+use crate::app::{App, Request, Response, WorkerContext, WsOpen, WsSession};
+use crate::dispatch::WsAction;
+use crate::ws::Message;
 
 /// Names accepted as the positional `APP`.
 pub const BUILTIN: &[&str] = &["welcome", "hello", "echo"];
@@ -17,7 +20,7 @@ pub fn builtin(name: &str, ctx: &WorkerContext) -> io::Result<Box<dyn App + Send
     match name {
         "welcome" => Ok(Box::new(welcome(ctx))),
         "hello" => Ok(Box::new(hello)),
-        "echo" => Ok(Box::new(echo)),
+        "echo" => Ok(Box::new(Echo)),
         other => Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!(
@@ -122,6 +125,53 @@ fn echo(req: &mut Request) -> Response {
     Response::ok("application/json", out)
         .header("X-Echo-Remote-Addr", remote)
         .header("X-Echo-Scheme", req.scheme())
+}
+
+/// The `echo` app: [`echo`] for HTTP, and a WebSocket echo on `/ws` (the
+/// reference for the WebSocket tests and the echo benchmark). The client's
+/// subprotocol `echo` is chosen when offered. A text message `close CODE
+/// REASON` makes the server close with that code instead of echoing.
+struct Echo;
+
+impl App for Echo {
+    fn call(&mut self, req: &mut Request) -> Response {
+        echo(req)
+    }
+
+    fn websockets(&self) -> bool {
+        true
+    }
+
+    fn websocket(&mut self, req: &mut Request, hs: &crate::ws::Handshake) -> WsOpen {
+        if req.path() != "/ws" {
+            return WsOpen::Deny(Response::text(404, "no WebSocket here: try /ws\n"));
+        }
+        WsOpen::Accept {
+            subprotocol: crate::ws::select_subprotocol(&hs.protocols, &["echo"]),
+            headers: vec![("X-Echo-Pid".into(), std::process::id().to_string().into())],
+            session: Box::new(EchoSession),
+        }
+    }
+}
+
+struct EchoSession;
+
+impl WsSession for EchoSession {
+    fn on_message(&mut self, msg: Message, out: &mut Vec<WsAction>) {
+        if let Message::Text(t) = &msg
+            && let Some(rest) = t.strip_prefix("close ")
+        {
+            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            if let Ok(code) = code.parse() {
+                out.push(WsAction::Close {
+                    code,
+                    reason: reason.to_string(),
+                });
+                return;
+            }
+        }
+        out.push(WsAction::Send(msg));
+    }
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {

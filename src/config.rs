@@ -138,6 +138,12 @@ pub struct Config {
     pub pythonpath: Vec<String>,
     /// `--preload`: import the Python app in the master, before forking.
     pub preload_app: bool,
+    /// `--ws-max-size`: bytes per WebSocket message (0 = unlimited).
+    pub websocket_max_message_size: u64,
+    /// `--ws-ping-interval`, in ms (0 = no pings).
+    pub ws_ping_interval_ms: u64,
+    /// `--ws-ping-timeout`, in ms (0 = wait for ever).
+    pub ws_ping_timeout_ms: u64,
     /// `--root-path`: the WSGI `SCRIPT_NAME` the app is mounted at ("" or "/x", no trailing `/`).
     pub root_path: String,
     /// `--interface`: "auto", "asgi" or "wsgi".
@@ -301,6 +307,35 @@ fn boolean(v: &str) -> Result<bool, String> {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err("must be true or false".into()),
+    }
+}
+
+/// Seconds, decimals allowed (`20`, `0.5`), as milliseconds.
+fn seconds_ms(v: &str) -> Result<u64, String> {
+    let why = || "must be a non-negative number of seconds".to_string();
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if !digits(int) || !(frac.is_empty() || digits(frac)) || v.ends_with('.') {
+        return Err(why());
+    }
+    let whole: u64 = int.parse().map_err(|_| "number too large".to_string())?;
+    let mut ms = 0;
+    for (i, d) in frac.bytes().take(3).enumerate() {
+        ms += u64::from(d - b'0') * [100, 10, 1][i];
+    }
+    whole
+        .checked_mul(1000)
+        .and_then(|w| w.checked_add(ms))
+        .ok_or_else(|| "number too large".to_string())
+}
+
+/// Milliseconds as seconds, the way `seconds_ms` reads them back.
+fn ms_seconds(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        (ms / 1000).to_string()
+    } else {
+        format!("{}.{:03}", ms / 1000, ms % 1000)
+            .trim_end_matches('0')
+            .to_string()
     }
 }
 
@@ -1734,6 +1769,63 @@ pub static SETTINGS: &[Setting] = &[
         },
         get: |c| toml_quote(c.group.as_deref().unwrap_or("")),
     },
+    // ----- WebSockets (uvicorn's names)
+    Setting {
+        name: "websocket_max_message_size",
+        section: "WebSockets",
+        flags: &["--ws-max-size", "--websocket-max-message-size"],
+        metavar: "BYTES",
+        default: "16777216",
+        help: "The largest WebSocket message a client may send, in bytes (all the \
+               fragments of a message together); a bigger one closes the connection \
+               with code 1009 as soon as its frame header announces it. 16 MiB, as in \
+               uvicorn. Suffixes k, m, g are accepted; 0 means unlimited. \
+               (--websocket-max-message-size is gunicorn 27's name.)",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.websocket_max_message_size = byte_size(v)?;
+            Ok(())
+        },
+        get: |c| c.websocket_max_message_size.to_string(),
+    },
+    Setting {
+        name: "ws_ping_interval",
+        section: "WebSockets",
+        flags: &["--ws-ping-interval"],
+        metavar: "SECONDS",
+        default: "20",
+        help: "A WebSocket that has received nothing for this many seconds is sent a \
+               ping (checked about once a second), so that dead peers and idle \
+               proxies are noticed. Decimals are accepted; 0 turns pings off.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.ws_ping_interval_ms = seconds_ms(v)?;
+            Ok(())
+        },
+        get: |c| ms_seconds(c.ws_ping_interval_ms),
+    },
+    Setting {
+        name: "ws_ping_timeout",
+        section: "WebSockets",
+        flags: &["--ws-ping-timeout"],
+        metavar: "SECONDS",
+        default: "20",
+        help: "A WebSocket whose peer has not answered the server's ping within this \
+               many seconds is closed (code 1011). Decimals are accepted; 0 waits \
+               for ever.",
+        takes_value: true,
+        repeatable: false,
+        cli_only: false,
+        set: |c, v| {
+            c.ws_ping_timeout_ms = seconds_ms(v)?;
+            Ok(())
+        },
+        get: |c| ms_seconds(c.ws_ping_timeout_ms),
+    },
     // ----- Python (WSGI): used when APP is `module:callable` (build with --features python)
     Setting {
         name: "pythonpath",
@@ -1941,6 +2033,9 @@ impl Default for Config {
             proxy_allow_ips: "127.0.0.1,::1".into(),
             tmp_upload_dir: None,
             body_buffer_size: 1 << 20,
+            websocket_max_message_size: 16 << 20,
+            ws_ping_interval_ms: 20_000,
+            ws_ping_timeout_ms: 20_000,
             socket_mode: None,
             socket_group: None,
             user: None,
@@ -2891,6 +2986,43 @@ mod tests {
 
     fn binds(c: &Config) -> Vec<String> {
         c.bind.iter().map(|b| b.to_string()).collect()
+    }
+
+    #[test]
+    fn websocket_settings_take_uvicorn_style_seconds_and_sizes() {
+        let c = run(&[
+            "--ws-max-size",
+            "1m",
+            "--ws-ping-interval",
+            "2.5",
+            "--ws-ping-timeout",
+            "0",
+        ]);
+        assert_eq!(c.websocket_max_message_size, 1 << 20);
+        assert_eq!((c.ws_ping_interval_ms, c.ws_ping_timeout_ms), (2_500, 0));
+        // gunicorn 27's name for the same setting.
+        assert_eq!(
+            run(&["--websocket-max-message-size", "2m"]).websocket_max_message_size,
+            2 << 20
+        );
+        let d = run(&[]);
+        assert_eq!(d.websocket_max_message_size, 16 << 20);
+        assert_eq!(
+            (d.ws_ping_interval_ms, d.ws_ping_timeout_ms),
+            (20_000, 20_000)
+        );
+        for (v, ms) in [
+            ("20", 20_000),
+            ("0.05", 50),
+            ("1.2345", 1_234),
+            ("007", 7_000),
+        ] {
+            assert_eq!(seconds_ms(v), Ok(ms), "{v}");
+            assert_eq!(seconds_ms(&ms_seconds(ms)), Ok(ms), "{v} round trip");
+        }
+        for bad in ["", ".5", "5.", "-1", "1e3", "x", "1.2.3"] {
+            assert!(seconds_ms(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

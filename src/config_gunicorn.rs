@@ -100,7 +100,6 @@ const NO_TLS: &str = "ferricorn does not speak TLS; nginx in front terminates it
 const NO_H2: &str = "ferricorn speaks HTTP/1.1; nginx in front speaks HTTP/2 and HTTP/3 to clients";
 const STRICT: &str = "ferricorn's HTTP parser follows RFC 9112 strictly and is not loosened";
 const NO_DIRTY: &str = "ferricorn has no dirty arbiters (gunicorn's separate pool for long tasks)";
-const NO_ASGI: &str = "ferricorn's ASGI worker serves HTTP; WebSockets are not there yet";
 const NO_GRACE: &str = "ferricorn tells an ASGI app of a disconnect at once (http.disconnect), \
      and a graceful stop waits --graceful-timeout for requests in flight";
 const NO_CONTROL: &str =
@@ -115,12 +114,6 @@ pub static ACCEPTED: &[Accepted] = &[
         &["--asgi-disconnect-grace-period"],
         true,
         NO_GRACE,
-    ),
-    ignore(
-        "websocket_max_message_size",
-        &["--websocket-max-message-size"],
-        true,
-        NO_ASGI,
     ),
     ignore(
         "http_parser",

@@ -16,7 +16,15 @@
 //!    └───────── keep-alive ◀──── Stream (streamed body) ◀── response queued
 //!   any parse error ─▶ Lingering (error response, then discard input, close)
 //!   not keep-alive  ─▶ Closing   (flush, then close)
+//!   Upgrade: websocket (app takes WebSockets) ─▶ WsOpening ─accept─▶ WebSocket
+//!                                                  └─deny─▶ response, Closing
+//!   WebSocket ─close handshake, protocol error, ping timeout─▶ Lingering
 //! ```
+//!
+//! An open WebSocket is outside `--keep-alive` and `--header-timeout`: its
+//! own timers are the idle ping and the close handshake's wait
+//! (`crate::ws_conn`), and a graceful stop closes it with 1001 shortly
+//! before `--graceful-timeout` ends (`ws_going_away`).
 //!
 //! The connection never calls the app: a complete request is handed to the
 //! worker's dispatcher ([`crate::dispatch`]) and the connection waits in
@@ -35,7 +43,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::app::{Body, Peer, Request, Response, ResponseBody};
-use crate::dispatch::{Answer, ConnId, Dispatch, Env, Outcome};
+use crate::dispatch::{Answer, ConnId, Dispatch, Env, Outcome, WsAction};
 use crate::hooks::Hooks;
 use crate::http::{
     BodyDecoder, Framing, Head, Limits, ParseError, ResponseFraming, Version, parse_head_reusing,
@@ -141,6 +149,8 @@ pub struct ConnConfig {
     pub memory_limit: u64,
     /// `--tmp-upload-dir` (None: the system temporary directory).
     pub tmp_dir: Option<std::path::PathBuf>,
+    /// `--ws-max-size`, `--ws-ping-interval`, `--ws-ping-timeout`.
+    pub ws: crate::ws_conn::WsSettings,
 }
 
 impl Default for ConnConfig {
@@ -151,6 +161,7 @@ impl Default for ConnConfig {
             proxy_protocol: false,
             memory_limit: 1 << 20,
             tmp_dir: None,
+            ws: crate::ws_conn::WsSettings::default(),
         }
     }
 }
@@ -232,6 +243,15 @@ enum State {
         version: Version,
         started: std::time::Instant,
     },
+    /// A WebSocket handshake is with the app, waiting for its accept or
+    /// deny; nothing is read meanwhile.
+    WsOpening {
+        req: Request,
+        accept: String,
+        started: std::time::Instant,
+    },
+    /// An open WebSocket.
+    WebSocket(Box<crate::ws_conn::WsConn>),
     /// Flush what is queued, then close.
     Closing,
     /// An error response is queued: flush it, half-close, discard input until
@@ -376,6 +396,37 @@ impl<S: Stream> Conn<S> {
 
     /// Make progress: read, parse, call the app, write. Bounded per call.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        let next = self.drive_rounds(ctx);
+        if next == Next::Close {
+            // A socket error or EOF ends a WebSocket without a close
+            // handshake: its app hears 1006 (once).
+            self.ws_lost(ctx);
+        }
+        next
+    }
+
+    /// The WebSocket (or its handshake) ends without a close handshake.
+    fn ws_lost(&mut self, ctx: &mut Ctx<'_>) {
+        let tell = match &mut self.state {
+            State::WebSocket(ws) => ws.end(),
+            State::WsOpening { .. } => {
+                self.state = State::Closing;
+                true
+            }
+            _ => false,
+        };
+        if tell {
+            let env = Env {
+                hooks: ctx.hooks,
+                slot: ctx.slot,
+                now_ms: ctx.now_ms,
+            };
+            ctx.dispatch
+                .ws_closed(self.id, crate::ws::code::ABNORMAL, &env);
+        }
+    }
+
+    fn drive_rounds(&mut self, ctx: &mut Ctx<'_>) -> Next {
         for _ in 0..MAX_ROUNDS {
             let mut progress = false;
             if self.wants_input() {
@@ -389,7 +440,14 @@ impl<S: Stream> Conn<S> {
                 return Next::Flush;
             }
             match self.flush(ctx.now_ms) {
-                Ok(n) => progress |= n > 0,
+                Ok(n) => {
+                    progress |= n > 0;
+                    // An open WebSocket's output is all written: an app
+                    // held back for it may send again (Dispatch::ws_drained).
+                    if n > 0 && self.pending() == 0 && matches!(self.state, State::WebSocket(_)) {
+                        ctx.dispatch.ws_drained(self.id);
+                    }
+                }
                 Err(_) => return Next::Close,
             }
             if let Some(next) = self.finish_if_done(ctx) {
@@ -429,7 +487,17 @@ impl<S: Stream> Conn<S> {
         match self.state {
             // Time in the app is the dispatcher's to limit (`--timeout`),
             // and a parked request waits for a thread, not for the client.
-            State::App { .. } => Next::Wait,
+            State::App { .. } | State::WsOpening { .. } => Next::Wait,
+            State::WebSocket(ref mut ws) => {
+                let before = self.wbuf.len();
+                if let Some(code) = ws.on_timer(now, &mut self.wbuf) {
+                    self.ws_end(code, false, ctx);
+                }
+                if self.wbuf.len() > before || matches!(self.state, State::Closing) {
+                    return self.drive(ctx);
+                }
+                Next::Wait
+            }
             State::Lingering { since_ms, .. } if now >= since_ms + LINGER_MS => Next::Close,
             State::Head if self.pending() == 0 => {
                 let nothing_buffered = self.rpos == self.rend;
@@ -482,7 +550,11 @@ impl<S: Stream> Conn<S> {
         match self.state {
             State::Lingering { .. } => true,
             State::Closing => false,
-            State::Stream { .. } | State::SendFile { .. } | State::App { .. } => false,
+            State::Stream { .. }
+            | State::SendFile { .. }
+            | State::App { .. }
+            | State::WsOpening { .. } => false,
+            State::WebSocket(ref ws) if ws.paused => false,
             _ => self.pending() < HIGH_WATER && self.rend - self.rpos < INPUT_CAP,
         }
     }
@@ -727,6 +799,58 @@ impl<S: Stream> Conn<S> {
                     self.submit(ctx);
                     progress = true;
                 }
+                State::WsOpening { .. } => return progress,
+                State::WebSocket(ws) => {
+                    if ws.paused {
+                        // The app's queue is full: frames wait (Resume).
+                        return progress;
+                    }
+                    if self.rpos == self.rend {
+                        if self.read_eof {
+                            // Gone without a close frame.
+                            if ws.end() {
+                                let env = Env {
+                                    hooks: ctx.hooks,
+                                    slot: ctx.slot,
+                                    now_ms: ctx.now_ms,
+                                };
+                                ctx.dispatch
+                                    .ws_closed(self.id, crate::ws::code::ABNORMAL, &env);
+                            }
+                            self.state = State::Closing;
+                            return true;
+                        }
+                        return progress;
+                    }
+                    let (n, step) =
+                        ws.step(&self.rbuf[self.rpos..self.rend], &mut self.wbuf, ctx.now_ms);
+                    self.rpos += n;
+                    progress |= n > 0;
+                    match step {
+                        crate::ws_conn::Step::Nothing if n == 0 => return progress,
+                        crate::ws_conn::Step::Nothing => {}
+                        crate::ws_conn::Step::Message(m) => {
+                            let env = Env {
+                                hooks: ctx.hooks,
+                                slot: ctx.slot,
+                                now_ms: ctx.now_ms,
+                            };
+                            let mut actions = Vec::new();
+                            ctx.dispatch.ws_message(self.id, m, &env, &mut actions);
+                            for a in actions {
+                                self.ws_action(a, ctx);
+                            }
+                        }
+                        crate::ws_conn::Step::Ended(code) => {
+                            self.ws_end(code, false, ctx);
+                            return true;
+                        }
+                        crate::ws_conn::Step::Failed(code) => {
+                            self.ws_end(code, true, ctx);
+                            return true;
+                        }
+                    }
+                }
                 State::Closing | State::Lingering { .. } => return progress,
             }
         }
@@ -777,6 +901,9 @@ impl<S: Stream> Conn<S> {
         // The request's id and queue time (`reqmeta`), current on this
         // thread while an inline app runs; left below once it is handed over.
         let meta = crate::reqmeta::enter(&head.headers, ctx.uploads.trusted.trusts(&self.peer));
+        // (The app first: most take no WebSockets, and then no header is
+        // looked at.)
+        let websocket = ctx.dispatch.websockets() && crate::ws::is_upgrade(&head);
         let req = Request {
             head,
             peer: self.peer,
@@ -786,6 +913,11 @@ impl<S: Stream> Conn<S> {
             remote: client.addr,
             meta,
         };
+        if websocket {
+            self.open_websocket(req, ctx);
+            crate::reqmeta::leave();
+            return;
+        }
         self.state = State::App {
             waiting: Some(req),
             keep_alive,
@@ -815,6 +947,199 @@ impl<S: Stream> Conn<S> {
         };
         if let Some(answer) = ctx.dispatch.submit(self.id, req, &env) {
             self.respond(answer, ctx);
+        }
+    }
+
+    /// An upgrade request to an app that takes WebSockets: refused here if
+    /// it breaks RFC 6455, else handed to the app to accept or deny.
+    fn open_websocket(&mut self, mut req: Request, ctx: &mut Ctx<'_>) {
+        let hs = match crate::ws::check_handshake(&req.head) {
+            Ok(hs) => hs,
+            Err(refusal) => {
+                log::debug!(
+                    "bad WebSocket handshake from {}: {}",
+                    self.peer,
+                    refusal.why
+                );
+                let mut resp = Response::text(refusal.status, format!("{}\n", refusal.why));
+                if refusal.status == 426 {
+                    resp = resp.header("Sec-WebSocket-Version", crate::ws::VERSION);
+                }
+                self.answer_now(req, resp, ctx);
+                return;
+            }
+        };
+        let env = Env {
+            hooks: ctx.hooks,
+            slot: ctx.slot,
+            now_ms: ctx.now_ms,
+        };
+        let _ = catch_unwind(AssertUnwindSafe(|| ctx.hooks.pre_request(&req)));
+        let mut actions = Vec::new();
+        ctx.dispatch
+            .ws_open(self.id, &mut req, &hs, &env, &mut actions);
+        self.state = State::WsOpening {
+            req,
+            accept: hs.accept,
+            started: std::time::Instant::now(),
+        };
+        for a in actions {
+            self.ws_action(a, ctx);
+        }
+    }
+
+    /// Answer `req` with `resp` now and close after it (a refused handshake).
+    fn answer_now(&mut self, req: Request, resp: Response, ctx: &mut Ctx<'_>) {
+        self.state = State::App {
+            waiting: None,
+            keep_alive: false,
+            is_head: false,
+            version: req.head.version,
+            started: std::time::Instant::now(),
+        };
+        let answer = Answer {
+            conn: self.id,
+            req,
+            outcome: Outcome::Response(resp),
+        };
+        self.respond(answer, ctx);
+    }
+
+    /// Carry out a WebSocket app's decision (at once, or later from the
+    /// dispatcher's `Event::Ws`). One for a state it does not fit (the
+    /// connection moved on, or a send before the accept) is dropped.
+    pub fn ws_action(&mut self, action: WsAction, ctx: &mut Ctx<'_>) {
+        match (&mut self.state, action) {
+            (
+                State::WsOpening { .. },
+                WsAction::Accept {
+                    subprotocol,
+                    headers,
+                },
+            ) => {
+                let State::WsOpening {
+                    req,
+                    accept,
+                    started,
+                } = std::mem::replace(&mut self.state, State::Closing)
+                else {
+                    unreachable!()
+                };
+                let before = self.wbuf.len();
+                crate::ws::write_accept(
+                    &mut self.wbuf,
+                    &accept,
+                    subprotocol.as_deref(),
+                    &headers,
+                    ctx.date,
+                );
+                self.served += 1;
+                *ctx.requests += 1;
+                let _ = catch_unwind(AssertUnwindSafe(|| ctx.hooks.post_request(&req, 101)));
+                crate::scoreboard::count_request(
+                    &req.head.method,
+                    101,
+                    started.elapsed().as_micros() as u64,
+                    started.elapsed().as_micros() as u64,
+                    (self.wbuf.len() - before) as u64,
+                );
+                if ctx.access_log.enabled() {
+                    ctx.access_log.log(&AccessRecord {
+                        peer: self.peer,
+                        request: &req,
+                        status: 101,
+                        body_bytes: 0,
+                        elapsed: started.elapsed(),
+                        response_headers: &headers,
+                    });
+                }
+                self.state = State::WebSocket(Box::new(crate::ws_conn::WsConn::new(
+                    ctx.uploads.ws,
+                    ctx.now_ms,
+                )));
+            }
+            (State::WsOpening { .. }, WsAction::Pause | WsAction::Resume) => {}
+            (State::WsOpening { .. }, other) => {
+                let resp = match other {
+                    WsAction::Deny(resp) => resp,
+                    // ASGI: a close before the accept refuses with 403.
+                    WsAction::Close { .. } => Response::text(403, "Forbidden\n"),
+                    _ => {
+                        log::error!("WebSocket app sent a message before accepting");
+                        Response::text(500, "Internal Server Error\n")
+                    }
+                };
+                let State::WsOpening { req, .. } =
+                    std::mem::replace(&mut self.state, State::Closing)
+                else {
+                    unreachable!()
+                };
+                let env = Env {
+                    hooks: ctx.hooks,
+                    slot: ctx.slot,
+                    now_ms: ctx.now_ms,
+                };
+                // The app's side of the handshake is over.
+                ctx.dispatch
+                    .ws_closed(self.id, crate::ws::code::ABNORMAL, &env);
+                self.answer_now(req, resp, ctx);
+            }
+            (State::WebSocket(ws), WsAction::Send(msg)) => {
+                let len = match &msg {
+                    crate::ws::Message::Text(t) => t.len(),
+                    crate::ws::Message::Binary(b) => b.len(),
+                };
+                let sent = ws.send(&msg, &mut self.wbuf);
+                crate::scoreboard::count_bytes(if sent { len as u64 } else { 0 });
+            }
+            (State::WebSocket(ws), WsAction::Close { code, reason }) => {
+                ws.close(code, &reason, &mut self.wbuf, ctx.now_ms);
+            }
+            (State::WebSocket(ws), WsAction::Pause) => ws.paused = true,
+            (State::WebSocket(ws), WsAction::Resume) => ws.paused = false,
+            _ => {}
+        }
+    }
+
+    /// The WebSocket ended (close handshake done, protocol error, ping or
+    /// close timeout): tell the app, then flush what is queued (the close
+    /// frame) and close. After a protocol error (`linger`) the client may
+    /// still be sending (a message over `--ws-max-size`): half-close and
+    /// discard its input for a moment, so it reads the close frame instead
+    /// of a reset. After a completed close handshake the server closes the
+    /// TCP connection at once (RFC 6455 section 7.1.1).
+    fn ws_end(&mut self, code: u16, linger: bool, ctx: &mut Ctx<'_>) {
+        let env = Env {
+            hooks: ctx.hooks,
+            slot: ctx.slot,
+            now_ms: ctx.now_ms,
+        };
+        ctx.dispatch.ws_closed(self.id, code, &env);
+        self.rpos = self.rend;
+        self.state = if linger {
+            State::Lingering {
+                since_ms: ctx.now_ms,
+                discarded: 0,
+            }
+        } else {
+            State::Closing
+        };
+    }
+
+    /// Graceful stop: close an open WebSocket with 1001 (its app hears the
+    /// end when the client answers, or after the close wait).
+    pub fn ws_going_away(&mut self, ctx: &mut Ctx<'_>) -> Next {
+        match &mut self.state {
+            State::WebSocket(ws) => {
+                ws.close(
+                    crate::ws::code::GOING_AWAY,
+                    "server shutting down",
+                    &mut self.wbuf,
+                    ctx.now_ms,
+                );
+                self.drive(ctx)
+            }
+            _ => Next::Wait,
         }
     }
 

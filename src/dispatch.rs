@@ -30,6 +30,23 @@
 //! loop in the worker's thread (see [`Runner`]): requests are stepped from
 //! the loop's turn and answered at once when they never wait, or later
 //! from their asyncio task.
+//!
+//! # WebSockets
+//! A dispatcher that speaks WebSocket ([`Dispatch::websockets`]) gets the
+//! upgrade requests that passed the RFC 6455 checks ([`Dispatch::ws_open`]),
+//! then each message the client sends ([`Dispatch::ws_message`]) and the end
+//! ([`Dispatch::ws_closed`], once, whoever ended it). It gives back
+//! [`WsAction`]s: first `Accept` (the 101, with a subprotocol and headers) or
+//! `Deny` (an HTTP response), then `Send` and `Close`. Actions decided during
+//! a call are pushed to its `out`; later ones (an ASGI task's) arrive through
+//! [`Dispatch::poll`] as [`Event::Ws`]. The connection does the framing, the
+//! pings and the close handshake (`ws_conn.rs`); a dispatcher sees messages
+//! only. Backpressure both ways: a connection whose output is over
+//! `conn::HIGH_WATER` reads no further frames (a client that does not read
+//! stops being heard); an app that sends faster than its client reads is
+//! held back until the output is written ([`Dispatch::ws_drained`]); an
+//! app that does not take its messages says `Pause` (and later `Resume`),
+//! and the client's frames wait in the kernel.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -38,14 +55,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::app::{App, FileBody, Request, Response, ResponseBody, StackReporter};
+use crate::app::{
+    App, FileBody, Request, Response, ResponseBody, StackReporter, WsOpen, WsSession,
+};
 use crate::hooks::Hooks;
 use crate::sys::Slot;
 
 /// A connection as the dispatcher knows it: its slot in the loop's table,
 /// and a serial that tells a later connection in the same slot apart (an
 /// answer for a connection that is gone is dropped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId {
     pub index: usize,
     pub serial: u64,
@@ -76,6 +95,33 @@ pub enum Event {
     Answer(Answer),
     /// More of a streamed body is ready for this connection.
     Wake(ConnId),
+    /// A WebSocket app's decision, made after the call that asked for it.
+    Ws(ConnId, WsAction),
+}
+
+/// What a WebSocket app tells its connection.
+#[derive(Debug)]
+pub enum WsAction {
+    /// Complete the handshake: 101 with this subprotocol (one the client
+    /// offered) and these extra headers.
+    Accept {
+        subprotocol: Option<String>,
+        headers: Vec<(String, Vec<u8>)>,
+    },
+    /// Refuse the handshake with this HTTP response (the connection closes
+    /// after it).
+    Deny(Response),
+    Send(crate::ws::Message),
+    /// Start the close handshake (before `Accept`: refuse with 403).
+    Close {
+        code: u16,
+        reason: String,
+    },
+    /// Stop reading the client's frames: the app has as many messages
+    /// queued as it takes (its receive side is the backpressure).
+    Pause,
+    /// Read them again.
+    Resume,
 }
 
 /// A dispatcher that runs its own event loop around the worker's (ASGI:
@@ -147,6 +193,40 @@ pub trait Dispatch {
     /// shut its sending side); the connection may already be closed. An
     /// ASGI app learns it as `http.disconnect`.
     fn peer_gone(&mut self, _conn: ConnId) {}
+    /// Does the app take WebSockets? If not, an upgrade request is plain
+    /// HTTP to it, as before (a WSGI app answers it like any request).
+    fn websockets(&self) -> bool {
+        false
+    }
+    /// A handshake that passed the RFC 6455 checks: answer `Accept` or
+    /// `Deny`, in `out` now or later as [`Event::Ws`].
+    fn ws_open(
+        &mut self,
+        _conn: ConnId,
+        _req: &mut Request,
+        _hs: &crate::ws::Handshake,
+        _env: &Env<'_>,
+        out: &mut Vec<WsAction>,
+    ) {
+        out.push(WsAction::Deny(Response::text(404, "Not Found\n")));
+    }
+    /// A message from the client of an accepted WebSocket.
+    fn ws_message(
+        &mut self,
+        _conn: ConnId,
+        _msg: crate::ws::Message,
+        _env: &Env<'_>,
+        _out: &mut Vec<WsAction>,
+    ) {
+    }
+    /// The WebSocket (or the handshake waiting for `Accept`) ended: the
+    /// client's close code, 1005 (none), 1006 (no close handshake), or the
+    /// code the server closed with. Called once per `ws_open`.
+    fn ws_closed(&mut self, _conn: ConnId, _code: u16, _env: &Env<'_>) {}
+    /// Everything sent on this WebSocket has been written to the socket:
+    /// an app whose sends wait for the client (a slow reader must not grow
+    /// the worker's memory) may go on.
+    fn ws_drained(&mut self, _conn: ConnId) {}
 }
 
 /// "METHOD /path", as the WORKER TIMEOUT line names a request.
@@ -179,12 +259,39 @@ fn call(app: &mut dyn App, req: &mut Request, hooks: Option<&dyn Hooks>) -> Outc
 /// The app on the loop's thread: answered at once.
 pub struct Inline {
     app: Box<dyn App + Send>,
+    /// The app's open WebSockets.
+    sessions: std::collections::HashMap<ConnId, Box<dyn WsSession + Send>>,
 }
 
 impl Inline {
     pub fn new(app: Box<dyn App + Send>) -> Inline {
-        Inline { app }
+        Inline {
+            app,
+            sessions: std::collections::HashMap::new(),
+        }
     }
+}
+
+/// A panic's message.
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Stamp the worker busy (for the master's `--timeout` watch) around `f`.
+fn busy<R>(env: &Env<'_>, f: impl FnOnce() -> R) -> R {
+    if let Some(slot) = env.slot {
+        slot.busy_since_ms
+            .store(env.now_ms.max(1), Ordering::Relaxed);
+    }
+    let r = f();
+    if let Some(slot) = env.slot {
+        slot.busy_since_ms.store(0, Ordering::Relaxed);
+    }
+    r
 }
 
 impl Dispatch for Inline {
@@ -212,6 +319,87 @@ impl Dispatch for Inline {
             slot.busy_since_ms.store(0, Ordering::Relaxed);
         }
         Some(Answer { conn, req, outcome })
+    }
+
+    fn websockets(&self) -> bool {
+        self.app.websockets()
+    }
+
+    fn ws_open(
+        &mut self,
+        conn: ConnId,
+        req: &mut Request,
+        hs: &crate::ws::Handshake,
+        env: &Env<'_>,
+        out: &mut Vec<WsAction>,
+    ) {
+        let app = &mut self.app;
+        match busy(env, || {
+            catch_unwind(AssertUnwindSafe(|| app.websocket(req, hs)))
+        }) {
+            Ok(WsOpen::Accept {
+                subprotocol,
+                headers,
+                session,
+            }) => {
+                self.sessions.insert(conn, session);
+                out.push(WsAction::Accept {
+                    subprotocol,
+                    headers,
+                });
+            }
+            Ok(WsOpen::Deny(resp)) => out.push(WsAction::Deny(resp)),
+            Err(panic) => {
+                log::error!(
+                    "Error handling WebSocket handshake {}: app panicked: {}",
+                    req.target(),
+                    panic_text(&*panic)
+                );
+                out.push(WsAction::Deny(Response::text(
+                    500,
+                    "Internal Server Error\n",
+                )));
+            }
+        }
+    }
+
+    fn ws_message(
+        &mut self,
+        conn: ConnId,
+        msg: crate::ws::Message,
+        env: &Env<'_>,
+        out: &mut Vec<WsAction>,
+    ) {
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        let res = busy(env, || {
+            catch_unwind(AssertUnwindSafe(|| session.on_message(msg, out)))
+        });
+        if let Err(panic) = res {
+            log::error!(
+                "Error handling a WebSocket message: app panicked: {}",
+                panic_text(&*panic)
+            );
+            out.push(WsAction::Close {
+                code: crate::ws::code::INTERNAL_ERROR,
+                reason: String::new(),
+            });
+        }
+    }
+
+    fn ws_closed(&mut self, conn: ConnId, code: u16, env: &Env<'_>) {
+        if let Some(mut session) = self.sessions.remove(&conn) {
+            let res = busy(env, || {
+                catch_unwind(AssertUnwindSafe(|| session.on_close(code)))
+            });
+            if let Err(panic) = res {
+                log::error!(
+                    "Error closing a WebSocket: app panicked: {}",
+                    panic_text(&*panic)
+                );
+            }
+        }
     }
 }
 

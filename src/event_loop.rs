@@ -131,6 +131,19 @@ const SHED_CHECK_MS: u64 = 10;
 /// serving while the master starts its replacement, before it drains on its
 /// own (a master stopped or unable to fork). The drain's log line says 30 s.
 const RETIRE_WAIT_MS: u64 = 30_000;
+/// While draining, the loop wakes at least this often for its deadlines.
+const DRAIN_TICK_MS: u64 = 100;
+
+/// How long before the end of `--graceful-timeout` open WebSockets are sent
+/// their 1001 close: the master's SIGKILL comes at its own deadline, which
+/// began when it sent TERM (a moment before this worker's), so closing at
+/// the worker's deadline would race the kill; a second (a quarter of a
+/// short timeout) lets the close handshake finish and the worker exit on
+/// its own. Until then the WebSockets stay open and served.
+fn ws_close_lead(graceful_ms: u64) -> u64 {
+    (graceful_ms / 4).min(1_000)
+}
+
 /// How long a finished response may wait for the rest of its turn's
 /// responses before it is written (module docs: writing in bursts).
 const COALESCE: Duration = Duration::from_millis(1);
@@ -360,6 +373,8 @@ pub struct EventLoop {
     retire_asked: Option<u64>,
     /// Set once a graceful stop began: (when, deadline).
     draining: Option<(u64, u64)>,
+    /// Open WebSockets were sent their 1001 close (graceful stop).
+    ws_gone_away: bool,
     pub access_log: AccessLog,
     /// Called with each signal the worker does not handle itself (USR1...).
     pub on_reopen: Option<Box<dyn FnMut()>>,
@@ -459,6 +474,7 @@ impl EventLoop {
             last_timer: 0,
             retire_asked: None,
             draining: None,
+            ws_gone_away: false,
             access_log: AccessLog::disabled(),
             on_reopen: None,
         })
@@ -535,8 +551,15 @@ impl EventLoop {
         };
         // A request queued for an app thread is checked on soon.
         let timeout = dispatch.tick().map_or(timeout, |t| timeout.min(t));
-        if self.peer_busy {
+        let timeout = if self.peer_busy {
             timeout.min(Duration::from_millis(PEER_BUSY_MS))
+        } else {
+            timeout
+        };
+        // Draining: the deadlines (the WebSockets' 1001 above all) are
+        // checked at least every DRAIN_TICK_MS.
+        if self.draining.is_some() {
+            timeout.min(Duration::from_millis(DRAIN_TICK_MS))
         } else {
             timeout
         }
@@ -707,6 +730,10 @@ impl EventLoop {
                 self.wait_for_reports();
                 return Some(Exit::Graceful);
             }
+            if !self.ws_gone_away && now + ws_close_lead(self.cfg.graceful_timeout_ms) >= deadline {
+                self.ws_gone_away = true;
+                self.close_websockets(dispatch, hooks, now);
+            }
             if now >= deadline {
                 log::warn!(
                     "graceful timeout: closing {} connection(s) still open",
@@ -814,18 +841,20 @@ impl EventLoop {
         let mut events = std::mem::take(&mut self.dispatch_events);
         dispatch.poll(&mut events);
         for ev in events.drain(..) {
-            let (id, answer) = match ev {
-                Event::Answer(a) => (a.conn, Some(a)),
-                Event::Wake(id) => (id, None),
+            let id = match &ev {
+                Event::Answer(a) => a.conn,
+                Event::Wake(id) | Event::Ws(id, _) => *id,
             };
             let i = id.index;
             if !matches!(self.conns.get(i), Some(Some(c)) if c.id == id) {
                 continue; // the connection is gone: drop the answer
             }
-            if let Some(a) = answer {
-                let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
-                if let Some(Some(c)) = conns.get_mut(i) {
-                    c.respond(a, &mut ctx);
+            let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
+            if let Some(Some(c)) = conns.get_mut(i) {
+                match ev {
+                    Event::Answer(a) => c.respond(a, &mut ctx),
+                    Event::Ws(_, action) => c.ws_action(action, &mut ctx),
+                    Event::Wake(_) => {}
                 }
             }
             ready.push(i);
@@ -849,6 +878,20 @@ impl EventLoop {
                     self.drive(id.index, dispatch, hooks, now, Drive::Now);
                 }
             }
+        }
+    }
+
+    /// Graceful stop: close every open WebSocket with 1001. Those whose
+    /// clients answer the close end before the deadline, and the worker
+    /// exits as soon as none is left.
+    fn close_websockets(&mut self, dispatch: &mut dyn Dispatch, hooks: &dyn Hooks, now: u64) {
+        for i in 0..self.conns.len() {
+            let (mut ctx, conns) = self.ctx(dispatch, hooks, now, Drive::Now);
+            let Some(Some(c)) = conns.get_mut(i) else {
+                continue;
+            };
+            let next = c.ws_going_away(&mut ctx);
+            self.after(i, next);
         }
     }
 

@@ -80,6 +80,8 @@ pub mod status;
 pub mod sys;
 pub mod systemd;
 pub mod worker;
+pub mod ws;
+pub mod ws_conn;
 
 pub use app::{
     App, Body, FileBody, Peer, Request, Response, ResponseBody, StackReporter, ThreadScope,

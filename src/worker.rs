@@ -186,6 +186,11 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
             proxy_protocol: cfg.proxy_protocol,
             memory_limit: cfg.body_buffer_size,
             tmp_dir: cfg.tmp_upload_dir.clone(),
+            ws: crate::ws_conn::WsSettings {
+                max_size: usize::try_from(cfg.websocket_max_message_size).unwrap_or(usize::MAX),
+                ping_interval_ms: cfg.ws_ping_interval_ms,
+                ping_timeout_ms: cfg.ws_ping_timeout_ms,
+            },
         },
         proxy_allow: TrustedProxies::parse(&cfg.proxy_allow_ips).unwrap_or_else(|_| {
             TrustedProxies::parse("127.0.0.1,::1").expect("constant list parses")

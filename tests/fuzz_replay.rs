@@ -64,6 +64,11 @@ fn body_seeds_and_corpus() {
 }
 
 #[test]
+fn ws_frames_seeds_and_corpus() {
+    replay("ws_frames");
+}
+
+#[test]
 fn every_target_is_replayed() {
     // A new target in fuzz/Cargo.toml needs its check here too.
     let manifest =

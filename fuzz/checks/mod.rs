@@ -10,12 +10,17 @@
 #![allow(dead_code)]
 
 use ferricorn::http::{BodyDecoder, Framing, Limits, ParseError, parse_head};
+use ferricorn::ws::{self, Incoming, Message, Violation};
 
 /// A check: panics if the input shows a bug.
 pub type Check = fn(&[u8]);
 
 /// The targets: name (= directory under `seeds/` and `corpus/`) and check.
-pub const TARGETS: &[(&str, Check)] = &[("parse_head", parse_head_input), ("body", body_input)];
+pub const TARGETS: &[(&str, Check)] = &[
+    ("parse_head", parse_head_input),
+    ("body", body_input),
+    ("ws_frames", ws_frames_input),
+];
 
 /// (request_line, fields, field_size, body, allow_connect); 0 = "default/unlimited" per `Limits`.
 const LIMITS: &[(usize, usize, usize, u64, bool)] = &[
@@ -156,4 +161,66 @@ pub fn body_input(data: &[u8]) {
     let whole = run(framing, limit, input, input.len());
     let split_run = run(framing, limit, input, split);
     assert_eq!(whole, split_run, "split at {split} changes the outcome");
+}
+
+/// Decode `input` with a WebSocket frame decoder, `step` bytes arriving at
+/// a time (0: all at once), keeping unconsumed bytes as `conn.rs` does.
+fn ws_run(max: usize, input: &[u8], step: usize) -> (Vec<Incoming>, Option<Violation>) {
+    let mut d = ws::Decoder::new(max);
+    let mut out = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let step = if step == 0 { input.len().max(1) } else { step };
+    for chunk in input.chunks(step) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match d.decode(&buf) {
+                Err(v) => return (out, Some(v)),
+                Ok((n, inc)) => {
+                    assert!(n <= buf.len(), "consumed {n} of {}", buf.len());
+                    buf.drain(..n);
+                    let got = inc.is_some();
+                    if let Some(i) = inc {
+                        if let Incoming::Message(m) = &i {
+                            let len = match m {
+                                Message::Text(s) => s.len(),
+                                Message::Binary(b) => b.len(),
+                            };
+                            assert!(max == 0 || len <= max, "message of {len} over {max}");
+                        }
+                        out.push(i);
+                    }
+                    if !got && (n == 0 || buf.is_empty()) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    (out, None)
+}
+
+/// `ws::Decoder` on client frames. Byte 0: bits 0-1 pick the message size
+/// limit (0 = none, 8, 200, 70000), bits 2-7 the read size for the split
+/// run (0 = whole); the rest is the byte stream after the handshake.
+///
+/// Checked: no panic; no message over the limit; what comes out (messages,
+/// control frames, the violation's close code) does not depend on how the
+/// bytes were split into reads; every close code sent back is one that may
+/// be sent (1002, 1007 or 1009).
+pub fn ws_frames_input(data: &[u8]) {
+    let Some((&sel, input)) = data.split_first() else {
+        return;
+    };
+    let max = [0, 8, 200, 70_000][(sel & 3) as usize];
+    let step = (sel >> 2) as usize;
+    let whole = ws_run(max, input, 0);
+    let split = ws_run(max, input, step);
+    assert_eq!(whole, split, "read size {step} changes the outcome");
+    if let Some(v) = whole.1 {
+        assert!(
+            matches!(v.code, 1002 | 1007 | 1009),
+            "close code {}",
+            v.code
+        );
+    }
 }

@@ -22,6 +22,7 @@ pub mod procfs;
 pub mod python;
 pub mod runtime;
 pub mod server;
+pub mod ws;
 
 // Each test crate uses some of these; the others would warn as unused.
 #[allow(unused_imports)]

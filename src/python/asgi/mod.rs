@@ -58,13 +58,12 @@
 //! on. A loop blocked by synchronous code stops the worker's heartbeat and
 //! the master replaces the worker, as for a stuck WSGI worker.
 //!
-//! # For WebSockets (the seam)
-//! Per-request state is a [`Req`]; its `kind` is where a WebSocket
-//! connection's state goes (the upgrade, frames in and out), with its own
-//! `receive`/`send` message handling next to the HTTP one in
-//! [`on_send`] and [`on_receive`].
+//! # WebSockets
+//! `ws.rs`: the `websocket` scope and its messages, through the
+//! dispatcher's WebSocket seam (`crate::dispatch`); the connection frames.
 
 mod scope;
+mod ws;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -253,6 +252,7 @@ impl Runner for AsgiRunner {
                 hub: hub.clone(),
                 app: self.app.clone_ref(py),
                 scope,
+                ws: ws::Sessions::default(),
             };
             ev.begin();
             let pump = Pump {
@@ -1191,6 +1191,8 @@ struct AsgiDispatch {
     hub: Rc<Hub>,
     app: Py<PyAny>,
     scope: ScopeBuilder,
+    /// Open WebSockets (`ws.rs`).
+    ws: ws::Sessions,
 }
 
 impl AsgiDispatch {
@@ -1360,6 +1362,51 @@ impl Dispatch for AsgiDispatch {
                 });
             }
         });
+    }
+
+    fn websockets(&self) -> bool {
+        true
+    }
+
+    fn ws_open(
+        &mut self,
+        conn: ConnId,
+        req: &mut Request,
+        hs: &crate::ws::Handshake,
+        _env: &Env<'_>,
+        out: &mut Vec<crate::dispatch::WsAction>,
+    ) {
+        Python::attach(|py| {
+            ws::open(
+                py,
+                &mut self.ws,
+                &self.hub,
+                &self.app,
+                &mut self.scope,
+                conn,
+                req,
+                hs,
+                out,
+            )
+        });
+    }
+
+    fn ws_message(
+        &mut self,
+        conn: ConnId,
+        msg: crate::ws::Message,
+        _env: &Env<'_>,
+        out: &mut Vec<crate::dispatch::WsAction>,
+    ) {
+        Python::attach(|py| ws::message(py, &self.ws, conn, msg, out));
+    }
+
+    fn ws_drained(&mut self, conn: ConnId) {
+        Python::attach(|py| ws::drained(py, &self.ws, conn));
+    }
+
+    fn ws_closed(&mut self, conn: ConnId, code: u16, _env: &Env<'_>) {
+        Python::attach(|py| ws::closed(py, &mut self.ws, conn, code));
     }
 
     fn peer_gone(&mut self, conn: ConnId) {

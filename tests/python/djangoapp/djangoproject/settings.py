@@ -1,4 +1,6 @@
-"""Minimal Django settings for ferricorn's integration tests (no database)."""
+"""Minimal Django settings for ferricorn's integration tests (no database
+unless FERRICORN_PG_HOST is set). djangoproject.wsgi and djangoproject.asgi
+serve the same URLs; the async views are under /async/."""
 
 import os
 from pathlib import Path

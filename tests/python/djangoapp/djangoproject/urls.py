@@ -12,4 +12,9 @@ urlpatterns = [
     path("upload/stream/", views.upload),
     path("boom/", views.boom),
     path("db/", views.db),
+    # Async views (djangoproject.asgi; tests/asgi_frameworks.rs, benches/asgi.sh).
+    path("async/hello/", views.async_hello),
+    path("async/info/", views.async_info),
+    path("async/echo/", views.async_echo),
+    path("async/db/", views.async_db),
 ]

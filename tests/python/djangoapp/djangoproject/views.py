@@ -80,3 +80,64 @@ def db(request):
         )
         (backend,) = c.fetchone()[:1]
     return JsonResponse({"backend_pid": backend, "thread": threading.get_ident()})
+
+
+# Async views: under djangoproject.asgi they run on the server's event loop
+# (Django still runs MiddlewareMixin's process_request/process_response hooks
+# through sync_to_async, its own thread hop, the same on every server); under
+# WSGI Django runs them through async_to_sync.
+
+
+async def async_hello(request):
+    """Benchmark view (benches/asgi.sh): the async twin of hello()."""
+    return HttpResponse(b"Hello, World!", content_type="text/plain")
+
+
+async def async_info(request):
+    import asyncio
+
+    await asyncio.sleep(0)  # a real suspension on the server's loop
+    return JsonResponse(
+        {
+            "path": request.path,
+            "method": request.method,
+            "query": request.GET.dict(),
+            "host": request.get_host(),
+            "scheme": request.scheme,
+            "remote_addr": request.META.get("REMOTE_ADDR"),
+            "script_name": request.META.get("SCRIPT_NAME"),
+            "in_task": asyncio.current_task() is not None,
+            "on_main_thread": threading.current_thread() is threading.main_thread(),
+        }
+    )
+
+
+@csrf_exempt
+async def async_echo(request):
+    body = request.body
+    return JsonResponse(
+        {"method": request.method, "size": len(body), "crc32": zlib.crc32(body)}
+    )
+
+
+async def async_db(request):
+    """The ORM from an async view: the query runs through sync_to_async on a
+    thread (Django forbids database calls on the event loop's thread);
+    ?sleep=S makes the database take S seconds."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    def query(secs):
+        with connection.cursor() as c:
+            c.execute("SELECT pg_backend_pid(), pg_sleep(%s)", [secs])
+            (backend,) = c.fetchone()[:1]
+        return backend, threading.get_ident()
+
+    backend, thread = await sync_to_async(query)(float(request.GET.get("sleep", "0")))
+    return JsonResponse(
+        {
+            "backend_pid": backend,
+            "query_thread": thread,
+            "loop_thread": threading.get_ident(),
+        }
+    )

@@ -15,6 +15,11 @@ const MAX_CACHED_NAMES: usize = 512;
 pub(crate) const ASGI_VERSION: &str = "3.0";
 pub(crate) const SPEC_VERSION: &str = "2.4";
 
+/// Scope values common enough to keep one interned str each.
+const RECURRING: [&str; 12] = [
+    "GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "1.1", "1.0", "http", "https", "/",
+];
+
 struct Keys {
     method: Py<PyString>,
     http_version: Py<PyString>,
@@ -32,8 +37,9 @@ pub(crate) struct ScopeBuilder {
     keys: Keys,
     /// Header name as received -> its lower-case bytes.
     names: HashMap<Box<str>, Py<PyBytes>>,
-    /// Recurring values: methods, versions, schemes.
-    values: HashMap<&'static str, Py<PyString>>,
+    /// Recurring values ([`RECURRING`]: methods, versions, schemes), in
+    /// that order.
+    values: Vec<Py<PyString>>,
     root_path: String,
     empty_bytes: Py<PyBytes>,
     /// The last client address as a str: one proxy, or a few clients on
@@ -86,13 +92,7 @@ impl ScopeBuilder {
             client: intern(py, "client"),
             state: intern(py, "state"),
         };
-        let mut values = HashMap::new();
-        for v in [
-            "GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "1.1", "1.0", "http",
-            "https", "/",
-        ] {
-            values.insert(v, intern(py, v));
-        }
+        let values = RECURRING.iter().map(|v| intern(py, v)).collect();
         Ok(ScopeBuilder {
             template: template.unbind(),
             keys,
@@ -105,8 +105,9 @@ impl ScopeBuilder {
     }
 
     fn value<'py>(&self, py: Python<'py>, s: &str) -> Bound<'py, PyString> {
-        match self.values.get(s) {
-            Some(v) => v.bind(py).clone(),
+        // A few short strings: comparing them is cheaper than hashing.
+        match RECURRING.iter().position(|v| *v == s) {
+            Some(i) => self.values[i].bind(py).clone(),
             None => PyString::new(py, s),
         }
     }

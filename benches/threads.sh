@@ -19,7 +19,13 @@
 #            ferricorn-t4 (--workers 2 --threads 4) vs ferricorn-t1 (--threads 1)
 #   hello  the built-in Rust app `hello`: ferricorn-t4 vs ferricorn-t1
 # Reported: median requests/s over ROUNDS and the first server's ratio to
-# each other one (median of the per-round ratios).
+# each other one (median of the per-round ratios); and the CPU time each
+# server (master, workers and their threads) spent per request in the same
+# rounds, with the other's CPU per request over the first's ("cpu x": above
+# 1 the first needs less CPU per request). On a machine shared with other
+# work the requests/s ratio also measures how the kernel shares the CPU
+# (a server with more runnable threads gets a larger share of a busy
+# machine); the CPU per request does not.
 #
 # Usage:
 #   benches/threads.sh                  # build, venv, 3 rounds x 3 s
@@ -68,7 +74,7 @@ fi
 
 RUN=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ferricorn-threads-bench.XXXXXX")}
 mkdir -p "$RUN/raw" "$RUN/logs"
-RES="$RUN/results.tsv"   # case server round rps errors
+RES="$RUN/results.tsv"   # case server round rps errors cpu_us_per_request
 : >"$RES"
 
 # ------------------------------------------------------------ processes ----
@@ -217,19 +223,34 @@ wait_ready() {  # wait_ready CASE NAME
     die "$2 ($1) not ready after 15 s; see $RUN/logs/$1-$2.log"
 }
 
+CLK_TCK=$(getconf CLK_TCK)
+tree_cpu() {  # tree_cpu PID: user+system clock ticks of PID and its descendants (all threads)
+    local p t=0 v
+    for p in "$1" $(descendants "$1"); do
+        # Fields after "pid (comm) ": the comm may hold spaces.
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
 run_wrk() {  # run_wrk CASE SERVER ROUND SECONDS
-    local c=$1 name=$2 round=$3 secs=$4 out rps errs
+    local c=$1 name=$2 round=$3 secs=$4 out rps errs reqs cpu0 cpu1 cpu
     out="$RUN/raw/$c-$name-$round.txt"
+    cpu0=$(tree_cpu "${PID[$name]}")
     wrk -t1 -c"$CONNS" -d "${secs}s" -H 'Host: localhost' \
         "http://127.0.0.1:${PORT[$name]}$(case_path "$c")" >"$out" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID" || log "warning: wrk exited non-zero ($out)"
     WRK_PID=""
+    cpu1=$(tree_cpu "${PID[$name]}")
     [ "$round" = warmup ] && return 0
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     errs=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } /Non-2xx/ { n += $NF } END { print n + 0 }' "$out")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$c" "$name" "$round" "${rps:-}" "$errs" >>"$RES"
-    log "$(printf '%-6s %-13s round %s: %10s req/s  errors %s' "$c" "$name" "$round" "${rps:-?}" "$errs")"
+    reqs=$(awk '/ requests in / { print $1 }' "$out")
+    cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="${reqs:-0}" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$name" "$round" "${rps:-}" "$errs" "$cpu" >>"$RES"
+    log "$(printf '%-6s %-13s round %s: %10s req/s  errors %s  cpu %s us/req' "$c" "$name" "$round" "${rps:-?}" "$errs" "${cpu:-?}")"
 }
 
 # ============================================================== the run ====
@@ -263,16 +284,19 @@ done
 
 # ============================================================== summary ====
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print ""; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col() { awk -F'\t' -v c="$1" -v s="$2" '$1 == c && $2 == s && $4 != "" { print $4 }' "$RES"; }
-ratios() {  # ratios CASE A B -> per-round A/B
-    awk -F'\t' -v c="$1" -v a="$2" -v b="$3" '
-        $1 == c && $2 == a { x[$3] = $4 } $1 == c && $2 == b { y[$3] = $4 }
-        END { for (r in x) if ((r in y) && y[r] > 0) printf "%.3f\n", x[r] / y[r] }' "$RES"
+col() {  # col CASE SERVER [FIELD]
+    awk -F'\t' -v c="$1" -v s="$2" -v f="${3:-4}" '$1 == c && $2 == s && $f != "" { print $f }' "$RES"
+}
+ratios() {  # ratios CASE A B [FIELD] -> per-round A/B
+    awk -F'\t' -v c="$1" -v a="$2" -v b="$3" -v f="${4:-4}" '
+        $1 == c && $2 == a { x[$3] = $f } $1 == c && $2 == b { y[$3] = $f }
+        END { for (r in x) if ((r in y) && x[r] > 0 && y[r] > 0) printf "%.3f\n", x[r] / y[r] }' "$RES"
 }
 fmt() { awk -v x="$1" -v p="$2" 'BEGIN { if (x == "") print "-"; else printf "%." p "f", x }'; }
 {
     echo
-    echo "== --threads: requests/s, loopback, wrk -t1 -c$CONNS keep-alive, median of $ROUNDS x ${DURATION}s =="
+    echo "== --threads: requests/s, loopback, wrk -t1 -c$CONNS keep-alive, median of $ROUNDS x ${DURATION}s;"
+    echo "   second line: CPU time per request (server processes, all threads) and its ratio =="
     for c in $CASES; do
         set -- $(case_servers "$c")
         first=$1
@@ -281,6 +305,10 @@ fmt() { awk -v x="$1" -v p="$2" 'BEGIN { if (x == "") print "-"; else printf "%.
         shift
         for name in "$@"; do printf '  | %s/%s %s' "$first" "$name" "$(fmt "$(ratios "$c" "$first" "$name" | median)" 2)"; done
         printf '  | errors %s\n' "$(awk -F'\t' -v c="$c" '$1 == c { n += $5 } END { print n + 0 }' "$RES")"
+        printf '%-6s' ""
+        for name in $(case_servers "$c"); do printf '  %s %s us/req' "$name" "$(fmt "$(col "$c" "$name" 6 | median)" 1)"; done
+        for name in "$@"; do printf '  | cpu x %s/%s %s' "$name" "$first" "$(fmt "$(ratios "$c" "$name" "$first" 6 | median)" 2)"; done
+        printf '\n'
     done
     echo
     echo "$VERSIONS; $("$VENV/bin/python" -V 2>&1)"

@@ -458,14 +458,25 @@ impl TaskStarter {
         if eager {
             kwargs.set_item("eager_start", true)?;
         }
+        // A loop whose `call_soon` cannot be shadowed (no `__dict__`) gets
+        // ordinary tasks: the first step in the next loop iteration.
+        let name = pyo3::intern!(py, "call_soon");
+        let capture = if eager {
+            None
+        } else if lp
+            .setattr(name, py.None())
+            .and_then(|_| lp.delattr(name))
+            .is_ok()
+        {
+            Some(Py::new(py, Capture { step: None })?)
+        } else {
+            log::debug!("the asyncio loop's call_soon cannot be shadowed: ordinary tasks");
+            None
+        };
         Ok(TaskStarter {
             task: py.import("asyncio")?.getattr("Task")?.unbind(),
             kwargs: kwargs.unbind(),
-            capture: if eager {
-                None
-            } else {
-                Some(Py::new(py, Capture { step: None })?)
-            },
+            capture,
         })
     }
 

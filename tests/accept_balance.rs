@@ -31,25 +31,72 @@ fn served_by(resp: &HttpResponse) -> u32 {
 /// ended 42-58 of 64 on one worker).
 const ROUNDS: usize = 4;
 
+/// A round says nothing when the lighter worker waited this long for a CPU
+/// during the burst (its run-queue time, /proc/PID/schedstat): a loaded
+/// worker leaves connections to an idle peer for 3 ms only (DEFER_MS), so a
+/// peer that cannot run takes none, whatever the balance rule (beside a full
+/// suite run on 2 cores, 47 of 64 went to one worker).
+const STARVED: Duration = Duration::from_millis(3);
+
 #[test]
 fn a_burst_of_keep_alive_connections_is_spread_over_the_workers() {
-    for round in 0..ROUNDS {
-        let busiest = one_burst();
+    let mut judged = Vec::new();
+    let mut starved = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while judged.len() < ROUNDS && Instant::now() < deadline {
+        let (busiest, waited) = one_burst();
+        if waited >= STARVED {
+            starved.push(format!(
+                "{busiest} of {CONNS} (peer waited {waited:?} for a CPU)"
+            ));
+            continue;
+        }
         // Even would be 32 each (and is 32-33 here in every round); 38 is
         // the 60% that the benchmarks hold the server to.
         assert!(
             busiest <= 38,
-            "round {round}: one worker holds {busiest} of {CONNS} connections"
+            "round {}: one worker holds {busiest} of {CONNS} connections (its peer waited \
+             {waited:?} for a CPU); rounds without a CPU for the peer: {starved:?}",
+            judged.len()
         );
+        judged.push(format!("{busiest} of {CONNS} (peer waited {waited:?})"));
     }
+    eprintln!("rounds judged: {judged:?}; not judged (peer without a CPU): {starved:?}");
+    // A machine so loaded that no round could be judged in 2 minutes says
+    // nothing either; that is a failure too, not a pass.
+    assert!(
+        !judged.is_empty(),
+        "no round with a peer that could run: {starved:?}"
+    );
+}
+
+/// Time `pid` has spent waiting on a run queue (second field of
+/// /proc/PID/schedstat, ns).
+fn run_delay(pid: u32) -> Duration {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let ns = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
 }
 
 /// Open a burst of connections to a fresh 2-worker server, serve two
-/// requests on each, and return how many the busiest worker holds.
-fn one_burst() -> usize {
-    let s = Server::start(&["welcome", "--workers", "2"]);
-    let workers = wait_workers(s.pid(), 2); // the second may still be booting
+/// requests on each, and return how many the busiest worker holds, and how
+/// long the other one waited for a CPU during the burst.
+fn one_burst() -> (usize, Duration) {
+    let s = Server::builder()
+        .args(["welcome", "--workers", "2"])
+        .status_listener()
+        .start();
+    let workers = wait_workers(s.pid(), 2);
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
+    // Both accepting, not just forked: a burst that came while the second
+    // was still booting all went to the first (64 of 64, once in 10 runs
+    // beside a full suite run).
+    s.wait_workers_ready(2);
+    let before: Vec<Duration> = workers.iter().map(|&w| run_delay(w)).collect();
     // Connect all first, then send: every connection is queued before the
     // first request, as with a load generator's or a proxy's start.
     let mut clients: Vec<Client> = (0..CONNS).map(|_| s.connect()).collect();
@@ -66,6 +113,11 @@ fn one_burst() -> usize {
         // on a loaded machine that can happen during the burst itself.
         shed.push(resp.header("Connection") == Some("close"));
     }
+    let waited: Vec<Duration> = workers
+        .iter()
+        .zip(&before)
+        .map(|(&w, &b)| run_delay(w).saturating_sub(b))
+        .collect();
     // Kept alive: the second request on a connection is served by the same
     // worker.
     for (i, c) in clients.iter_mut().enumerate() {
@@ -87,14 +139,23 @@ fn one_burst() -> usize {
     // Without the balance rule one worker often takes most of them: on 2
     // cores the second is woken but not yet running while the first
     // accepts everything.
-    per_worker.values().copied().max().unwrap()
+    let busiest = per_worker.values().copied().max().unwrap();
+    let lighter = workers
+        .iter()
+        .position(|w| per_worker.get(w).copied().unwrap_or(0) < busiest)
+        .unwrap_or(1);
+    (busiest, waited[lighter])
 }
 
 #[test]
 fn connections_piled_on_one_worker_spread_out_while_in_use() {
-    let s = Server::start(&["welcome", "--workers", "2"]);
-    let workers = wait_workers(s.pid(), 2); // the second may still be booting
+    let s = Server::builder()
+        .args(["welcome", "--workers", "2"])
+        .status_listener()
+        .start();
+    let workers = wait_workers(s.pid(), 2);
     assert_eq!(workers.len(), 2, "expected 2 workers, got {workers:?}");
+    s.wait_workers_ready(2);
     let stopped = workers[1];
     let mut reconnects = 0;
     // Two pipelined requests: a connection the server sheds must not be one

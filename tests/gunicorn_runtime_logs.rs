@@ -349,7 +349,10 @@ fn backlog_metric_counts_connections_waiting_to_be_accepted() {
     statsd.wait_for("gunicorn.backlog:0|h");
     let worker = s.worker_pids()[0];
     let pid = nix::unistd::Pid::from_raw(worker as i32);
-    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    // Stopped for sure before the connections come (kill returns before the
+    // worker stops: a worker still running could accept one of them, and
+    // the metric would never say 3).
+    support::hardening::stop_process(worker);
     // Resumed even if an assertion fails, so the server stops cleanly.
     struct Cont(nix::unistd::Pid);
     impl Drop for Cont {
@@ -400,7 +403,20 @@ fn tcp_syslog_reconnects_after_the_daemon_restarts() {
             Err(_) => String::new(),
         }
     };
-    let (mut first, _) = daemon.accept().unwrap();
+    // Not a blocking accept: a server that never connects fails the test
+    // instead of hanging the suite.
+    daemon.set_nonblocking(true).unwrap();
+    let mut first = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            first = daemon.accept().ok().map(|(c, _)| c);
+            first.is_some()
+        }),
+        "the server never connected to the syslog daemon\n{}",
+        s.log_text()
+    );
+    let mut first = first.unwrap();
+    first.set_nonblocking(false).unwrap();
     assert!(
         wait_until(Duration::from_secs(20), || read_some(&mut first)
             .contains("gunicorn.hello.error")),
@@ -409,7 +425,6 @@ fn tcp_syslog_reconnects_after_the_daemon_restarts() {
     );
     // The daemon restarts: this connection is gone.
     drop(first);
-    daemon.set_nonblocking(true).unwrap();
     let mut second = None;
     let mut got = String::new();
     // Each TTIN/TTOU makes the master log a line; the first ones after the

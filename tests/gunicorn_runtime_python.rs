@@ -278,7 +278,9 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
     let first = s.worker_pids();
 
     std::fs::write(dir.join("reload_dep.py"), "VERSION = 'v2-edited'\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // One bound for the four reloads below, each a Python import on a
+    // machine that may be loaded.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while body(&s) != "v2-edited d1" {
         assert!(
             Instant::now() < deadline,
@@ -286,11 +288,16 @@ fn reload_picks_up_an_edited_module_and_an_extra_file() {
             s.log_text()
         );
     }
+    // The new worker can be up before the old one's line reaches the log.
     assert!(
-        s.log_text().contains(&format!(
-            "Worker reloading: {} modified",
-            dir.join("reload_dep.py").display()
-        )),
+        wait_log(
+            &s,
+            &format!(
+                "Worker reloading: {} modified",
+                dir.join("reload_dep.py").display()
+            ),
+            Duration::from_secs(30)
+        ),
         "{}",
         s.log_text()
     );

@@ -83,7 +83,7 @@ fn term_serves_in_flight_and_backlog(extra: &[&str], sleepers: usize) {
     // The idle connection is closed by the server, not left to time out.
     assert!(idle.read_to_end_lossy().is_empty());
     assert_eq!(
-        s.wait_exit(Duration::from_secs(10)),
+        s.wait_exit(Duration::from_secs(30)),
         Some(0),
         "{}",
         s.log_text()
@@ -163,7 +163,7 @@ fn int_and_quit_stop(extra: &[&str]) {
         let t0 = Instant::now();
         s.signal(sig);
         assert_eq!(
-            s.wait_exit(Duration::from_secs(15)),
+            s.wait_exit(Duration::from_secs(30)),
             Some(0),
             "{sig}: {}",
             s.log_text()

@@ -94,7 +94,7 @@ fn boot_failure_stops_master_with_exit_3() {
         ])
         .no_wait()
         .start();
-    let code = s.wait_exit(Duration::from_secs(15));
+    let code = s.wait_exit(Duration::from_secs(30));
     let log = s.log_text();
     assert_eq!(code, Some(3), "{log}");
     assert!(log.contains("cannot open access log"), "{log}");

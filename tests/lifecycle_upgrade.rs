@@ -88,7 +88,7 @@ fn usr2_winch_term_upgrades(extra: &[&str]) {
     load.wait_more(50); // the new master's workers alone
     send_signal(old, Signal::SIGTERM);
     assert_eq!(
-        s.wait_exit(Duration::from_secs(10)),
+        s.wait_exit(Duration::from_secs(30)),
         Some(0),
         "{}",
         s.log_text()

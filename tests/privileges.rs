@@ -203,7 +203,7 @@ fn assert_fails_naming(args: &[&str], flag: &str, name: &str) {
         .args(args.iter().copied())
         .no_wait()
         .start();
-    let code = s.wait_exit(Duration::from_secs(10));
+    let code = s.wait_exit(Duration::from_secs(30));
     let log = s.log_text();
     assert_eq!(code, Some(1), "exit code; log:\n{log}");
     let naming: Vec<&str> = log.lines().filter(|l| l.contains(flag)).collect();
@@ -248,7 +248,7 @@ fn bad_user_leaves_no_socket_file() {
         .arg(format!("unix:{}", sock.display()))
         .no_wait()
         .start();
-    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(1));
+    assert_eq!(s.wait_exit(Duration::from_secs(30)), Some(1));
     assert!(!sock.exists(), "{} left behind", sock.display());
 }
 

@@ -353,7 +353,11 @@ fn iterable_close_is_called_on_success_and_on_error() {
         String::from_utf8_lossy(&raw)
     );
     assert_eq!(get(&s, "/closed").body_str(), "2");
-    assert!(s.log_text().contains("ValueError: broken generator"));
+    assert!(
+        wait_log(&s, "ValueError: broken generator", Duration::from_secs(30)),
+        "{}",
+        s.log_text()
+    );
 }
 
 #[test]
@@ -425,7 +429,7 @@ fn bad_virtualenvs_fail_fast_with_a_clear_error() {
         .env("VIRTUAL_ENV", &d.join("missing").display().to_string())
         .no_wait()
         .start();
-    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(1));
+    assert_eq!(s.wait_exit(Duration::from_secs(30)), Some(1));
     assert!(
         s.log_text().contains("is not a virtualenv"),
         "{}",
@@ -444,7 +448,7 @@ fn bad_virtualenvs_fail_fast_with_a_clear_error() {
         .env("VIRTUAL_ENV", &d.join("old").display().to_string())
         .no_wait()
         .start();
-    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(1));
+    assert_eq!(s.wait_exit(Duration::from_secs(30)), Some(1));
     let log = s.log_text();
     assert!(
         log.contains("created with Python 3.99") && log.contains("linked"),

@@ -419,7 +419,7 @@ fn status_command_reads_status_bind_from_the_config_file() {
     };
     let conf_arg = conf.display().to_string();
     assert!(
-        wait_until(Duration::from_secs(10), || ready(&run(&["-c", &conf_arg]))),
+        wait_until(Duration::from_secs(30), || ready(&run(&["-c", &conf_arg]))),
         "{:?}",
         run(&["-c", &conf_arg])
     );
@@ -516,7 +516,7 @@ fn the_status_listener_survives_a_usr2_upgrade() {
     send_signal(old, Signal::SIGWINCH);
     assert!(wait_until(Duration::from_secs(30), || workers_of(old).is_empty()));
     send_signal(old, Signal::SIGTERM);
-    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(s.wait_exit(Duration::from_secs(30)), Some(0));
     // The old master left the socket file to the new one, which answers alone.
     assert!(sock.exists());
     assert_eq!(master_of(), new);
@@ -560,7 +560,8 @@ fn listen_queue_depth_is_reported_for_tcp_and_unix_listeners() {
     );
     // With the only worker stopped, new connections wait in the queues.
     let worker = o.server.worker_pids()[0];
-    send_signal(worker, Signal::SIGSTOP);
+    // Stopped for sure (state T) before the connections come.
+    support::hardening::stop_process(worker);
     let _tcp_conns: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(tcp).unwrap()).collect();
     let _unix_conns: Vec<std::os::unix::net::UnixStream> = (0..2)
         .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())

@@ -240,6 +240,11 @@ fn a_request_past_the_timeout_gets_504_and_the_others_finish() {
     assert!(waited >= Duration::from_millis(1900), "{waited:?}");
     // The connection is closed after the 504.
     assert!(read_to_eof(&mut stuck, EOF_WITHIN).is_ok());
+    assert!(
+        wait_log(&s, "WORKER TIMEOUT", Duration::from_secs(30)),
+        "{}",
+        s.log_text()
+    );
     let log = s.log_text();
     let line = log
         .lines()

@@ -253,6 +253,28 @@ impl Server {
         }
     }
 
+    /// Wait until `n` workers are accepting (their scoreboard rows say
+    /// ready: what a peer's balancing reads), from the status listener
+    /// ([`ServerBuilder::status_listener`]). A worker that has set its title
+    /// may still be booting: a burst that arrives then all goes to the
+    /// other one.
+    #[track_caller]
+    pub fn wait_workers_ready(&self, n: usize) {
+        let status = self
+            .status
+            .as_ref()
+            .expect("wait_workers_ready needs ServerBuilder::status_listener");
+        let want = format!("\"workers_ready\":{n},");
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                super::get(status, "/status").is_ok_and(|r| r.body_str().contains(&want))
+            }),
+            "{n} workers not ready: {:?}; log:\n{}",
+            super::get(status, "/status").map(|r| r.body_str()),
+            self.log_text()
+        );
+    }
+
     /// Pids of this master's worker processes (children named "worker").
     pub fn worker_pids(&self) -> Vec<u32> {
         super::workers_of(self.pid())

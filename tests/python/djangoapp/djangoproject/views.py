@@ -69,12 +69,42 @@ def boom(request):
     raise RuntimeError("django view failed")
 
 
+# A barrier in the database: each participant takes a number from a
+# sequence (nextval is not transactional: every session sees it at once)
+# and waits until the whole group of N it belongs to has arrived, 60 s at
+# most. Monotonic, so no participant can miss the release. The sequence is
+# created under an advisory lock (concurrent CREATE ... IF NOT EXISTS can
+# fail). Only an int is formatted in.
+BARRIER_SEQUENCE = """DO $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(7243);
+  CREATE SEQUENCE IF NOT EXISTS ferricorn_barrier;
+END $$"""
+BARRIER = """DO $$
+DECLARE
+  me bigint := nextval('ferricorn_barrier');
+  deadline timestamptz := clock_timestamp() + interval '60 seconds';
+BEGIN
+  WHILE (SELECT last_value FROM ferricorn_barrier) < ((me + %(n)d - 1) / %(n)d) * %(n)d
+        AND clock_timestamp() < deadline LOOP
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END $$"""
+
+
 def db(request):
     """One query on this thread's connection (tests/threads_python.rs,
-    benches/threads.sh); ?sleep=S makes the database take S seconds."""
+    benches/threads.sh); ?sleep=S makes the database take S seconds, and
+    ?together=N waits in the database until N such requests' queries are
+    there at once (their proof of running in parallel, whatever the
+    machine's speed)."""
     from django.db import connection
 
+    together = int(request.GET.get("together", "0"))
     with connection.cursor() as c:
+        if together:
+            c.execute(BARRIER_SEQUENCE)
+            c.execute(BARRIER % {"n": together})
         c.execute(
             "SELECT pg_backend_pid(), pg_sleep(%s)", [float(request.GET.get("sleep", "0"))]
         )

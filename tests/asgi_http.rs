@@ -465,6 +465,43 @@ fn a_request_past_timeout_is_cancelled_with_504_and_the_worker_serves_on() {
 }
 
 #[test]
+fn a_streamed_response_stalled_past_timeout_is_cancelled_and_its_connection_closed() {
+    // The head and a first piece are out, then the app waits (for 3600 s
+    // unless cancelled). Past --timeout its task gets CancelledError and the
+    // connection is closed: no terminating chunk, so the client sees a cut
+    // body. Before, only requests with nothing sent were cancelled: this one
+    // held its task and the connection for the hour.
+    let dir = TempDir::new("asgi-stall");
+    let s = apps_logging(&["--workers", "1", "--timeout", "2"], &dir);
+    let pid = get(&s, "/pid").body_str();
+    let mut c = s.connect();
+    c.set_timeout(Some(Duration::from_secs(60)));
+    c.write_all(b"GET /stall-stream?s=3600 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}\n{}", s.log_text());
+    assert!(text.contains("first\n"), "{text}");
+    assert!(!text.ends_with("0\r\n\r\n"), "{text}");
+    assert!(
+        wait_until(Duration::from_secs(10), || app_log(&dir)
+            .contains("stall cancelled")),
+        "{}\n{}",
+        app_log(&dir),
+        s.log_text()
+    );
+    let log = s.log_text();
+    assert!(
+        log.contains("REQUEST TIMEOUT")
+            && log.contains("GET /stall-stream?s=3600 (its streamed response stalled)"),
+        "{log}"
+    );
+    // The worker serves on.
+    assert_eq!(get(&s, "/pid").body_str(), pid);
+}
+
+#[test]
 fn a_loop_blocked_past_timeout_gets_the_worker_replaced() {
     let s = apps(&["--workers", "1", "--timeout", "2"]);
     let pid = get(&s, "/pid").body_str();

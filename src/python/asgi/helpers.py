@@ -2,9 +2,7 @@
 # The per-request path is in Rust; what is here runs per worker (loop,
 # lifespan) or only for a request that waits on a real future (_resume).
 import asyncio
-import collections
 import inspect
-import sys
 import traceback
 
 
@@ -44,37 +42,6 @@ async def run_app(coro, finished):
             raise
     else:
         finished(None)
-
-
-if sys.version_info >= (3, 12):
-
-    def start_task(loop, coro):
-        """A task whose first step runs now, in the caller (eager): a
-        request that never waits is done when this returns, without a loop
-        iteration; one that waits goes on as an ordinary task. The task is
-        current while the step runs, as asyncio.timeout() and anyio need."""
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-
-else:
-
-    def start_task(loop, coro):
-        """Python 3.9-3.11 have no eager tasks: create the task, and run
-        the first step it scheduled now instead of in the next loop
-        iteration (asyncio's own loop keeps its ready queue in `_ready`;
-        another loop, uvloop, gets an ordinary task). The step is the C
-        task's own, so the task is current while it runs."""
-        ready = getattr(loop, "_ready", None)
-        if type(ready) is not collections.deque:
-            return loop.create_task(coro)
-        n = len(ready)
-        task = loop.create_task(coro)
-        if len(ready) != n + 1:
-            return task
-        handle = ready[-1]
-        callback, args, context = handle._callback, handle._args, handle._context
-        handle.cancel()
-        context.run(callback, *args)
-        return task
 
 
 def _format(e):

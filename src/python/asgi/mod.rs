@@ -20,7 +20,7 @@
 //! upload takes is never time in the app, and `--timeout` counts only the
 //! app). [`AsgiDispatch::submit`] builds the scope ([`scope`]) and runs
 //! `app(scope, receive, send)` as an asyncio task started eagerly
-//! (`helpers.py: start_task`): its first step runs at once, inside the
+//! ([`TaskStarter`]): its first step runs at once, inside the
 //! turn, as the task (so `asyncio.current_task()`, `asyncio.timeout` and
 //! anyio's cancel scopes work from the first line). `receive()` and
 //! `send()` return awaitables that are already complete ([`Ready`])
@@ -30,8 +30,8 @@
 //! call's. One that waits goes on as an ordinary task, and its answer
 //! reaches the mio loop through the loop's waker (`Dispatch::poll`).
 //! Python 3.12 has eager tasks (`eager_start=True`); on 3.9 to 3.11 the
-//! step the new task scheduled on asyncio's ready queue is run at once
-//! instead (uvloop there gets an ordinary task: one loop iteration more).
+//! first step the new task schedules (`loop.call_soon`, caught for that
+//! one call) is run at once instead, on asyncio's loop and uvloop alike.
 //! Stepping the bare coroutine from Rust was faster still, but left no
 //! current task during the first step, which breaks anyio (FastAPI) and
 //! `asyncio.wait_for` on 3.12.
@@ -233,7 +233,8 @@ impl Runner for AsgiRunner {
                     waker,
                     events: RefCell::new(Vec::new()),
                     run_app: helper(self.helpers.bind(py), "run_app")?.unbind(),
-                    start_task: helper(self.helpers.bind(py), "start_task")?.unbind(),
+                    starter: TaskStarter::new(py, lp.bind(py))?,
+                    done: Py::new(py, Ready { value: None })?.into_any(),
                     state: self.state.clone_ref(py),
                     inflight: RefCell::new(HashMap::new()),
                 });
@@ -437,6 +438,109 @@ impl Pump {
     }
 }
 
+/// Starts a request's task eagerly: its first step runs in the caller, as
+/// the task (module docs, "A request").
+struct TaskStarter {
+    /// `asyncio.Task`.
+    task: Py<PyAny>,
+    /// `{"loop": loop}`, with `eager_start=True` on Python 3.12+.
+    kwargs: Py<PyDict>,
+    /// Python 3.9-3.11, no eager tasks: the first step the new task
+    /// schedules with `loop.call_soon` is caught here and run at once.
+    capture: Option<Py<Capture>>,
+}
+
+impl TaskStarter {
+    fn new(py: Python<'_>, lp: &Bound<'_, PyAny>) -> PyResult<TaskStarter> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("loop", lp)?;
+        let eager = py.version_info() >= (3, 12);
+        if eager {
+            kwargs.set_item("eager_start", true)?;
+        }
+        // A loop whose `call_soon` cannot be shadowed (no `__dict__`) gets
+        // ordinary tasks: the first step in the next loop iteration.
+        let name = pyo3::intern!(py, "call_soon");
+        let capture = if eager {
+            None
+        } else if lp
+            .setattr(name, py.None())
+            .and_then(|_| lp.delattr(name))
+            .is_ok()
+        {
+            Some(Py::new(py, Capture { step: None })?)
+        } else {
+            log::debug!("the asyncio loop's call_soon cannot be shadowed: ordinary tasks");
+            None
+        };
+        Ok(TaskStarter {
+            task: py.import("asyncio")?.getattr("Task")?.unbind(),
+            kwargs: kwargs.unbind(),
+            capture,
+        })
+    }
+
+    fn start<'py>(
+        &self,
+        py: Python<'py>,
+        lp: &Bound<'py, PyAny>,
+        coro: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kwargs = self.kwargs.bind(py);
+        let Some(capture) = &self.capture else {
+            return self.task.bind(py).call((coro,), Some(kwargs));
+        };
+        // The task's constructor schedules its first step with
+        // `loop.call_soon(step, context=ctx)`, a method looked up on the
+        // loop: an instance attribute shadows it for that one call (asyncio's
+        // loops and uvloop's are Python classes with a `__dict__`). Then the
+        // step runs now, as the task's own step would in the next loop
+        // iteration: no handle queued (and cancelled), no iteration more.
+        let name = pyo3::intern!(py, "call_soon");
+        lp.setattr(name, capture.bind(py))?;
+        let task = self.task.bind(py).call((coro,), Some(kwargs));
+        let restored = lp.delattr(name);
+        let step = capture.borrow_mut(py).step.take();
+        let task = task?;
+        restored?;
+        match step {
+            Some((cb, Some(ctx))) => {
+                ctx.bind(py).call_method1(pyo3::intern!(py, "run"), (cb,))?;
+            }
+            Some((cb, None)) => {
+                cb.bind(py).call0()?;
+            }
+            None => {}
+        }
+        Ok(task)
+    }
+}
+
+/// Stands in for `loop.call_soon` while a task is made (Python < 3.12).
+#[pyclass(unsendable, module = "ferricorn")]
+struct Capture {
+    step: Option<(Py<PyAny>, Option<Py<PyAny>>)>,
+}
+
+#[pymethods]
+impl Capture {
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn __call__(
+        &mut self,
+        callback: Py<PyAny>,
+        args: &Bound<'_, pyo3::types::PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        if !args.is_empty() || self.step.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "ferricorn: unexpected loop.call_soon while starting a task",
+            ));
+        }
+        self.step = Some((callback, context));
+        Ok(())
+    }
+}
+
 /// What the dispatcher and the per-request callables share.
 struct Hub {
     event_loop: Py<PyAny>,
@@ -445,7 +549,10 @@ struct Hub {
     events: RefCell<Vec<Event>>,
     /// `helpers.py`: the request coroutine's wrapper, and how a task starts.
     run_app: Py<PyAny>,
-    start_task: Py<PyAny>,
+    starter: TaskStarter,
+    /// A complete awaitable of None: what `send()` returns when nothing
+    /// waits, shared (it keeps no state), so no object per message.
+    done: Py<PyAny>,
     /// The lifespan's `state`, copied into each scope.
     state: Py<PyDict>,
     /// Requests running in tasks, by connection slot.
@@ -522,7 +629,38 @@ struct Req {
     refused: bool,
 }
 
+/// Why a request in its task is past `--timeout`, and for how many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Late {
+    /// Nothing sent yet: the client gets a 504.
+    Unanswered(u64),
+    /// A streamed response the app stopped feeding (not one held back by a
+    /// slow reader): the connection is closed.
+    Stalled(u64),
+}
+
 impl Req {
+    /// Is this request past `--timeout` (`limit_ms`) at `now_ms`?
+    fn late(&self, now_ms: u64, limit_ms: u64) -> Option<Late> {
+        if self.timed_out || self.finished {
+            return None;
+        }
+        if self.request.is_some() {
+            let t = now_ms.saturating_sub(self.started_ms);
+            return (t > limit_ms).then_some(Late::Unanswered(t / 1000));
+        }
+        if self.phase != Phase::Streaming {
+            return None;
+        }
+        let p = self.pipe.as_ref()?.borrow();
+        if p.drained.is_some() {
+            // Held back by a slow reader: not the app's time.
+            return None;
+        }
+        let t = now_ms.saturating_sub(p.active_ms);
+        (t > limit_ms).then_some(Late::Stalled(t / 1000))
+    }
+
     fn deliver(&mut self, hub: &Hub, outcome: Outcome) {
         let Some(req) = self.request.take() else {
             return;
@@ -586,6 +724,11 @@ struct Pipe {
     closed: bool,
     /// A `send()` waiting for the pipe to drain.
     drained: Option<Py<PyAny>>,
+    /// When the app last had the pipe's attention (a piece sent, or its
+    /// `send()` let go after a drain): a stream is stalled, and cancelled
+    /// at `--timeout`, when the app has sent nothing for that long while
+    /// not held by a slow reader.
+    active_ms: u64,
 }
 
 impl Pipe {
@@ -594,6 +737,7 @@ impl Pipe {
     }
 
     fn push(&mut self, b: &[u8]) {
+        self.active_ms = crate::clock::monotonic_ms();
         if self.pos == self.data.len() {
             self.data.clear();
             self.pos = 0;
@@ -606,6 +750,7 @@ impl Pipe {
 
     fn release(&mut self, py: Python<'_>) {
         if let Some(f) = self.drained.take() {
+            self.active_ms = crate::clock::monotonic_ms();
             let f = f.bind(py);
             if !f
                 .call_method0("done")
@@ -683,12 +828,19 @@ impl Ready {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn __next__(&mut self) -> PyResult<Option<Py<PyAny>>> {
+        // Returning nothing ends the iteration with the value None, without
+        // an exception object (the `send()` case); a value needs one.
+        match self.value.take() {
+            None => Ok(None),
+            Some(v) => Err(PyStopIteration::new_err((v,))),
+        }
+    }
+    /// Only a suspended awaitable is sent a value; this one never suspends,
+    /// so `send` (called by hand) ends the iteration the explicit way.
+    fn send(&mut self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let v = self.value.take().unwrap_or_else(|| py.None());
         Err(PyStopIteration::new_err((v,)))
-    }
-    fn send(&mut self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.__next__(py)
     }
 }
 
@@ -782,12 +934,12 @@ fn on_send(
     let t = get(msg, pyo3::intern!(py, "type"))?
         .ok_or_else(|| PyTypeError::new_err("ASGI message without 'type'"))?;
     let t = t
-        .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err("ASGI message 'type' must be a str"))?
-        .to_cow()?
-        .into_owned();
+        .cast_into::<PyString>()
+        .map_err(|_| PyTypeError::new_err("ASGI message 'type' must be a str"))?;
+    // Borrowed from the str (its UTF-8 is cached), not copied per message.
+    let t = t.to_cow()?;
     let mut r = req.borrow_mut();
-    match t.as_str() {
+    match t.as_ref() {
         "http.response.start" => {
             if r.phase != Phase::Start {
                 return Err(PyRuntimeError::new_err(format!(
@@ -826,7 +978,7 @@ fn on_send(
             r.status = status;
             r.headers = headers;
             r.phase = Phase::Started;
-            ready(py, None)
+            Ok(hub.done.clone_ref(py))
         }
         "http.response.body" => {
             let body = get(msg, pyo3::intern!(py, "body"))?;
@@ -858,7 +1010,7 @@ fn on_send(
                             }),
                         );
                         r.wake_waiter(py);
-                        return ready(py, None);
+                        return Ok(hub.done.clone_ref(py));
                     }
                     let pipe = Rc::new(RefCell::new(Pipe {
                         data: body,
@@ -868,6 +1020,7 @@ fn on_send(
                         want: false,
                         closed: false,
                         drained: None,
+                        active_ms: crate::clock::monotonic_ms(),
                     }));
                     r.pipe = Some(pipe.clone());
                     r.phase = Phase::Streaming;
@@ -883,7 +1036,7 @@ fn on_send(
                             body: ResponseBody::Stream(Box::new(reader)),
                         }),
                     );
-                    ready(py, None)
+                    Ok(hub.done.clone_ref(py))
                 }
                 Phase::Streaming => {
                     let pipe = r.pipe.clone().expect("a streaming response has a pipe");
@@ -915,7 +1068,7 @@ fn on_send(
                         pipe.borrow_mut().drained = Some(f.clone().unbind());
                         return Ok(f.unbind());
                     }
-                    ready(py, None)
+                    Ok(hub.done.clone_ref(py))
                 }
             }
         }
@@ -938,7 +1091,7 @@ fn on_send(
             resp.headers = headers;
             r.deliver(hub, Outcome::Response(resp));
             r.wake_waiter(py);
-            ready(py, None)
+            Ok(hub.done.clone_ref(py))
         }
         "http.response.trailers" => {
             r.refused = true;
@@ -1143,9 +1296,7 @@ impl AsgiDispatch {
             )?;
             let coro = self.app.bind(py).call1((scope, receive, send))?;
             let wrapped = hub.run_app.bind(py).call1((coro, fin))?;
-            hub.start_task
-                .bind(py)
-                .call1((hub.event_loop.bind(py), wrapped))
+            hub.starter.start(py, hub.event_loop.bind(py), wrapped)
         })();
         match started {
             Ok(task) => {
@@ -1180,34 +1331,43 @@ impl Dispatch for AsgiDispatch {
     }
 
     fn overdue(&mut self, now_ms: u64, limit_ms: u64, out: &mut Vec<Overdue>) {
-        let late: Vec<Rc<RefCell<Req>>> = self
+        let late: Vec<(Rc<RefCell<Req>>, Late)> = self
             .hub
             .inflight
             .borrow()
             .values()
-            .filter(|r| {
-                let r = r.borrow();
-                !r.timed_out
-                    && r.request.is_some()
-                    && now_ms.saturating_sub(r.started_ms) > limit_ms
+            .filter_map(|r| {
+                let late = r.borrow().late(now_ms, limit_ms)?;
+                Some((r.clone(), late))
             })
-            .cloned()
             .collect();
         if late.is_empty() {
             return;
         }
         Python::attach(|py| {
-            for req in late {
+            for (req, late) in late {
                 let mut r = req.borrow_mut();
                 r.timed_out = true;
                 if let Some(t) = &r.task {
                     let _ = t.bind(py).call_method0("cancel");
                 }
                 r.wake_waiter(py);
+                let (what, secs) = match late {
+                    Late::Unanswered(secs) => (r.what.clone(), secs),
+                    Late::Stalled(secs) => {
+                        // The head is out: the connection is closed (the
+                        // loop's `timed_out`), so the client sees a body
+                        // cut short, not one that looks complete.
+                        if let Some(p) = &r.pipe {
+                            p.borrow_mut().failed = true;
+                        }
+                        (format!("{} (its streamed response stalled)", r.what), secs)
+                    }
+                };
                 out.push(Overdue {
                     conn: r.conn,
-                    what: r.what.clone(),
-                    secs: now_ms.saturating_sub(r.started_ms) / 1000,
+                    what,
+                    secs,
                     thread: 0,
                     replace: false,
                 });
@@ -1285,7 +1445,53 @@ mod tests {
             want: false,
             closed: false,
             drained: None,
+            active_ms: 0,
         }
+    }
+
+    fn streaming(pipe: Pipe) -> Req {
+        Req {
+            kind: Kind::Http,
+            conn: ConnId {
+                index: 0,
+                serial: 1,
+            },
+            what: "GET /".into(),
+            request: None,
+            body: None,
+            phase: Phase::Streaming,
+            status: 200,
+            headers: Vec::new(),
+            pipe: Some(Rc::new(RefCell::new(pipe))),
+            gone: false,
+            waiter: None,
+            eager: false,
+            answer: None,
+            task: None,
+            started_ms: 1_000,
+            timed_out: false,
+            finished: false,
+            refused: false,
+        }
+    }
+
+    #[test]
+    fn a_stream_is_late_when_the_app_stopped_sending_not_when_its_reader_is_slow() {
+        let mut p = pipe();
+        p.active_ms = 50_000;
+        let r = streaming(p);
+        // Started long ago, but the last piece went 10 s ago: within 30 s.
+        assert_eq!(r.late(60_000, 30_000), None);
+        assert_eq!(r.late(90_000, 30_000), Some(Late::Stalled(40)));
+        // (A send() held back by a slow reader, `drained`, is not the app
+        // stalling: that needs a Python future, see tests/asgi_http.rs.)
+        // Once cancelled, or finished, it is not late again.
+        let mut r = streaming(pipe());
+        r.timed_out = true;
+        assert_eq!(r.late(90_000, 30_000), None);
+        let mut r = streaming(pipe());
+        r.phase = Phase::Done;
+        assert_eq!(r.late(90_000, 30_000), None);
     }
 
     #[test]

@@ -15,6 +15,11 @@ const MAX_CACHED_NAMES: usize = 512;
 pub(crate) const ASGI_VERSION: &str = "3.0";
 pub(crate) const SPEC_VERSION: &str = "2.4";
 
+/// Scope values common enough to keep one interned str each.
+const RECURRING: [&str; 12] = [
+    "GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "1.1", "1.0", "http", "https", "/",
+];
+
 struct Keys {
     method: Py<PyString>,
     http_version: Py<PyString>,
@@ -32,10 +37,14 @@ pub(crate) struct ScopeBuilder {
     keys: Keys,
     /// Header name as received -> its lower-case bytes.
     names: HashMap<Box<str>, Py<PyBytes>>,
-    /// Recurring values: methods, versions, schemes.
-    values: HashMap<&'static str, Py<PyString>>,
+    /// Recurring values ([`RECURRING`]: methods, versions, schemes), in
+    /// that order.
+    values: Vec<Py<PyString>>,
     root_path: String,
     empty_bytes: Py<PyBytes>,
+    /// The last client address as a str: one proxy, or a few clients on
+    /// keep-alive, send many requests from the same address in a row.
+    last_ip: Option<(std::net::IpAddr, Py<PyString>)>,
 }
 
 fn intern(py: Python<'_>, s: &str) -> Py<PyString> {
@@ -83,13 +92,7 @@ impl ScopeBuilder {
             client: intern(py, "client"),
             state: intern(py, "state"),
         };
-        let mut values = HashMap::new();
-        for v in [
-            "GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "1.1", "1.0", "http",
-            "https", "/",
-        ] {
-            values.insert(v, intern(py, v));
-        }
+        let values = RECURRING.iter().map(|v| intern(py, v)).collect();
         Ok(ScopeBuilder {
             template: template.unbind(),
             keys,
@@ -97,12 +100,14 @@ impl ScopeBuilder {
             values,
             root_path: root_path.to_string(),
             empty_bytes: PyBytes::new(py, b"").unbind(),
+            last_ip: None,
         })
     }
 
     fn value<'py>(&self, py: Python<'py>, s: &str) -> Bound<'py, PyString> {
-        match self.values.get(s) {
-            Some(v) => v.bind(py).clone(),
+        // A few short strings: comparing them is cheaper than hashing.
+        match RECURRING.iter().position(|v| *v == s) {
+            Some(i) => self.values[i].bind(py).clone(),
             None => PyString::new(py, s),
         }
     }
@@ -174,13 +179,24 @@ impl ScopeBuilder {
         // The client: the peer, or what a trusted proxy reported (its port
         // is then unknown: 0).
         let client = match (req.remote_addr(), req.peer()) {
-            (Some(ip), Peer::Tcp(a)) if ip == a.ip() => Some((ip.to_string(), a.port())),
-            (Some(ip), _) => Some((ip.to_string(), 0)),
+            (Some(ip), Peer::Tcp(a)) if ip == a.ip() => Some((ip, a.port())),
+            (Some(ip), _) => Some((ip, 0)),
             (None, _) => None,
         };
         match client {
-            Some(c) => scope.set_item(k.client.bind(py), c)?,
-            None => scope.set_item(k.client.bind(py), py.None())?,
+            Some((ip, port)) => {
+                let host = match &self.last_ip {
+                    Some((last, s)) if *last == ip => s.bind(py).clone(),
+                    _ => {
+                        let s = PyString::new(py, &ip.to_string());
+                        self.last_ip = Some((ip, s.clone().unbind()));
+                        s
+                    }
+                };
+                let k = &self.keys;
+                scope.set_item(k.client.bind(py), (host, port))?
+            }
+            None => scope.set_item(self.keys.client.bind(py), py.None())?,
         }
         scope.set_item(k.state.bind(py), state.copy()?)?;
         Ok(Some(scope))

@@ -232,9 +232,7 @@ pub(super) fn open(
         )?;
         let coro = app.bind(py).call1((scope, receive, send))?;
         let wrapped = hub.run_app.bind(py).call1((coro, fin))?;
-        hub.start_task
-            .bind(py)
-            .call1((hub.event_loop.bind(py), wrapped))
+        hub.starter.start(py, hub.event_loop.bind(py), wrapped)
     })();
     match started {
         Ok(task) => {
@@ -364,7 +362,7 @@ impl WsSend {
             w.drained = Some(f.clone().unbind());
             return Ok(f.unbind());
         }
-        ready(py, None)
+        Ok(self.hub.done.clone_ref(py))
     }
 }
 

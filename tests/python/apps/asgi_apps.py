@@ -146,6 +146,20 @@ async def application(scope, receive, send):
             log("slow cancelled")
             raise
         await respond(send, 200, b"slow done\n")
+    elif path == "/stall-stream":
+        # A streamed response that stops sending (until cancelled at
+        # --timeout, or for `s` seconds): not a slow reader, a stalled app.
+        secs = float(scope["query_string"].decode().partition("=")[2] or "60")
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
+        log("stall started")
+        try:
+            await asyncio.sleep(secs)
+        except asyncio.CancelledError:
+            log("stall cancelled")
+            raise
+        await send({"type": "http.response.body", "body": b"late\n", "more_body": False})
     elif path == "/block":
         # Synchronous code that holds the loop: the worker is replaced.
         import time

@@ -79,7 +79,12 @@ done
 ferricorn_bin --features python
 if [ -z "${WS_ECHO_BIN:-}" ] && [[ " $APPS " == *" ws"* ]]; then
     log "building benches/ws_echo.rs (cargo bench --bench ws_echo --no-run)"
-    WS_ECHO_BIN=$(cd "$ROOT" && cargo bench --bench ws_echo --no-run --message-format=json 2>/dev/null \
+    # In a target dir of its own: cargo bench builds the package's binary too,
+    # without --features python, into the same target/release/ferricorn that
+    # ferricorn_bin built (or that FERRICORN_BIN names), and the ASGI server
+    # would then refuse the app.
+    WS_ECHO_BIN=$(cd "$ROOT" && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/ws-echo" \
+        cargo bench --bench ws_echo --no-run --message-format=json 2>/dev/null \
         | grep '"executable":"[^"]*ws_echo' | sed 's/.*"executable":"\([^"]*\)".*/\1/' | tail -1) \
         || die "cargo bench --bench ws_echo --no-run failed"
     [ -x "$WS_ECHO_BIN" ] || die "no ws_echo executable (cargo bench --bench ws_echo --no-run)"

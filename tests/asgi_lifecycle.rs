@@ -2,7 +2,8 @@
 //! startup before accepting and shutdown after a graceful stop has
 //! finished the requests in flight, a failed startup stopping the server
 //! with exit code 3, `--asgi-lifespan auto|on|off`, TERM with a request in
-//! flight, and HUP replacing the workers (each running its startup).
+//! flight, HUP replacing the workers (each running its startup), and
+//! hooks, access log and max_requests as for WSGI.
 //!
 //! Run: `cargo test --features python --test asgi_lifecycle`.
 #![cfg(feature = "python")]
@@ -191,4 +192,77 @@ fn lifespan_off_sends_no_lifespan_events() {
     let r = get(&s, "/scope");
     assert!(r.body_str().contains(r#""state": {}"#), "{}", r.body_str());
     assert!(!app_log(&dir).contains("startup"));
+}
+
+/// The rest of the worker's life is the WSGI one: a gunicorn.conf.py's
+/// `pre_request`/`post_request` hooks run for ASGI requests, the access log
+/// has a line per request, and `max_requests` replaces the worker (its
+/// replacement runs the lifespan startup) without a failed request.
+#[test]
+fn hooks_access_log_and_max_requests_work_as_for_wsgi() {
+    let dir = TempDir::new("asgi-as-wsgi");
+    let hooks = dir.join("hooks.log");
+    let access = dir.join("access.log");
+    let conf = dir.join("gunicorn.conf.py");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_class = 'uvicorn.workers.UvicornWorker'\n\
+             workers = 1\n\
+             max_requests = 4\n\
+             accesslog = {access:?}\n\
+             def pre_request(worker, req):\n    open({hooks:?}, 'a').write('pre %s\\n' % req.path)\n\
+             def post_request(worker, req, environ, resp):\n    open({hooks:?}, 'a').write('post %s\\n' % req.path)\n",
+            access = access.display().to_string(),
+            hooks = hooks.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let s = asgi(
+        "asgi_apps:application",
+        &["-c", &conf.display().to_string()],
+        &dir,
+    )
+    .start();
+    let first = s.worker_pids();
+    for i in 0..10 {
+        let r = get(&s, &format!("/hello?n={i}"));
+        assert_eq!(r.status, 200, "request {i}: {}", s.log_text());
+    }
+    // (The test harness's readiness probe, /__ready, has its lines too.)
+    let lines = || -> Vec<String> {
+        read_lines(&hooks)
+            .into_iter()
+            .filter(|l| l.ends_with(" /hello"))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || lines().len() == 20),
+        "{:?}",
+        lines()
+    );
+    assert_eq!(lines().iter().filter(|l| *l == "pre /hello").count(), 10);
+    assert_eq!(lines().iter().filter(|l| *l == "post /hello").count(), 10);
+    assert!(
+        wait_until(Duration::from_secs(30), || read_lines(&access)
+            .iter()
+            .filter(|l| l.contains("\"GET /hello?n="))
+            .count()
+            == 10),
+        "{:?}",
+        read_lines(&access)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let now = s.worker_pids();
+            !now.is_empty() && now.iter().all(|p| !first.contains(p))
+        }),
+        "max_requests did not replace the worker: {}",
+        s.log_text()
+    );
+    assert!(
+        app_log(&dir).matches("startup").count() >= 2,
+        "{}",
+        app_log(&dir)
+    );
 }

@@ -909,6 +909,21 @@ fn get<'py>(
     }
 }
 
+/// An ASGI message's `headers`: an iterable of `[name, value]` byte pairs
+/// (HTTP responses, the WebSocket accept and its denial response).
+pub(super) fn header_list(hs: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Vec<u8>)>> {
+    let mut headers = Vec::new();
+    for h in hs.try_iter()? {
+        let h = h?;
+        let name = bytes_of(Some(h.get_item(0)?), "a header name")?;
+        let value = bytes_of(Some(h.get_item(1)?), "a header value")?;
+        let name = String::from_utf8(name)
+            .map_err(|_| PyTypeError::new_err("a header name must be ASCII"))?;
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
 fn bytes_of(v: Option<Bound<'_, PyAny>>, what: &str) -> PyResult<Vec<u8>> {
     match v {
         None => Ok(Vec::new()),
@@ -950,17 +965,10 @@ fn on_send(
             let status = get(msg, pyo3::intern!(py, "status"))?
                 .ok_or_else(|| PyTypeError::new_err("http.response.start without 'status'"))?
                 .extract::<u16>()?;
-            let mut headers = Vec::new();
-            if let Some(hs) = get(msg, pyo3::intern!(py, "headers"))? {
-                for h in hs.try_iter()? {
-                    let h = h?;
-                    let name = bytes_of(Some(h.get_item(0)?), "a header name")?;
-                    let value = bytes_of(Some(h.get_item(1)?), "a header value")?;
-                    let name = String::from_utf8(name)
-                        .map_err(|_| PyTypeError::new_err("a header name must be ASCII"))?;
-                    headers.push((name, value));
-                }
-            }
+            let headers = match get(msg, pyo3::intern!(py, "headers"))? {
+                Some(hs) => header_list(&hs)?,
+                None => Vec::new(),
+            };
             if let Some(tr) = get(msg, pyo3::intern!(py, "trailers"))?
                 && tr.is_truthy()?
             {

@@ -37,7 +37,7 @@ use crate::app::{Request, Response};
 use crate::dispatch::{ConnId, Event, WsAction};
 use crate::ws::{Handshake, Message, code};
 
-use super::{Hub, ScopeBuilder, bytes_of, get, ready};
+use super::{Hub, ScopeBuilder, bytes_of, get, header_list, ready};
 
 /// Messages queued for `receive()` before the connection stops reading the
 /// client's frames (uvicorn's `--ws-max-queue` default).
@@ -393,19 +393,10 @@ fn on_send(
         (_, Phase::Closed) if w.gone => Err(PyOSError::new_err("the WebSocket is closed")),
         ("websocket.accept", Phase::Connecting) => {
             let subprotocol = str_field(m, "subprotocol")?;
-            let mut headers = Vec::new();
-            if let Some(hs) = get(m, pyo3::intern!(py, "headers"))?
-                && !hs.is_none()
-            {
-                for h in hs.try_iter()? {
-                    let h = h?;
-                    let name = bytes_of(Some(h.get_item(0)?), "a header name")?;
-                    let value = bytes_of(Some(h.get_item(1)?), "a header value")?;
-                    let name = String::from_utf8(name)
-                        .map_err(|_| PyTypeError::new_err("a header name must be ASCII"))?;
-                    headers.push((name, value));
-                }
-            }
+            let headers = match get(m, pyo3::intern!(py, "headers"))? {
+                Some(hs) if !hs.is_none() => header_list(&hs)?,
+                _ => Vec::new(),
+            };
             w.phase = Phase::Open;
             w.act(
                 hub,
@@ -452,19 +443,10 @@ fn on_send(
                     PyTypeError::new_err("websocket.http.response.start without 'status'")
                 })?
                 .extract::<u16>()?;
-            let mut headers = Vec::new();
-            if let Some(hs) = get(m, pyo3::intern!(py, "headers"))?
-                && !hs.is_none()
-            {
-                for h in hs.try_iter()? {
-                    let h = h?;
-                    let name = bytes_of(Some(h.get_item(0)?), "a header name")?;
-                    let value = bytes_of(Some(h.get_item(1)?), "a header value")?;
-                    let name = String::from_utf8(name)
-                        .map_err(|_| PyTypeError::new_err("a header name must be ASCII"))?;
-                    headers.push((name, value));
-                }
-            }
+            let headers = match get(m, pyo3::intern!(py, "headers"))? {
+                Some(hs) if !hs.is_none() => header_list(&hs)?,
+                _ => Vec::new(),
+            };
             w.deny_status = status;
             w.deny_headers = headers;
             w.phase = Phase::Denying;

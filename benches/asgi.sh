@@ -109,37 +109,6 @@ RES="$RUN/results.tsv"        # server app round rps p99_ms errors
 declare -A PID=() PORT=()
 CLIENT_PID=""
 
-is_alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-
-descendants() {
-    local p c
-    for p in "$@"; do
-        for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do
-            echo "$c"
-            descendants "$c"
-        done
-    done
-}
-
-stop_pid() {  # TERM, wait up to STOP_TIMEOUT_S, then KILL it and its descendants
-    local p=$1 kids t
-    [ -n "$p" ] || return 0
-    kids=$(descendants "$p")
-    kill -TERM "$p" 2>/dev/null || true
-    for ((t = 0; t < STOP_TIMEOUT_S * 20; t++)); do
-        is_alive "$p" || break
-        sleep 0.05
-    done
-    if is_alive "$p"; then
-        log "warning: pid $p still running after ${STOP_TIMEOUT_S}s, sending SIGKILL"
-        kill -KILL "$p" 2>/dev/null || true
-    fi
-    for k in $kids $(descendants "$p"); do
-        if is_alive "$k"; then kill -KILL "$k" 2>/dev/null || true; fi
-    done
-    wait "$p" 2>/dev/null || true
-}
-
 stop_server() {
     if [ -n "${PID[$1]:-}" ]; then stop_pid "${PID[$1]}"; PID[$1]=""; fi
 }

@@ -43,3 +43,38 @@ bench_venv() {
         echo "$want" >"$VENV/.ferricorn-bench"
     fi
 }
+
+# Stopping what a bench started, by PID: is_alive PID (not a zombie),
+# descendants PID... (every process below, from /proc), stop_pid PID (TERM,
+# wait up to $STOP_TIMEOUT_S, then KILL it and its descendants). Need the
+# calling script's log and STOP_TIMEOUT_S.
+is_alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
+descendants() {
+    local p c
+    for p in "$@"; do
+        for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do
+            echo "$c"
+            descendants "$c"
+        done
+    done
+}
+
+stop_pid() {  # TERM, wait up to STOP_TIMEOUT_S, then KILL it and its descendants
+    local p=$1 kids t
+    [ -n "$p" ] || return 0
+    kids=$(descendants "$p")
+    kill -TERM "$p" 2>/dev/null || true
+    for ((t = 0; t < STOP_TIMEOUT_S * 20; t++)); do
+        is_alive "$p" || break
+        sleep 0.05
+    done
+    if is_alive "$p"; then
+        log "warning: pid $p still running after ${STOP_TIMEOUT_S}s, sending SIGKILL"
+        kill -KILL "$p" 2>/dev/null || true
+    fi
+    for k in $kids $(descendants "$p"); do
+        if is_alive "$k"; then kill -KILL "$k" 2>/dev/null || true; fi
+    done
+    wait "$p" 2>/dev/null || true
+}

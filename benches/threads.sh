@@ -81,16 +81,6 @@ RES="$RUN/results.tsv"   # case server round rps errors cpu_us_per_request
 declare -A PID=() PORT=()
 WRK_PID="" PG_PID="" PG_DIR=""
 
-is_alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-descendants() {
-    local p c
-    for p in "$@"; do
-        for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do
-            echo "$c"
-            descendants "$c"
-        done
-    done
-}
 stop_pid() {  # stop_pid PID [SIGNAL]: signal, wait, then KILL it and its descendants
     local p=$1 sig=${2:-TERM} kids t
     [ -n "$p" ] || return 0

@@ -76,8 +76,6 @@ RES="$RUN/results.tsv"        # server workload round rps p99_ms errors spread_p
 declare -A PID=()             # server name -> pid of the process we launched
 WRK_PID=""
 
-is_alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-
 descendants() {  # all descendants of the given PIDs (via /proc/PID/task/*/children)
     local p c
     for p in "$@"; do

@@ -258,16 +258,23 @@ fn killed_worker_is_replaced() {
 fn daemon_mode_detaches_and_writes_its_own_pid() {
     let dir = TempDir::new("daemon");
     let pidfile = dir.join("d.pid");
-    let port = free_port();
-    let addr = Addr::Tcp(([127, 0, 0, 1], port).into());
-    let out = std::process::Command::new(BIN)
-        .args(["hello", "-D", "--workers", "1", "--bind", &addr.bind_arg()])
-        .arg("--pid")
-        .arg(&pidfile)
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run ferricorn -D");
+    // The daemon binds a port found free: should another process take it
+    // first, the launcher says so, and it runs again on a fresh port.
+    let (addr, out) = (0..10)
+        .map(|_| {
+            let addr = Addr::Tcp(([127, 0, 0, 1], free_port()).into());
+            let out = std::process::Command::new(BIN)
+                .args(["hello", "-D", "--workers", "1", "--bind", &addr.bind_arg()])
+                .arg("--pid")
+                .arg(&pidfile)
+                .env_remove("NOTIFY_SOCKET")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("run ferricorn -D");
+            (addr, out)
+        })
+        .find(|(_, out)| !String::from_utf8_lossy(&out.stderr).contains("Address already in use"))
+        .expect("every port tried was taken");
     assert!(
         out.status.success(),
         "{}",

@@ -74,14 +74,26 @@ impl Drop for TempDir {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; ports are handed out
-/// by the kernel, so concurrent tests do not collide in practice).
+/// A TCP port on 127.0.0.1 found free (bound and released), for a server
+/// that must bind it itself. Racy by nature: prefer a listener passed as
+/// `fd://3`, and start again on a fresh port when the server says the
+/// port is taken ([`ServerBuilder::bind_port`] does). It is picked at random
+/// below the kernel's ephemeral range (32768-60999), where every client
+/// socket of every test gets its local port: a port from `bind(:0)` is
+/// from that range, and under loopback load a connection took one in the
+/// moment between the test's release and the server's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    for i in 0u64.. {
+        let mut h = state.build_hasher();
+        h.write_u64(i);
+        let port = 10_000 + (h.finish() % 22_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    unreachable!()
 }
 
 /// How long to wait for a server to close a connection it should close now

@@ -26,6 +26,7 @@ pub struct Server {
     pub status: Option<Addr>,
 }
 
+#[derive(Clone)]
 pub struct ServerBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -56,7 +57,8 @@ impl ServerBuilder {
         self
     }
     /// Let the server bind its TCP port itself (`--bind 127.0.0.1:PORT` on a
-    /// port found free and released: racy against other tests). Default: the
+    /// port found free and released: another process may take it first,
+    /// and then the server is started again on a fresh port). Default: the
     /// test binds the listener and passes it as `--bind fd://3`, so no other
     /// process can take the port in between.
     pub fn bind_port(mut self) -> Self {
@@ -77,6 +79,41 @@ impl ServerBuilder {
         self
     }
     pub fn start(self) -> Server {
+        if self.unix || self.inherit {
+            return self.start_once();
+        }
+        // The server binds a port found free: if something took it in
+        // between, it says so and exits, and it starts again elsewhere.
+        for _ in 0..10 {
+            let s = ServerBuilder {
+                wait: false,
+                ..self.clone()
+            }
+            .start_once();
+            if !self.wait {
+                return s;
+            }
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if s.log_text().contains("Address already in use") {
+                    break;
+                }
+                if s.answers() {
+                    s.wait_workers(&self.args);
+                    return s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "ferricorn did not become ready; log:\n{}",
+                    s.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("every port tried was taken");
+    }
+
+    fn start_once(self) -> Server {
         let dir = TempDir::new("srv");
         let mut listener = None;
         let addr = if self.unix {
@@ -141,18 +178,7 @@ impl ServerBuilder {
         };
         if self.wait {
             server.wait_ready();
-            // One worker answering is not all of them booted: on a loaded
-            // machine a test that reads the worker list at once saw one of
-            // two. Wait for every worker `--workers N` asked for.
-            if let Some(n) = workers_arg(&self.args) {
-                let pid = server.pid();
-                assert!(
-                    wait_until(Duration::from_secs(60), || super::workers_of(pid).len()
-                        >= n),
-                    "{n} workers did not boot; log:\n{}",
-                    server.log_text()
-                );
-            }
+            server.wait_workers(&self.args);
         }
         server
     }
@@ -196,19 +222,40 @@ impl Server {
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(mut c) = Client::connect(&self.addr) {
-                c.set_timeout(Some(Duration::from_secs(5)));
-                if c.write_all(b"GET /__ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                    .is_ok()
-                    && c.read_response().is_ok()
-                {
-                    return;
-                }
+            if self.answers() {
+                return;
             }
             if Instant::now() > deadline {
                 panic!("ferricorn did not become ready; log:\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Does a request get a response now?
+    fn answers(&self) -> bool {
+        let Ok(mut c) = Client::connect(&self.addr) else {
+            return false;
+        };
+        c.set_timeout(Some(Duration::from_secs(5)));
+        c.write_all(b"GET /__ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .is_ok()
+            && c.read_response().is_ok()
+    }
+
+    /// One worker answering is not all of them booted: on a loaded machine
+    /// a test that read the worker list at once saw one of two. Wait for
+    /// every worker `--workers N` in `args` asked for.
+    #[track_caller]
+    fn wait_workers(&self, args: &[String]) {
+        if let Some(n) = workers_arg(args) {
+            let pid = self.pid();
+            assert!(
+                wait_until(Duration::from_secs(60), || super::workers_of(pid).len()
+                    >= n),
+                "{n} workers did not boot; log:\n{}",
+                self.log_text()
+            );
         }
     }
 

@@ -74,7 +74,7 @@ fi
 
 RUN=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ferricorn-threads-bench.XXXXXX")}
 mkdir -p "$RUN/raw" "$RUN/logs"
-RES="$RUN/results.tsv"   # case server round rps errors cpu_us_per_request
+RES="$RUN/results.tsv"   # case server round rps errors cpu_us_per_request switches_per_request
 : >"$RES"
 
 # ------------------------------------------------------------ processes ----
@@ -224,9 +224,17 @@ tree_cpu() {  # tree_cpu PID: user+system clock ticks of PID and its descendants
     echo "$t"
 }
 
+tree_switches() {  # tree_switches PID: context switches (voluntary + not) of PID's and its descendants' threads
+    local p
+    for p in "$1" $(descendants "$1"); do
+        cat /proc/"$p"/task/*/status 2>/dev/null
+    done | awk '/ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 run_wrk() {  # run_wrk CASE SERVER ROUND SECONDS
-    local c=$1 name=$2 round=$3 secs=$4 out rps errs reqs cpu0 cpu1 cpu
+    local c=$1 name=$2 round=$3 secs=$4 out rps errs reqs cpu0 cpu1 cpu cs0 cs1 cs
     out="$RUN/raw/$c-$name-$round.txt"
+    cs0=$(tree_switches "${PID[$name]}")
     cpu0=$(tree_cpu "${PID[$name]}")
     wrk -t1 -c"$CONNS" -d "${secs}s" -H 'Host: localhost' \
         "http://127.0.0.1:${PORT[$name]}$(case_path "$c")" >"$out" 2>&1 &
@@ -234,13 +242,15 @@ run_wrk() {  # run_wrk CASE SERVER ROUND SECONDS
     wait "$WRK_PID" || log "warning: wrk exited non-zero ($out)"
     WRK_PID=""
     cpu1=$(tree_cpu "${PID[$name]}")
+    cs1=$(tree_switches "${PID[$name]}")
     [ "$round" = warmup ] && return 0
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     errs=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 } /Non-2xx/ { n += $NF } END { print n + 0 }' "$out")
     reqs=$(awk '/ requests in / { print $1 }' "$out")
     cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="${reqs:-0}" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$name" "$round" "${rps:-}" "$errs" "$cpu" >>"$RES"
-    log "$(printf '%-6s %-13s round %s: %10s req/s  errors %s  cpu %s us/req' "$c" "$name" "$round" "${rps:-?}" "$errs" "${cpu:-?}")"
+    cs=$(awk -v d=$((cs1 - cs0)) -v n="${reqs:-0}" 'BEGIN { if (n > 0) printf "%.2f", d / n }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$name" "$round" "${rps:-}" "$errs" "$cpu" "$cs" >>"$RES"
+    log "$(printf '%-6s %-13s round %s: %10s req/s  errors %s  cpu %s us/req  %s switches/req' "$c" "$name" "$round" "${rps:-?}" "$errs" "${cpu:-?}" "${cs:-?}")"
 }
 
 # ============================================================== the run ====

@@ -25,6 +25,12 @@
 //!   calls wait (a database, a sleep); for an app that computes, the thread
 //!   already awake takes the requests in turn, and another is woken only if
 //!   no job was taken for 1 ms (see `Shared::blocking_app`).
+//!   With N > 1 threads the worker's own thread is one of the N (the
+//!   [`Lane`]): while the app's calls are short it takes every request and
+//!   calls the app after the loop's turn, as `-k sync` does, lending the loop
+//!   to a stand-in thread meanwhile ([`crate::handoff`]); when they run long
+//!   the pool's N - 1 threads take them, and the worker's thread one when
+//!   all of those are busy.
 //!
 //! A third, `python::asgi`'s, runs ASGI apps as coroutines on an asyncio
 //! loop in the worker's thread (see [`Runner`]): requests are stepped from
@@ -184,6 +190,11 @@ pub trait Dispatch {
     /// queued for a thread that must not wait long).
     fn tick(&mut self) -> Option<std::time::Duration> {
         None
+    }
+    /// Answers are waiting that no waker announced (the worker's own
+    /// thread left them, see [`Lane`]): the turn takes them as if woken.
+    fn due(&self) -> bool {
+        false
     }
     /// Describes an app thread (its Python stack), for a timeout report.
     fn stack_reporter(&self) -> Option<StackReporter> {
@@ -437,6 +448,9 @@ enum Done {
         req: Request,
         /// Err: the app panicked, with this message.
         outcome: Result<SendResponse, String>,
+        /// Answered on the worker's own thread ([`Lane`]), which is not
+        /// one of the pool's: no thread comes free.
+        lane: bool,
     },
     Wake(ConnId),
     /// A thread finished a streamed body and is idle again.
@@ -470,7 +484,10 @@ struct Shared {
     last_pickup_us: AtomicU64,
     done: Mutex<Vec<Done>>,
     waker: mio::Waker,
+    /// The pool's threads, then the worker's own thread (the [`Lane`]).
     threads: Vec<ThreadInfo>,
+    /// Does the worker's own thread take requests ([`LaneLearn`])?
+    lane: Mutex<LaneLearn>,
 }
 
 impl Shared {
@@ -533,12 +550,140 @@ impl Shared {
     }
 }
 
+/// Calls on the worker's own thread that average longer than this go to
+/// the app threads instead: each would otherwise leave the loop to the
+/// stand-in ([`crate::handoff`]) for most of its length.
+const LANE_MAX_US: u64 = 1000;
+/// While they do, after this many requests on the app threads the worker's
+/// thread tries again (a trial), so that the choice follows the app.
+const LANE_RETRY: u64 = 128;
+/// Clean calls a trial measures.
+const LANE_TRIAL: u64 = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LaneMode {
+    /// Calls are short: the worker's thread takes every request.
+    Short,
+    /// Calls run long: the app threads take the requests, the worker's
+    /// thread one when they are all busy.
+    Long,
+    /// The worker's thread takes every request again, to measure them.
+    Trial,
+}
+
+/// How the worker's own thread learns whether the app's calls are short.
+/// The measure is a call's wall time on that thread, counted only when it
+/// is clean: no app thread was in the app when it began (with Python, a
+/// call on one thread among busy ones waits for the GIL, so a short call
+/// would look long for as long as the threads are busy, and the choice
+/// would never come back). A call the stand-in had to take the loop from
+/// counts, clean or not: it ran past `handoff::NUDGE` either way. One such
+/// call does not make the app's calls long (a call preempted for a few ms
+/// on a busy machine is not a call that waits); two in a row do, and so
+/// does one in a trial.
+#[derive(Debug, Clone)]
+struct LaneLearn {
+    mode: LaneMode,
+    /// Running average of clean calls, µs.
+    avg_us: u64,
+    /// Requests the app threads took since the worker's thread went long.
+    skipped: u64,
+    /// A trial's clean calls and their total, µs.
+    trial: (u64, u64),
+}
+
+impl Default for LaneLearn {
+    fn default() -> Self {
+        LaneLearn {
+            mode: LaneMode::Short,
+            avg_us: 0,
+            skipped: 0,
+            trial: (0, 0),
+        }
+    }
+}
+
+impl LaneLearn {
+    fn takes_all(&self) -> bool {
+        self.mode != LaneMode::Long
+    }
+
+    /// An app thread took a request.
+    fn skipped(&mut self) {
+        if self.mode == LaneMode::Long {
+            self.skipped += 1;
+            if self.skipped >= LANE_RETRY {
+                self.mode = LaneMode::Trial;
+                self.trial = (0, 0);
+            }
+        }
+    }
+
+    /// A call on the worker's thread took `us`. `taken_over`: the stand-in
+    /// took the loop during it. `ran`: the stand-in saw it past
+    /// `handoff::NUDGE` but running (computing, or waiting for a core)
+    /// and left it: long on a busy machine, not a call that waits.
+    fn record(&mut self, us: u64, clean: bool, taken_over: bool, ran: bool) {
+        if !taken_over && (!clean || ran) {
+            return;
+        }
+        match self.mode {
+            LaneMode::Short | LaneMode::Long => {
+                self.avg_us = (self.avg_us * 7 + us.min(1 << 40)) / 8;
+                if self.avg_us > LANE_MAX_US {
+                    self.go_long();
+                }
+            }
+            // A trial ends at the first call that ran long.
+            LaneMode::Trial if taken_over => self.go_long(),
+            LaneMode::Trial => {
+                self.trial = (self.trial.0 + 1, self.trial.1 + us.min(1 << 40));
+                if self.trial.0 >= LANE_TRIAL {
+                    self.avg_us = self.trial.1 / self.trial.0;
+                    if self.avg_us > LANE_MAX_US {
+                        self.go_long();
+                    } else {
+                        self.mode = LaneMode::Short;
+                    }
+                }
+            }
+        }
+    }
+
+    fn go_long(&mut self) {
+        self.mode = LaneMode::Long;
+        self.skipped = 0;
+    }
+}
+
+/// What the worker's own thread can take in this turn.
+enum LaneRoom {
+    /// Its calls are short: every request (it runs them one after another).
+    Any,
+    /// Its calls run long: one request, when the app threads are all busy.
+    One,
+    /// It is in the app, or has its one request already.
+    None,
+}
+
 /// The app on `--threads` threads.
 pub struct Pool {
     shared: Arc<Shared>,
     size: usize,
     /// Threads not serving a request or a stream (the loop's own count).
-    free: usize,
+    /// Below zero for a moment when the lane passes requests on while
+    /// every thread is busy (they queue until one is free).
+    free: isize,
+    /// Requests taken for the worker's own thread in this turn
+    /// ([`Pool::take_lane`]).
+    lane_jobs: VecDeque<(ConnId, Request)>,
+    /// The worker's thread drives the loop and takes requests itself.
+    lane_open: bool,
+    /// The worker's thread is in an app call while the stand-in drives the
+    /// loop (counted as busy).
+    lane_busy: bool,
+    /// The lane left answers without waking the loop.
+    lane_answers: bool,
     /// Per thread, the busy stamp already reported overdue.
     reported: Vec<u64>,
     reporter: Option<StackReporter>,
@@ -559,7 +704,8 @@ impl Pool {
             last_pickup_us: AtomicU64::new(0),
             done: Mutex::new(Vec::new()),
             waker,
-            threads: (0..size)
+            lane: Mutex::new(LaneLearn::default()),
+            threads: (0..=size)
                 .map(|_| ThreadInfo {
                     busy_since_ms: AtomicU64::new(0),
                     ident: AtomicU64::new(0),
@@ -576,44 +722,136 @@ impl Pool {
         Ok(Pool {
             shared,
             size,
-            free: size,
-            reported: vec![0; size],
+            free: size as isize,
+            lane_jobs: VecDeque::new(),
+            lane_open: false,
+            lane_busy: false,
+            lane_answers: false,
+            reported: vec![0; size + 1],
             reporter,
         })
+    }
+
+    /// Let the worker's own thread run calls too ([`Lane`]), with `app`:
+    /// it counts as one of `--threads`, so a pool for N threads is made
+    /// with N - 1 apps. [`crate::handoff::run`] drives it.
+    pub fn lane(&mut self, app: Box<dyn App + Send>) -> Lane {
+        self.lane_open = true;
+        if self.reporter.is_none() {
+            self.reporter = app.stack_reporter();
+        }
+        Lane {
+            shared: self.shared.clone(),
+            app,
+            me: self.size,
+        }
+    }
+
+    /// The next request taken for the worker's thread.
+    pub(crate) fn next_lane_job(&mut self) -> Option<(ConnId, Request)> {
+        self.lane_jobs.pop_front()
+    }
+
+    /// The stand-in took the loop (a call on the worker's thread ran
+    /// long): the requests still waiting for the worker's thread go to the
+    /// app threads instead (they queue if every thread is busy).
+    pub(crate) fn pass_on_lane_jobs(&mut self) {
+        while let Some((conn, req)) = self.lane_jobs.pop_front() {
+            self.free -= 1;
+            self.shared.push_job(Job::Call { conn, req });
+        }
+    }
+
+    /// The worker's thread drives the loop (`true`) or the stand-in does
+    /// while the worker's thread is in the app (`false`).
+    pub(crate) fn set_driver(&mut self, worker_thread: bool) {
+        self.lane_open = worker_thread;
+        self.lane_busy = !worker_thread;
+    }
+
+    fn lane_room(&self) -> LaneRoom {
+        if !self.lane_open {
+            LaneRoom::None
+        } else if lock(&self.shared.lane).takes_all() {
+            LaneRoom::Any
+        } else if self.lane_jobs.is_empty() {
+            LaneRoom::One
+        } else {
+            LaneRoom::None
+        }
+    }
+
+    /// No calls on the worker's thread (it has no stand-in).
+    pub(crate) fn close_lane(&mut self) {
+        self.lane_open = false;
+        self.lane_busy = false;
+    }
+
+    /// The lane left answers in `done` without waking the loop: the next
+    /// turn takes them without waiting.
+    pub(crate) fn lane_answered(&mut self) {
+        self.lane_answers = true;
     }
 }
 
 impl Dispatch for Pool {
     fn room(&self) -> usize {
-        self.free
+        let threads = self.free.max(0) as usize;
+        match self.lane_room() {
+            LaneRoom::Any => usize::MAX - 1,
+            LaneRoom::One => threads + 1,
+            LaneRoom::None => threads,
+        }
     }
 
     fn submit(&mut self, conn: ConnId, req: Request, env: &Env<'_>) -> Option<Answer> {
         // Hooks are the worker's (not Send): pre_request runs here, just
         // before the hand-over; post_request when the answer is back.
         let _ = catch_unwind(AssertUnwindSafe(|| env.hooks.pre_request(&req)));
+        let lane = match self.lane_room() {
+            LaneRoom::Any => true,
+            // Long calls: the worker's thread takes one when every app
+            // thread is busy, so that `--threads` calls run at once.
+            LaneRoom::One => self.free <= 0,
+            LaneRoom::None => false,
+        };
+        if lane {
+            self.lane_jobs.push_back((conn, req));
+            return None;
+        }
         self.free -= 1;
+        if self.lane_open {
+            lock(&self.shared.lane).skipped();
+        }
         self.shared.push_job(Job::Call { conn, req });
         None
     }
 
+    fn due(&self) -> bool {
+        self.lane_answers
+    }
+
     fn poll(&mut self, out: &mut Vec<Event>) {
+        self.lane_answers = false;
         let done = std::mem::take(&mut *lock(&self.shared.done));
         for d in done {
             match d {
-                Done::Answer { conn, req, outcome } => {
+                Done::Answer {
+                    conn,
+                    req,
+                    outcome,
+                    lane,
+                } => {
+                    let freed = isize::from(!lane);
+                    if let Err(_) | Ok((_, _, SendBody::Bytes(_) | SendBody::File(_))) = &outcome {
+                        self.free += freed;
+                    }
                     let outcome = match outcome {
                         Err(msg) => Outcome::Panic(msg),
                         Ok((status, headers, body)) => {
                             let body = match body {
-                                SendBody::Bytes(b) => {
-                                    self.free += 1;
-                                    ResponseBody::Bytes(b)
-                                }
-                                SendBody::File(f) => {
-                                    self.free += 1;
-                                    ResponseBody::File(f)
-                                }
+                                SendBody::Bytes(b) => ResponseBody::Bytes(b),
+                                SendBody::File(f) => ResponseBody::File(f),
                                 // The thread stays with its stream until
                                 // `Released`.
                                 SendBody::Stream(s) => {
@@ -633,15 +871,18 @@ impl Dispatch for Pool {
                 Done::Released => self.free += 1,
             }
         }
-        debug_assert!(self.free <= self.size);
+        debug_assert!(self.free <= self.size as isize);
     }
 
     fn busy(&self) -> usize {
-        self.size - self.free
+        (self.size as isize - self.free).max(0) as usize + usize::from(self.lane_busy)
     }
 
     fn tick(&mut self) -> Option<std::time::Duration> {
-        if self.free == self.size {
+        if self.lane_answers {
+            return Some(std::time::Duration::ZERO);
+        }
+        if self.free == self.size as isize {
             return None;
         }
         let q = lock(&self.shared.jobs);
@@ -740,38 +981,138 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
         }
         info.busy_since_ms.store(0, Ordering::Release);
         shared.record(voluntary_switches().saturating_sub(waits0));
-        let mut stream = None;
-        let outcome = match outcome {
-            Outcome::Panic(msg) => Err(msg),
-            // `call` never makes it (an ASGI outcome).
-            Outcome::Abort => Err("the app aborted the response".into()),
-            Outcome::Response(resp) => {
-                let body = match resp.body {
-                    ResponseBody::Bytes(b) => SendBody::Bytes(b),
-                    ResponseBody::File(mut f) => {
-                        if let Some(g) = f._guard.take() {
-                            f._guard = Some(Box::new(DropOnPool {
-                                inner: Some(g),
-                                shared: shared.clone(),
-                            }));
-                        }
-                        SendBody::File(f)
-                    }
-                    ResponseBody::Stream(reader) => {
-                        let s = Arc::new(StreamShared::default());
-                        stream = Some((reader, s.clone()));
-                        SendBody::Stream(s)
-                    }
-                };
-                Ok((resp.status, resp.headers, body))
-            }
-        };
-        shared.send(Done::Answer { conn, req, outcome });
+        let (outcome, stream) = crossing(outcome, shared);
+        shared.send(Done::Answer {
+            conn,
+            req,
+            outcome,
+            lane: false,
+        });
         if let Some((reader, s)) = stream {
             pump(reader, &s, conn, info, shared);
             shared.send(Done::Released);
         }
         *lock(&info.job) = None;
+    }
+}
+
+/// An app's outcome as it crosses to the loop, and the stream to pull if the
+/// body is one (by the thread that made it).
+#[allow(clippy::type_complexity)]
+fn crossing(
+    outcome: Outcome,
+    shared: &Arc<Shared>,
+) -> (
+    Result<SendResponse, String>,
+    Option<(Box<dyn Read>, Arc<StreamShared>)>,
+) {
+    let mut stream = None;
+    let outcome = match outcome {
+        Outcome::Panic(msg) => Err(msg),
+        // `call` never makes it (an ASGI outcome).
+        Outcome::Abort => Err("the app aborted the response".into()),
+        Outcome::Response(resp) => {
+            let body = match resp.body {
+                ResponseBody::Bytes(b) => SendBody::Bytes(b),
+                ResponseBody::File(mut f) => {
+                    if let Some(g) = f._guard.take() {
+                        f._guard = Some(Box::new(DropOnPool {
+                            inner: Some(g),
+                            shared: shared.clone(),
+                        }));
+                    }
+                    SendBody::File(f)
+                }
+                ResponseBody::Stream(reader) => {
+                    let s = Arc::new(StreamShared::default());
+                    stream = Some((reader, s.clone()));
+                    SendBody::Stream(s)
+                }
+            };
+            Ok((resp.status, resp.headers, body))
+        }
+    };
+    (outcome, stream)
+}
+
+/// The worker's own thread as one more app thread, for calls that are
+/// short ([`crate::handoff`] has the whole story). The loop takes such
+/// requests for it during a turn ([`Pool::take_lane`]); after the turn the
+/// worker's thread lends the loop to the stand-in and runs them, as a `sync`
+/// worker would, with no hand-over to another thread and back. Answers are
+/// left in `done` for the loop's next turn.
+pub struct Lane {
+    shared: Arc<Shared>,
+    app: Box<dyn App + Send>,
+    /// Its entry in `Shared::threads`.
+    me: usize,
+}
+
+impl Lane {
+    /// Run one request. `seen` says what the stand-in saw of the call:
+    /// whether it has the loop (the call ran long and waited; the answer
+    /// then wakes it), and whether it found the call running past
+    /// `handoff::NUDGE` (see [`LaneLearn::record`]). True if the answer
+    /// was left without waking the loop (the worker's thread takes it on
+    /// its next turn).
+    pub(crate) fn call(
+        &mut self,
+        (conn, mut req): (ConnId, Request),
+        seen: &dyn Fn() -> (bool, bool),
+    ) -> bool {
+        let shared = &self.shared;
+        let info = &shared.threads[self.me];
+        if info.ident.load(Ordering::Relaxed) == 0 {
+            info.ident
+                .store(nix::sys::pthread::pthread_self() as u64, Ordering::Relaxed);
+        }
+        *lock(&info.job) = Some((conn, what(&req)));
+        let clean = shared.threads[..self.me]
+            .iter()
+            .all(|t| t.busy_since_ms.load(Ordering::Relaxed) == 0);
+        let t0 = crate::clock::monotonic_usec();
+        info.busy_since_ms
+            .store((t0 / 1000).max(1), Ordering::Release);
+        let tagged = crate::reqmeta::header().is_some();
+        if tagged {
+            crate::reqmeta::set_current(req.request_id());
+        }
+        let outcome = call(&mut *self.app, &mut req, None);
+        if tagged {
+            crate::reqmeta::leave();
+        }
+        let (outcome, stream) = crossing(outcome, shared);
+        let answer = Done::Answer {
+            conn,
+            req,
+            outcome,
+            lane: true,
+        };
+        let quiet = stream.is_none() && !seen().0;
+        if quiet {
+            lock(&shared.done).push(answer);
+        } else {
+            shared.send(answer);
+        }
+        if let Some((reader, s)) = stream {
+            // Pulled here, as an app thread would: the stand-in drives the
+            // loop meanwhile.
+            pump(reader, &s, conn, info, shared);
+        }
+        let us = crate::clock::monotonic_usec().saturating_sub(t0);
+        let (taken, ran) = seen();
+        lock(&shared.lane).record(us, clean, taken, ran);
+        info.busy_since_ms.store(0, Ordering::Release);
+        *lock(&info.job) = None;
+        quiet
+    }
+
+    /// Make the loop's `epoll_wait` return (the worker's thread wants the
+    /// loop back from the stand-in).
+    pub(crate) fn wake_loop(&self) {
+        if let Err(e) = self.shared.waker.wake() {
+            log::error!("waking the event loop failed: {e}");
+        }
     }
 }
 
@@ -1083,6 +1424,84 @@ mod tests {
         let mut again = Vec::new();
         pool.overdue(crate::clock::monotonic_ms() + 1, 0, &mut again);
         assert!(again.is_empty(), "reported twice: {again:?}");
+    }
+
+    #[test]
+    fn the_lane_takes_short_calls_and_leaves_long_ones_to_the_threads() {
+        let mut l = LaneLearn::default();
+        assert!(l.takes_all(), "before any call: try the worker's thread");
+        for _ in 0..50 {
+            l.record(300, true, false, false);
+        }
+        assert!(l.takes_all(), "0.3 ms calls stay on the worker's thread");
+        // A call preempted on a busy machine: the stand-in took the loop.
+        l.record(4_000, true, true, false);
+        assert!(l.takes_all(), "one slow call is not a slow app");
+        l.record(20_000, true, true, false);
+        assert!(!l.takes_all(), "two are");
+        // Calls the stand-in found running, not waiting, say nothing
+        // either (preempted on a busy machine).
+        let mut busy = LaneLearn::default();
+        for _ in 0..50 {
+            busy.record(5_000, true, false, true);
+        }
+        assert!(busy.takes_all());
+        // Calls measured while app threads were busy (GIL waits) say nothing.
+        for _ in 0..50 {
+            l.record(50, false, false, false);
+        }
+        assert!(!l.takes_all());
+        // After LANE_RETRY requests on the threads, a trial.
+        for _ in 0..LANE_RETRY {
+            l.skipped();
+        }
+        assert_eq!(l.mode, LaneMode::Trial);
+        assert!(l.takes_all());
+        for _ in 0..LANE_TRIAL {
+            l.record(200, true, false, false);
+        }
+        assert_eq!((l.mode, l.avg_us), (LaneMode::Short, 200));
+    }
+
+    #[test]
+    fn a_trial_ends_at_the_first_long_call() {
+        let mut l = LaneLearn::default();
+        l.record(20_000, true, true, false);
+        l.record(20_000, true, true, false);
+        assert_eq!(l.mode, LaneMode::Long);
+        for _ in 0..LANE_RETRY {
+            l.skipped();
+        }
+        assert_eq!(l.mode, LaneMode::Trial);
+        l.record(150, true, false, false);
+        l.record(20_000, false, true, false);
+        assert_eq!(l.mode, LaneMode::Long);
+        // Requests the threads take while the lane is short do not count.
+        let mut short = LaneLearn::default();
+        for _ in 0..10 * LANE_RETRY {
+            short.skipped();
+        }
+        assert_eq!(short.mode, LaneMode::Short);
+    }
+
+    #[test]
+    fn a_panic_on_a_thread_gives_the_thread_back() {
+        let (mut pool, mut poll) = pool(1, |_| panic!("boom"));
+        let conn = ConnId {
+            index: 0,
+            serial: 1,
+        };
+        assert!(pool.submit(conn, request("/"), &env()).is_none());
+        assert_eq!(pool.room(), 0);
+        let events = wait_events(&mut pool, &mut poll, 1);
+        assert!(matches!(
+            &events[0],
+            Event::Answer(Answer {
+                outcome: Outcome::Panic(m),
+                ..
+            }) if m == "boom"
+        ));
+        assert_eq!(pool.room(), 1, "the slot came back");
     }
 
     #[test]

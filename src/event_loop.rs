@@ -637,7 +637,7 @@ impl EventLoop {
         self.events = events;
         self.notify_gone(dispatch);
 
-        if woken {
+        if woken || dispatch.due() {
             self.answers(dispatch, hooks, now, &mut ready);
         }
         ready.sort_unstable();

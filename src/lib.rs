@@ -24,7 +24,9 @@
 //! - [`conn`]: one connection's state machine, independent of mio.
 //! - [`http`]: request heads (httparse + RFC 9112 framing rules), bodies, responses.
 //! - [`dispatch`]: the seam between a connection and the app (inline, or a
-//!   thread pool with `--threads`).
+//!   thread pool with `--threads`); [`handoff`]: with `--threads`, the
+//!   worker's own thread runs short calls and lends the loop to a stand-in
+//!   while one waits.
 //! - [`app`]: the `App` trait, `Request`, `Response`; [`apps`]: built-in apps.
 //! - [`config`] and [`bind`]: the one settings table behind CLI, file and docs;
 //!   [`config_value`]: what every source (argv, env, TOML, a gunicorn.conf.py)
@@ -42,7 +44,9 @@
 //! - [`sys`]: the only module allowed `unsafe` for syscalls (fork, signal
 //!   handler, shared memory, environment). With the `python` feature,
 //!   `python::interp` holds the few CPython FFI calls (interpreter start,
-//!   the fork bracket), each with its own `SAFETY:` note.
+//!   the fork bracket), each with its own `SAFETY:` note. [`handoff`]'s
+//!   one `unsafe impl Send` (the loop passed between two threads under a
+//!   mutex) says why it is sound.
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -60,6 +64,7 @@ pub mod config_value;
 pub mod conn;
 pub mod dispatch;
 pub mod event_loop;
+pub mod handoff;
 pub mod hooks;
 pub mod http;
 pub mod incidents;

@@ -115,7 +115,8 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
         binds: args.binds.clone(),
         name,
     };
-    // One app per thread with --threads (the factory's contract), else one.
+    // One app per thread with --threads (the factory's contract; the
+    // worker's own thread is one of them, see `handoff`), else one.
     let threads = if cfg.threaded() { cfg.threads } else { 1 };
     let mut apps = Vec::with_capacity(threads);
     for _ in 0..threads {
@@ -233,12 +234,44 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
         args.hooks.worker_exit(&me);
         return WorkerExit::Clean;
     }
-    let mut dispatch: Box<dyn Dispatch> = if runner.is_none() && cfg.threaded() {
-        let pool = ev.waker().and_then(|w| Pool::new(apps, w));
-        match pool {
-            Ok(p) => Box::new(p),
+    // `--threads N`, N > 1: the worker's thread is one of the N (`handoff`).
+    // With one thread it could not be: a sent file's WSGI `close()` must
+    // run on an app thread, so that is a pool of one, as before.
+    if cfg.threaded() && threads > 1 {
+        let lane_app = apps.pop().expect("one app per thread was built");
+        let mut pool = match ev.waker().and_then(|w| Pool::new(apps, w)) {
+            Ok(p) => p,
             Err(e) => {
                 log::error!("worker {pid}: cannot start {threads} app threads: {e}");
+                return WorkerExit::BootError;
+            }
+        };
+        let lane = pool.lane(lane_app);
+        args.hooks.post_worker_init(&me);
+        let hooks = args.hooks.clone();
+        let finish = Box::new(move |ev: &mut EventLoop, exit: Exit| {
+            if exit == Exit::Quick {
+                hooks.worker_int(&me);
+            }
+            ev.access_log.flush();
+            hooks.worker_exit(&me);
+        });
+        crate::handoff::run(
+            crate::handoff::Parts {
+                ev,
+                pool,
+                hooks: args.hooks.clone(),
+                finish,
+            },
+            lane,
+        );
+        return WorkerExit::Clean;
+    }
+    let mut dispatch: Box<dyn Dispatch> = if cfg.threaded() {
+        match ev.waker().and_then(|w| Pool::new(apps, w)) {
+            Ok(p) => Box::new(p),
+            Err(e) => {
+                log::error!("worker {pid}: cannot start an app thread: {e}");
                 return WorkerExit::BootError;
             }
         }

@@ -80,6 +80,13 @@ def closed(environ, start_response):
     return _text(start_response, "%d" % len(CLOSED))
 
 
+def whoami(environ, start_response):
+    # The OS name of the thread running the view: "app-N" for an app thread,
+    # the process title's start for the worker's own thread.
+    with open("/proc/thread-self/comm") as f:
+        return _text(start_response, f.read().strip())
+
+
 def stuck_view_sleeps_forever(environ, start_response):
     while True:
         time.sleep(0.05)
@@ -93,6 +100,7 @@ VIEWS = {
     "/stream": stream,
     "/closed": closed,
     "/stuck": stuck_view_sleeps_forever,
+    "/whoami": whoami,
 }
 
 

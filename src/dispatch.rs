@@ -30,7 +30,10 @@
 //!   calls the app after the loop's turn, as `-k sync` does, lending the loop
 //!   to a stand-in thread meanwhile ([`crate::handoff`]); when they run long
 //!   the pool's N - 1 threads take them, and the worker's thread one when
-//!   all of those are busy.
+//!   all of those are busy. (The requests one turn took for the worker's
+//!   thread and not yet started when a call ran long go to the app threads,
+//!   queued if they are all busy: the one exception to "nothing queued",
+//!   bounded by what one turn read.)
 //!
 //! A third, `python::asgi`'s, runs ASGI apps as coroutines on an asyncio
 //! loop in the worker's thread (see [`Runner`]): requests are stepped from
@@ -875,7 +878,10 @@ impl Dispatch for Pool {
     }
 
     fn busy(&self) -> usize {
-        (self.size as isize - self.free).max(0) as usize + usize::from(self.lane_busy)
+        // Requests queued beyond the threads (passed on by the lane) are
+        // not threads.
+        (self.size as isize - self.free).clamp(0, self.size as isize) as usize
+            + usize::from(self.lane_busy)
     }
 
     fn tick(&mut self) -> Option<std::time::Duration> {

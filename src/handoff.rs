@@ -112,9 +112,11 @@ use lent::Lent;
 struct State {
     /// The loop, while lent and not taken (or given back).
     lent: Option<Lent>,
-    /// When the worker's thread lent it; `None` once the stand-in took it
-    /// (so that it is not taken again when given back).
-    since: Option<Instant>,
+    /// When the worker's thread lent it, and which lend that is; `None`
+    /// once the stand-in took it (so that it is not taken again when given
+    /// back) or the worker's thread took it back.
+    since: Option<(Instant, u64)>,
+    lends: u64,
     last_lend: Option<Instant>,
     /// Why the loop stopped while the stand-in drove it.
     exit: Option<Exit>,
@@ -149,7 +151,8 @@ impl Baton {
         let mut st = self.lock();
         let now = Instant::now();
         st.lent = Some(Lent(parts));
-        st.since = Some(now);
+        st.lends += 1;
+        st.since = Some((now, st.lends));
         st.last_lend = Some(now);
         self.ran.store(false, Ordering::Relaxed);
         if st.parked {
@@ -263,8 +266,8 @@ fn stand_in(baton: &Baton) {
         if st.quit {
             return;
         }
-        if let (true, Some(since)) = (st.lent.is_some(), st.since) {
-            let waited = since.elapsed();
+        if let (true, Some(lend)) = (st.lent.is_some(), st.since) {
+            let waited = lend.0.elapsed();
             if waited < NUDGE {
                 st = wait(&baton.to_stand_in, st, look.max(NUDGE - waited));
                 look = (look * 2).min(LOOK_MAX);
@@ -274,14 +277,13 @@ fn stand_in(baton: &Baton) {
                 drop(st);
                 let running = thread_running(baton.tid.load(Ordering::Relaxed));
                 st = baton.lock();
-                if running {
-                    baton.ran.store(true, Ordering::Relaxed);
-                    if st.since == Some(since) {
-                        st = wait(&baton.to_stand_in, st, NUDGE);
-                    }
+                // Still the same lend? It may have ended while we looked.
+                if st.since != Some(lend) || st.lent.is_none() {
                     continue;
                 }
-                if st.since != Some(since) || st.lent.is_none() {
+                if running {
+                    baton.ran.store(true, Ordering::Relaxed);
+                    st = wait(&baton.to_stand_in, st, NUDGE);
                     continue;
                 }
             }

@@ -639,7 +639,10 @@ pub static SETTINGS: &[Setting] = &[
                in their connections (not in a queue), and new connections go to \
                workers with idle threads. --timeout still limits every request: one \
                that runs longer gets a 504 and its worker is replaced, its other \
-               requests finishing first. 1 (the default, with -k sync) calls the app \
+               requests finishing first. The worker's own thread is one of the N: \
+               while the app's calls are short it runs them itself, as -k sync does, \
+               lending the event loop to a stand-in thread, so threads cost nothing \
+               where they do not help. 1 (the default, with -k sync) calls the app \
                on the event loop thread. A Rust app needs `Send` to run on threads.",
         takes_value: true,
         repeatable: false,

@@ -61,7 +61,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::app::{
@@ -241,15 +241,6 @@ pub trait Dispatch {
     /// an app whose sends wait for the client (a slow reader must not grow
     /// the worker's memory) may go on.
     fn ws_drained(&mut self, _conn: ConnId) {}
-}
-
-/// "METHOD /path", as the WORKER TIMEOUT line names a request.
-fn what(req: &Request) -> String {
-    let mut s = String::with_capacity(req.method().len() + 1 + req.path().len());
-    s.push_str(req.method());
-    s.push(' ');
-    s.push_str(req.path());
-    s
 }
 
 fn call(app: &mut dyn App, req: &mut Request, hooks: Option<&dyn Hooks>) -> Outcome {
@@ -467,7 +458,8 @@ struct ThreadInfo {
     /// `pthread_self()`, for the timeout report's stack.
     ident: AtomicU64,
     /// The request being served, for the timeout report.
-    job: Mutex<Option<(ConnId, String)>>,
+    /// (`None` when idle; the name's buffer is kept for the next request.)
+    job: Mutex<(Option<ConnId>, String)>,
 }
 
 /// Jobs not yet taken by a thread, and how many threads sleep waiting.
@@ -491,9 +483,28 @@ struct Shared {
     threads: Vec<ThreadInfo>,
     /// Does the worker's own thread take requests ([`LaneLearn`])?
     lane: Mutex<LaneLearn>,
+    /// `lane`'s `takes_all()`, read per request without the lock.
+    lane_takes_all: AtomicBool,
 }
 
 impl Shared {
+    /// A call on the worker's thread ([`LaneLearn::record`]).
+    fn record_lane(&self, us: u64, clean: bool, taken_over: bool, ran: bool) {
+        let mut l = lock(&self.lane);
+        l.record(us, clean, taken_over, ran);
+        self.lane_takes_all.store(l.takes_all(), Ordering::Relaxed);
+    }
+
+    /// An app thread took a request while the lane could have.
+    fn lane_skipped(&self) {
+        // Counted only while the lane's calls run long (`LaneLearn::skipped`).
+        if !self.lane_takes_all.load(Ordering::Relaxed) {
+            let mut l = lock(&self.lane);
+            l.skipped();
+            self.lane_takes_all.store(l.takes_all(), Ordering::Relaxed);
+        }
+    }
+
     fn send(&self, d: Done) {
         let first = {
             let mut done = lock(&self.done);
@@ -678,7 +689,7 @@ pub struct Pool {
     /// every thread is busy (they queue until one is free).
     free: isize,
     /// Requests taken for the worker's own thread in this turn
-    /// ([`Pool::take_lane`]).
+    /// ([`Pool::next_lane_job`]).
     lane_jobs: VecDeque<(ConnId, Request)>,
     /// The worker's thread drives the loop and takes requests itself.
     lane_open: bool,
@@ -708,11 +719,12 @@ impl Pool {
             done: Mutex::new(Vec::new()),
             waker,
             lane: Mutex::new(LaneLearn::default()),
+            lane_takes_all: AtomicBool::new(LaneLearn::default().takes_all()),
             threads: (0..=size)
                 .map(|_| ThreadInfo {
                     busy_since_ms: AtomicU64::new(0),
                     ident: AtomicU64::new(0),
-                    job: Mutex::new(None),
+                    job: Mutex::new((None, String::new())),
                 })
                 .collect(),
         });
@@ -775,7 +787,7 @@ impl Pool {
     fn lane_room(&self) -> LaneRoom {
         if !self.lane_open {
             LaneRoom::None
-        } else if lock(&self.shared.lane).takes_all() {
+        } else if self.shared.lane_takes_all.load(Ordering::Relaxed) {
             LaneRoom::Any
         } else if self.lane_jobs.is_empty() {
             LaneRoom::One
@@ -824,7 +836,7 @@ impl Dispatch for Pool {
         }
         self.free -= 1;
         if self.lane_open {
-            lock(&self.shared.lane).skipped();
+            self.shared.lane_skipped();
         }
         self.shared.push_job(Job::Call { conn, req });
         None
@@ -920,7 +932,9 @@ impl Dispatch for Pool {
                 continue;
             }
             self.reported[i] = since;
-            if let Some((conn, what)) = lock(&t.job).clone() {
+            let job = lock(&t.job);
+            if let (Some(conn), what) = (job.0, job.1.clone()) {
+                drop(job);
                 out.push(Overdue {
                     conn,
                     what,
@@ -970,21 +984,14 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
             }
             Job::Call { conn, req } => (conn, req),
         };
-        *lock(&info.job) = Some((conn, what(&req)));
-        info.busy_since_ms
-            .store(crate::clock::monotonic_ms().max(1), Ordering::Release);
         let waits0 = voluntary_switches();
-        // Error-log lines written while the app runs name the request: the
-        // connection made its id current on the loop's thread (reqmeta::enter),
-        // this thread needs it made current on its own.
-        let tagged = crate::reqmeta::header().is_some();
-        if tagged {
-            crate::reqmeta::set_current(req.request_id());
-        }
-        let outcome = call(&mut *app, &mut req, None);
-        if tagged {
-            crate::reqmeta::leave();
-        }
+        let outcome = in_app(
+            info,
+            &mut *app,
+            conn,
+            &mut req,
+            crate::clock::monotonic_ms(),
+        );
         info.busy_since_ms.store(0, Ordering::Release);
         shared.record(voluntary_switches().saturating_sub(waits0));
         let (outcome, stream) = crossing(outcome, shared);
@@ -998,8 +1005,43 @@ fn serve(me: usize, shared: &Arc<Shared>, mut app: Box<dyn App + Send>) {
             pump(reader, &s, conn, info, shared);
             shared.send(Done::Released);
         }
-        *lock(&info.job) = None;
+        lock(&info.job).0 = None;
     }
+}
+
+/// Call the app for `req` on an app thread (or the worker's, as the lane),
+/// marked in `info` as in the app since `now_ms` for the `--timeout` watch
+/// and its report. The caller clears the marks when the body is done.
+fn in_app(
+    info: &ThreadInfo,
+    app: &mut dyn App,
+    conn: ConnId,
+    req: &mut Request,
+    now_ms: u64,
+) -> Outcome {
+    {
+        // "METHOD /path", as the WORKER TIMEOUT line names the request,
+        // written into the buffer the previous request left.
+        let mut job = lock(&info.job);
+        job.0 = Some(conn);
+        job.1.clear();
+        job.1.push_str(req.method());
+        job.1.push(' ');
+        job.1.push_str(req.path());
+    }
+    info.busy_since_ms.store(now_ms.max(1), Ordering::Release);
+    // Error-log lines written while the app runs name the request: the
+    // connection made its id current on the loop's thread (reqmeta::enter),
+    // this thread needs it made current on its own.
+    let tagged = crate::reqmeta::header().is_some();
+    if tagged {
+        crate::reqmeta::set_current(req.request_id());
+    }
+    let outcome = call(app, req, None);
+    if tagged {
+        crate::reqmeta::leave();
+    }
+    outcome
 }
 
 /// An app's outcome as it crosses to the loop, and the stream to pull if the
@@ -1043,7 +1085,7 @@ fn crossing(
 
 /// The worker's own thread as one more app thread, for calls that are
 /// short ([`crate::handoff`] has the whole story). The loop takes such
-/// requests for it during a turn ([`Pool::take_lane`]); after the turn the
+/// requests for it during a turn ([`Pool::next_lane_job`]); after the turn the
 /// worker's thread lends the loop to the stand-in and runs them, as a `sync`
 /// worker would, with no hand-over to another thread and back. Answers are
 /// left in `done` for the loop's next turn.
@@ -1072,21 +1114,11 @@ impl Lane {
             info.ident
                 .store(nix::sys::pthread::pthread_self() as u64, Ordering::Relaxed);
         }
-        *lock(&info.job) = Some((conn, what(&req)));
         let clean = shared.threads[..self.me]
             .iter()
             .all(|t| t.busy_since_ms.load(Ordering::Relaxed) == 0);
         let t0 = crate::clock::monotonic_usec();
-        info.busy_since_ms
-            .store((t0 / 1000).max(1), Ordering::Release);
-        let tagged = crate::reqmeta::header().is_some();
-        if tagged {
-            crate::reqmeta::set_current(req.request_id());
-        }
-        let outcome = call(&mut *self.app, &mut req, None);
-        if tagged {
-            crate::reqmeta::leave();
-        }
+        let outcome = in_app(info, &mut *self.app, conn, &mut req, t0 / 1000);
         let (outcome, stream) = crossing(outcome, shared);
         let answer = Done::Answer {
             conn,
@@ -1107,9 +1139,9 @@ impl Lane {
         }
         let us = crate::clock::monotonic_usec().saturating_sub(t0);
         let (taken, ran) = seen();
-        lock(&shared.lane).record(us, clean, taken, ran);
+        shared.record_lane(us, clean, taken, ran);
         info.busy_since_ms.store(0, Ordering::Release);
-        *lock(&info.job) = None;
+        lock(&info.job).0 = None;
         quiet
     }
 

@@ -82,6 +82,14 @@ pub struct Parts {
     pub finish: Finish,
 }
 
+impl Parts {
+    /// The loop has stopped: end the worker on this thread.
+    fn end(self: Box<Self>, exit: Exit) {
+        let Parts { mut ev, finish, .. } = *self;
+        finish(&mut ev, exit);
+    }
+}
+
 mod lent {
     /// [`super::Parts`] on its way between the worker's thread and the
     /// stand-in.
@@ -210,8 +218,7 @@ pub fn run(parts: Parts, mut lane: Lane) {
             );
             parts.pool.close_lane();
             let exit = parts.ev.run(&mut parts.pool, &*parts.hooks);
-            let finish: Finish = std::mem::replace(&mut parts.finish, Box::new(|_, _| {}));
-            finish(&mut parts.ev, exit);
+            parts.end(exit);
             return;
         }
     };
@@ -255,8 +262,7 @@ pub fn run(parts: Parts, mut lane: Lane) {
     baton.lock().quit = true;
     baton.to_stand_in.notify_one();
     let _ = stand_in.join();
-    let finish: Finish = std::mem::replace(&mut parts.finish, Box::new(|_, _| {}));
-    finish(&mut parts.ev, exit);
+    parts.end(exit);
 }
 
 fn stand_in(baton: &Baton) {
@@ -345,8 +351,7 @@ fn drive(mut parts: Box<Parts>, baton: &Baton) {
                 // there: end the worker here. (It finds the loop gone and
                 // waits in `take_back` until the process exits.)
                 drop(st);
-                let finish: Finish = std::mem::replace(&mut parts.finish, Box::new(|_, _| {}));
-                finish(&mut parts.ev, exit);
+                parts.end(exit);
                 std::process::exit(crate::worker::WorkerExit::Clean.code());
             }
             drop(st);

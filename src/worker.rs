@@ -237,6 +237,18 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
     // `--threads N`, N > 1: the worker's thread is one of the N (`handoff`).
     // With one thread it could not be: a sent file's WSGI `close()` must
     // run on an app thread, so that is a pool of one, as before.
+    // How the worker ends once its loop stops, on whichever thread holds
+    // the loop then (see `handoff`).
+    let finish = {
+        let (hooks, me) = (args.hooks.clone(), me.clone());
+        move |ev: &mut EventLoop, exit: Exit| {
+            if exit == Exit::Quick {
+                hooks.worker_int(&me);
+            }
+            ev.access_log.flush();
+            hooks.worker_exit(&me);
+        }
+    };
     if cfg.threaded() && threads > 1 {
         let lane_app = apps.pop().expect("one app per thread was built");
         let mut pool = match ev.waker().and_then(|w| Pool::new(apps, w)) {
@@ -248,20 +260,12 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
         };
         let lane = pool.lane(lane_app);
         args.hooks.post_worker_init(&me);
-        let hooks = args.hooks.clone();
-        let finish = Box::new(move |ev: &mut EventLoop, exit: Exit| {
-            if exit == Exit::Quick {
-                hooks.worker_int(&me);
-            }
-            ev.access_log.flush();
-            hooks.worker_exit(&me);
-        });
         crate::handoff::run(
             crate::handoff::Parts {
                 ev,
                 pool,
                 hooks: args.hooks.clone(),
-                finish,
+                finish: Box::new(finish),
             },
             lane,
         );
@@ -281,10 +285,6 @@ pub fn run(args: WorkerArgs<'_>) -> WorkerExit {
     args.hooks.post_worker_init(&me);
 
     let exit = ev.run(&mut *dispatch, &*args.hooks);
-    if exit == Exit::Quick {
-        args.hooks.worker_int(&me);
-    }
-    ev.access_log.flush();
-    args.hooks.worker_exit(&me);
+    finish(&mut ev, exit);
     WorkerExit::Clean
 }
